@@ -1,0 +1,84 @@
+// cli/common.cpp — shared CLI plumbing (see common.hpp).
+#include "cli/common.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+
+namespace po = boost::program_options;
+
+namespace sealmilter::cli {
+
+Parsed parse_command(int argc, char** argv, po::options_description& desc) {
+    desc.add_options()("config,c", po::value<std::string>(), "configuration file (default /etc/sealmilter/sealmilter.conf)")(
+        "help,h", "show this help");
+    po::options_description overrides("Configuration overrides (--section.key=value, win over the file)");
+    conf::add_override_options(overrides);
+    po::options_description all;
+    all.add(desc).add(overrides);
+    Parsed p;
+    try {
+        po::store(po::command_line_parser(argc, argv).options(all).run(), p.vm);
+        po::notify(p.vm);
+    } catch (const po::error& e) {
+        throw CliError(kUsage, e.what());
+    }
+    if (p.vm.count("help") != 0U) {
+        std::cout << all << "\n";
+        p.help = true;
+        return p;
+    }
+    const bool explicit_path = p.vm.count("config") != 0U;
+    const std::string path = explicit_path ? p.vm["config"].as<std::string>() : conf::kDefaultConfigPath;
+    try {
+        p.config = conf::load_config(path, explicit_path, p.vm);
+    } catch (const conf::ConfigError& e) {
+        throw CliError(kConfig, e.what());
+    }
+    return p;
+}
+
+void StdoutSink::write(const char* data, size_t len) {
+    if (std::fwrite(data, 1, len, stdout) != len)
+        throw CliError(kIoErr, std::string("cannot write output: ") + std::strerror(errno));
+}
+
+void StdoutSink::flush() {
+    if (std::fflush(stdout) != 0) throw CliError(kIoErr, std::string("cannot write output: ") + std::strerror(errno));
+}
+
+void read_message(core::BodySpool& raw, core::Message& message, unsigned long long max_size) {
+    core::MessageSplitter splitter(message);
+    std::string buf(64 * 1024, '\0');
+    // Bounded by max_size.
+    for (;;) {
+        const size_t n = std::fread(buf.data(), 1, buf.size(), stdin);
+        if (n > 0) {
+            if (raw.size() + n > max_size)
+                throw CliError(kDataErr, "message exceeds milter.max_message_size (" + std::to_string(max_size) +
+                                             " bytes): 552 5.3.4 refused");
+            raw.append(buf.data(), n);
+            splitter.feed(buf.data(), n);
+        }
+        if (n < buf.size()) {
+            if (std::ferror(stdin) != 0) throw CliError(kNoInput, std::string("cannot read stdin: ") + std::strerror(errno));
+            break;
+        }
+    }
+    splitter.finish();
+}
+
+std::string read_secret_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw CliError(kNoInput, "cannot read " + path + ": " + std::strerror(errno));
+    std::string line;
+    std::getline(in, line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    return line;
+}
+
+void note(const std::string& text) { std::cerr << "sealmilter: " << text << "\n"; }
+
+}  // namespace sealmilter::cli

@@ -1,0 +1,65 @@
+// cli/common.hpp — what every subcommand shares: exit codes (sysexits.h), option parsing
+// with the config overrides, stdin/stdout plumbing.
+//
+// Ownership: StdoutSink borrows stdout; read_message() fills a caller-owned Message.
+// Threads:   the CLI is single-threaded.
+// Errors:    CliError carries the exit code and the sentence printed to stderr.
+#pragma once
+
+#include "conf/config.hpp"
+#include "core/message.hpp"
+#include "crypto/base64.hpp"
+
+#include <boost/program_options.hpp>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace sealmilter::cli {
+
+enum Exit : int {
+    kOk = 0,
+    kUsage = 64,     // EX_USAGE: bad command line
+    kDataErr = 65,   // EX_DATAERR: unusable certificate, not S/MIME, wrong key, ...
+    kNoInput = 66,   // EX_NOINPUT: a named file cannot be read
+    kSoftware = 70,  // EX_SOFTWARE: internal error
+    kIoErr = 74,     // EX_IOERR: writing the output failed
+    kConfig = 78,    // EX_CONFIG: bad configuration
+};
+
+class CliError : public std::runtime_error {
+public:
+    CliError(int code, const std::string& what) : std::runtime_error(what), code_(code) {}
+    int code() const noexcept { return code_; }
+
+private:
+    int code_;
+};
+
+struct Parsed {
+    boost::program_options::variables_map vm;
+    std::shared_ptr<const conf::Config> config;
+    bool help = false;
+};
+
+// Adds -c/--config, --help and every --section.key override to `desc`, parses argv, loads
+// the config. Throws CliError(kUsage / kConfig).
+Parsed parse_command(int argc, char** argv, boost::program_options::options_description& desc);
+
+class StdoutSink final : public crypto::ByteSink {
+public:
+    void write(const char* data, size_t len) override;
+    void flush();  // throws CliError(kIoErr)
+};
+
+// Reads all of stdin into `raw` (the exact bytes, for pass-through) and `message`.
+// Throws CliError(kDataErr) beyond max_size.
+void read_message(core::BodySpool& raw, core::Message& message, unsigned long long max_size);
+
+std::string read_secret_file(const std::string& path);  // first line, no line break
+
+void note(const std::string& text);  // "sealmilter: text" on stderr
+
+}  // namespace sealmilter::cli

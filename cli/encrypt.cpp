@@ -1,0 +1,111 @@
+// cli/encrypt.cpp — `sealmilter encrypt`: the milter's transform, offline (SPEC §3).
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "core/transform.hpp"
+
+#include <cstdlib>
+#include <iostream>
+
+namespace po = boost::program_options;
+
+namespace sealmilter::cli {
+namespace {
+
+std::string spool_dir() {
+    const char* t = std::getenv("TMPDIR");
+    return t != nullptr && *t != '\0' ? t : "/tmp";
+}
+
+crypto::Certificate load_recipient(const std::string& path) {
+    bool unreadable = false;
+    crypto::ParsedCertificates parsed = crypto::load_certificate_file(path, &unreadable);
+    if (unreadable) throw CliError(kNoInput, parsed.error);
+    if (!parsed.error.empty()) throw CliError(kDataErr, parsed.error);
+    if (parsed.certificates.size() > 1)
+        note(path + ": holds " + std::to_string(parsed.certificates.size()) +
+             " certificates; only the first is a recipient");
+    crypto::Certificate cert = parsed.certificates.front();
+    if (const std::string why = cert.encryption_unsuitability(); !why.empty())
+        throw CliError(kDataErr, path + ": certificate '" + cert.subject() + "' cannot receive encrypted mail: " + why);
+    return cert;
+}
+
+// NSS 3.87 (Thunderbird) cannot decode an envelope holding any KeyAgreeRecipientInfo, not
+// even for its RSA recipients (SPEC §5): refuse rather than produce one silently.
+void refuse_mixed_key_types(const std::vector<crypto::Certificate>& certs) {
+    bool rsa = false;
+    bool ec = false;
+    for (const auto& c : certs) {
+        rsa = rsa || c.key_kind() == crypto::KeyKind::Rsa;
+        ec = ec || c.key_kind() == crypto::KeyKind::Ec;
+    }
+    if (rsa && ec)
+        throw CliError(kDataErr,
+                       "refusing to put RSA and EC recipients into one envelope: NSS/Thunderbird cannot "
+                       "decode an envelope that contains an ECDH recipient, not even for its RSA recipients; "
+                       "run encrypt once for the RSA certificates and once for the EC ones");
+}
+
+void warn_unmatched(const std::vector<std::string>& to, const std::vector<crypto::Certificate>& certs) {
+    for (const std::string& addr : to) {
+        bool matched = false;
+        for (const auto& c : certs)
+            for (const std::string& e : c.email_addresses()) matched = matched || core::iequals(e, addr);
+        if (!matched) note("warning: no given certificate names " + addr);
+    }
+}
+
+core::TransformOptions transform_options(const conf::Config& cfg, const std::string& eol) {
+    core::TransformOptions o;
+    const std::string& cipher = cfg.get("crypto.cipher");
+    o.envelope.cipher = cipher == "aes-128-cbc"   ? crypto::Cipher::Aes128Cbc
+                        : cipher == "aes-256-gcm" ? crypto::Cipher::Aes256Gcm
+                                                  : crypto::Cipher::Aes256Cbc;
+    o.envelope.rsa_padding = cfg.get("crypto.rsa_padding") == "oaep" ? crypto::RsaPadding::Oaep : crypto::RsaPadding::Pkcs1;
+    o.protect_headers = cfg.get_bool("crypto.protect_headers");
+    o.protected_subject = cfg.get("crypto.protected_subject");
+    o.eol = eol;
+    return o;
+}
+
+}  // namespace
+
+int cmd_encrypt(int argc, char** argv) {
+    po::options_description desc(
+        "sealmilter encrypt --to EMAIL... --cert FILE... [options] < in.eml > out.eml\n"
+        "Encrypts a message as S/MIME exactly as the milter does. Already-encrypted mail is\n"
+        "copied unchanged. Exit: 0 ok, 64 usage, 65 bad data, 66 unreadable file");
+    desc.add_options()("to", po::value<std::vector<std::string>>()->composing()->multitoken(), "recipient address")(
+        "cert", po::value<std::vector<std::string>>()->composing()->multitoken(),
+        "recipient certificate (PEM or DER); with --cert no lookup is made");
+    Parsed p = parse_command(argc, argv, desc);
+    if (p.help) return kOk;
+    if (p.vm.count("to") == 0U) throw CliError(kUsage, "encrypt: at least one --to EMAIL is required");
+    if (p.vm.count("cert") == 0U)
+        throw CliError(kUsage, "encrypt: --cert FILE is required (certificate lookup is not part of this build yet)");
+    const auto to = p.vm["to"].as<std::vector<std::string>>();
+    std::vector<crypto::Certificate> certs;
+    for (const std::string& path : p.vm["cert"].as<std::vector<std::string>>()) certs.push_back(load_recipient(path));
+    refuse_mixed_key_types(certs);
+    warn_unmatched(to, certs);
+
+    const auto max = static_cast<unsigned long long>(p.config->get_int("milter.max_message_size"));
+    const auto threshold = static_cast<size_t>(p.config->get_int("milter.memory_threshold"));
+    core::BodySpool raw(threshold, spool_dir());
+    core::Message message(threshold, spool_dir());
+    read_message(raw, message, max);
+
+    StdoutSink out;
+    const core::TransformOptions options = transform_options(*p.config, message.eol);
+    const core::Plan plan = core::plan_encryption(message, options);
+    if (plan.kind == core::PlanKind::PassThrough) {
+        note("passing the message through unchanged: " + plan.reason);
+        raw.for_each_chunk([&](std::string_view c) { out.write(c.data(), c.size()); });
+    } else {
+        core::write_transformed(message, plan, certs, options, out);
+    }
+    out.flush();
+    return kOk;
+}
+
+}  // namespace sealmilter::cli

@@ -1,0 +1,178 @@
+// core/mime.cpp — Content-Type parsing via GMime, canonicalisation, encryption detection.
+#include "core/mime.hpp"
+
+#include <gmime/gmime.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+namespace sealmilter::core {
+namespace {
+
+struct GObjectUnref {
+    void operator()(void* p) const noexcept { g_object_unref(p); }
+};
+using ContentTypePtr = std::unique_ptr<GMimeContentType, GObjectUnref>;
+
+std::string lower(std::string_view s) {
+    std::string out(s);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+std::string unfold(std::string_view v) {
+    std::string out;
+    out.reserve(v.size());
+    for (char c : v)
+        if (c != '\r' && c != '\n') out += c;
+    return out;
+}
+
+// DER prefixes of the ContentInfo contentType OIDs (RFC 5652 §3, RFC 5083 §1.1).
+constexpr unsigned char kOidEnveloped[] = {0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x07, 0x03};
+constexpr unsigned char kOidAuthEnveloped[] = {0x06, 0x0B, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D,
+                                               0x01, 0x09, 0x10, 0x01, 0x17};
+
+// Decodes the first base64 characters of the body (whitespace skipped) into a few bytes.
+std::string decode_base64_head(const std::string& text) {
+    std::string compact;
+    for (char c : text) {
+        if (std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '=') compact += c;
+        if (compact.size() >= 64) break;
+    }
+    compact.resize(compact.size() / 4 * 4);
+    std::string out(compact.size() / 4 * 3 + 1, '\0');
+    const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                  reinterpret_cast<const unsigned char*>(compact.data()),
+                                  static_cast<int>(compact.size()));
+    out.resize(n < 0 ? 0 : static_cast<size_t>(n));
+    return out;
+}
+
+// ContentInfo ::= SEQUENCE { contentType OID, ... }: the OID follows the SEQUENCE header.
+bool content_info_is(const std::string& der, const unsigned char* oid, size_t oid_len) {
+    if (der.size() < 2 || static_cast<unsigned char>(der[0]) != 0x30) return false;
+    size_t off = 2;
+    const auto len0 = static_cast<unsigned char>(der[1]);
+    if (len0 > 0x80) off += len0 & 0x7F;  // long form; 0x80 = indefinite (BER)
+    return der.size() >= off + oid_len && std::memcmp(der.data() + off, oid, oid_len) == 0;
+}
+
+EncryptedForm detect_pkcs7(const Message& m, const ContentType& ct) {
+    const std::string der = decode_base64_head(m.body.head(256));
+    if (content_info_is(der, kOidEnveloped, sizeof kOidEnveloped)) return EncryptedForm::SmimeEnveloped;
+    if (content_info_is(der, kOidAuthEnveloped, sizeof kOidAuthEnveloped)) return EncryptedForm::SmimeAuthEnveloped;
+    if (der.size() >= 2) return EncryptedForm::None;  // a readable CMS of another type (signed)
+    const std::string st = lower(ct.param("smime-type"));  // body unreadable: trust the label
+    if (st == "enveloped-data") return EncryptedForm::SmimeEnveloped;
+    if (st == "authenveloped-data") return EncryptedForm::SmimeAuthEnveloped;
+    return EncryptedForm::None;
+}
+
+// True when some line of the body starts with the OpenPGP armor header (RFC 4880 §6.2).
+bool has_pgp_armor(const Message& m) {
+    static constexpr std::string_view kArmor = "-----BEGIN PGP MESSAGE-----";
+    bool found = false;
+    std::string line_head;  // the first bytes of the current line, at most kArmor.size()
+    m.body.for_each_chunk([&](std::string_view chunk) {
+        for (char c : chunk) {
+            if (found) return;
+            if (c == '\n') {
+                line_head.clear();
+            } else if (line_head.size() < kArmor.size()) {
+                line_head += c;
+                found = line_head == kArmor;
+            }
+        }
+    });
+    return found;
+}
+
+}  // namespace
+
+void ensure_gmime() {
+    static std::once_flag once;
+    std::call_once(once, [] { g_mime_init(); });
+}
+
+std::string ContentType::param(const std::string& name) const {
+    auto it = params.find(lower(name));
+    return it == params.end() ? std::string() : it->second;
+}
+
+std::optional<ContentType> parse_content_type(std::string_view raw_value) {
+    ensure_gmime();
+    const std::string v = unfold(raw_value);
+    ContentTypePtr ct(g_mime_content_type_parse(nullptr, v.c_str()));
+    if (!ct) return std::nullopt;
+    ContentType out;
+    const char* type = g_mime_content_type_get_media_type(ct.get());
+    const char* sub = g_mime_content_type_get_media_subtype(ct.get());
+    out.type = lower(type != nullptr ? type : "");
+    out.subtype = lower(sub != nullptr ? sub : "");
+    GMimeParamList* params = g_mime_content_type_get_parameters(ct.get());  // borrowed
+    const int n = params != nullptr ? g_mime_param_list_length(params) : 0;
+    for (int i = 0; i < n; ++i) {
+        GMimeParam* p = g_mime_param_list_get_parameter_at(params, i);  // borrowed
+        const char* name = g_mime_param_get_name(p);
+        const char* value = g_mime_param_get_value(p);
+        if (name != nullptr) out.params.emplace(lower(name), value != nullptr ? value : "");
+    }
+    return out;
+}
+
+ContentType top_level_content_type(const Message& m) {
+    for (const HeaderField& f : m.headers) {
+        if (!is_header_named(f, "Content-Type")) continue;
+        if (auto ct = parse_content_type(f.value); ct && !ct->type.empty()) return *ct;
+        break;
+    }
+    return ContentType{"text", "plain", {{"charset", "us-ascii"}}};
+}
+
+void CrlfCanonicalizer::feed(std::string_view in, std::string& out) {
+    size_t pos = 0;
+    // Copy runs between LFs wholesale; only bare LFs get a CR.
+    while (pos < in.size()) {
+        const void* hit = std::memchr(in.data() + pos, '\n', in.size() - pos);
+        if (hit == nullptr) {
+            out.append(in.substr(pos));
+            prev_cr_ = in.back() == '\r';
+            return;
+        }
+        const size_t nl = static_cast<size_t>(static_cast<const char*>(hit) - in.data());
+        out.append(in.substr(pos, nl - pos));
+        const bool cr_before = nl > pos ? in[nl - 1] == '\r' : prev_cr_;
+        if (!cr_before) out += '\r';
+        out += '\n';
+        prev_cr_ = false;
+        pos = nl + 1;
+    }
+}
+
+const char* to_string(EncryptedForm f) noexcept {
+    switch (f) {
+    case EncryptedForm::None: return "none";
+    case EncryptedForm::SmimeEnveloped: return "S/MIME enveloped-data";
+    case EncryptedForm::SmimeAuthEnveloped: return "S/MIME authEnveloped-data";
+    case EncryptedForm::PgpMime: return "PGP/MIME multipart/encrypted";
+    case EncryptedForm::PgpInline: return "inline PGP";
+    }
+    return "?";
+}
+
+EncryptedForm detect_encrypted(const Message& m) {
+    const ContentType ct = top_level_content_type(m);
+    if (ct.type == "application" && (ct.subtype == "pkcs7-mime" || ct.subtype == "x-pkcs7-mime"))
+        return detect_pkcs7(m, ct);
+    if (ct.type == "multipart" && ct.subtype == "encrypted") return EncryptedForm::PgpMime;
+    if (ct.type == "text" && has_pgp_armor(m)) return EncryptedForm::PgpInline;
+    return EncryptedForm::None;
+}
+
+}  // namespace sealmilter::core
