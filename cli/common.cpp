@@ -35,7 +35,9 @@ Parsed parse_command(int argc, char** argv, po::options_description& desc) {
     try {
         p.config = conf::load_config(path, explicit_path, p.vm);
     } catch (const conf::ConfigError& e) {
-        throw CliError(kConfig, e.what());
+        // A bad --section.key value is a usage error; a bad file is a configuration error.
+        const bool from_command_line = std::string_view(e.what()).rfind("--", 0) == 0;
+        throw CliError(from_command_line ? kUsage : kConfig, e.what());
     }
     return p;
 }

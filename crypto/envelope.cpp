@@ -4,6 +4,7 @@
 // streaming BIO chain from BIO_new_CMS, flushed to finalise.
 #include "crypto/envelope.hpp"
 
+#include <openssl/err.h>
 #include <openssl/rsa.h>
 
 namespace sealmilter::crypto {
@@ -65,14 +66,15 @@ const char* cipher_name(Cipher c) noexcept {
 }
 
 EnvelopeWriter::EnvelopeWriter(const std::vector<Certificate>& recipients, const EnvelopeOptions& options,
-                               ByteSink& der_out) {
+                               ByteSink& der_out)
+    : counter_(der_out) {
     if (recipients.empty()) throw CryptoError("EnvelopeWriter: no recipients");
     // CMS_BINARY: the caller already canonicalised the entity; OpenSSL must not touch it.
     cms_ = owned_or_throw<CMS_ptr>(CMS_encrypt_ex(nullptr, nullptr, evp_cipher(options.cipher),
                                                   CMS_BINARY | CMS_PARTIAL | CMS_STREAM, nullptr, nullptr),
                                    "CMS_encrypt");
     for (const Certificate& c : recipients) add_recipient(cms_.get(), c, options);
-    sink_ = make_sink_bio(der_out);
+    sink_ = make_sink_bio(counter_);
     chain_ = BIO_new_CMS(sink_.get(), cms_.get());
     if (chain_ == nullptr) throw_openssl("BIO_new_CMS");
 }
@@ -106,9 +108,16 @@ void EnvelopeWriter::write(const char* data, size_t len) {
 void EnvelopeWriter::finish() {
     if (finished_) return;
     finished_ = true;
-    const long ok = BIO_flush(chain_);
+    // Like OpenSSL's own i2d_ASN1_bio_stream(), do not trust BIO_flush()'s return value: for
+    // AuthEnvelopedData the filter chain reports 0 although the structure was completed.
+    // Failures surface on the error queue (or from our sink) instead.
+    ERR_clear_error();
+    const long flushed = BIO_flush(chain_);
     rethrow_pending(sink_.get());
-    if (ok != 1) throw_openssl("CMS stream finalise");
+    if (ERR_peek_error() != 0) throw_openssl("CMS stream finalise (flush returned " + std::to_string(flushed) + ")");
+    // Measured with OpenSSL 3.0.x: AES-GCM AuthEnvelopedData over empty content yields no
+    // output and no error. Never let that pass as an encrypted message.
+    if (counter_.count == 0) throw CryptoError("CMS stream produced no output (empty content with AES-GCM)");
     release_chain();
 }
 

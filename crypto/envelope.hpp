@@ -47,6 +47,21 @@ public:
 private:
     void release_chain() noexcept;
 
+    // Counts what reaches the caller's sink: an empty result is an error, never a "success".
+    class CountingSink final : public ByteSink {
+    public:
+        explicit CountingSink(ByteSink& next) : next_(next) {}
+        void write(const char* data, size_t len) override {
+            next_.write(data, len);
+            count += len;
+        }
+        unsigned long long count = 0;
+
+    private:
+        ByteSink& next_;
+    };
+
+    CountingSink counter_;
     CMS_ptr cms_;
     BIO_ptr sink_;          // our ByteSink adapter, the tail of the chain
     BIO* chain_ = nullptr;  // head of the CMS chain ending in sink_ (owned until released)

@@ -1,0 +1,60 @@
+// The option table and INI parsing: good values normalise, bad ones name file:line.
+#include "conf/config.hpp"
+
+#include <gtest/gtest.h>
+
+namespace conf = sealmilter::conf;
+
+TEST(Config, DefaultsComeFromTheTable) {
+    auto c = conf::parse_config_text("", "x.conf");
+    EXPECT_EQ(c->get("crypto.cipher"), "aes-256-cbc");
+    EXPECT_EQ(c->get("crypto.rsa_padding"), "pkcs1");
+    EXPECT_FALSE(c->get_bool("crypto.protect_headers"));
+    EXPECT_EQ(c->get_int("milter.max_message_size"), 104857600);
+    EXPECT_EQ(c->origin("crypto.cipher"), "default");
+    for (const auto& spec : conf::option_table()) EXPECT_FALSE(spec.help.empty()) << spec.key;
+}
+
+TEST(Config, FileValuesAndOverridesWithOrigins) {
+    auto c = conf::parse_config_text("# comment\n[crypto]\ncipher = aes-128-cbc\n\nprotect_headers = yes\n", "s.conf",
+                                     {{"crypto.cipher", "aes-256-gcm"}});
+    EXPECT_EQ(c->get("crypto.cipher"), "aes-256-gcm");
+    EXPECT_EQ(c->origin("crypto.cipher"), "--crypto.cipher");
+    EXPECT_TRUE(c->get_bool("crypto.protect_headers"));
+    EXPECT_EQ(c->origin("crypto.protect_headers"), "s.conf:5");
+}
+
+struct BadRow {
+    const char* name;
+    const char* text;
+    const char* expect;  // substring of the error
+};
+
+class BadConfig : public ::testing::TestWithParam<BadRow> {};
+
+TEST_P(BadConfig, NamesFileAndLine) {
+    try {
+        conf::parse_config_text(GetParam().text, "/etc/sealmilter/sealmilter.conf");
+        FAIL() << "accepted: " << GetParam().name;
+    } catch (const conf::ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find(GetParam().expect), std::string::npos) << e.what();
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, BadConfig,
+    ::testing::Values(
+        BadRow{"unknown_key", "[crypto]\nciphers = x\n", "sealmilter.conf:2: unknown key 'crypto.ciphers'"},
+        BadRow{"bad_enum", "\n[crypto]\ncipher = des\n", "sealmilter.conf:3: bad value 'des' for crypto.cipher"},
+        BadRow{"bad_bool", "[crypto]\nprotect_headers = maybe\n", ":2: bad value 'maybe'"},
+        BadRow{"bad_int", "[milter]\nmax_message_size = 10MB\n", "expected an integer"},
+        BadRow{"int_out_of_range", "[milter]\nmax_message_size = 1\n", "expected 1024.."},
+        BadRow{"no_section", "cipher = aes-128-cbc\n", ":1: key outside of any [section]"},
+        BadRow{"no_equals", "[crypto]\ncipher\n", ":2: expected 'key = value'"},
+        BadRow{"bad_section", "[crypto\n", ":1: malformed section header"},
+        BadRow{"unknown_section", "[nope]\nx = 1\n", "unknown key 'nope.x'"}),
+    [](const auto& row_info) { return std::string(row_info.param.name); });
+
+TEST(Config, BadOverrideNamesTheOption) {
+    EXPECT_THROW(conf::parse_config_text("", "x", {{"crypto.rsa_padding", "pss"}}), conf::ConfigError);
+}
