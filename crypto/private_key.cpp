@@ -1,6 +1,7 @@
 // crypto/private_key.cpp — PEM / PKCS#12 key loading (see private_key.hpp).
 #include "crypto/private_key.hpp"
 
+#include <openssl/crypto.h>
 #include <openssl/pem.h>
 #include <openssl/provider.h>
 
@@ -8,19 +9,32 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
-#include <mutex>
 
 namespace sealmilter::crypto {
 namespace {
 
+int unload_provider(OSSL_PROVIDER* p) { return OSSL_PROVIDER_unload(p); }
+using Provider_ptr = std::unique_ptr<OSSL_PROVIDER, Deleter<unload_provider>>;
+
+struct Providers {
+    Provider_ptr legacy;
+    Provider_ptr fallback;
+};
+
+Providers load_providers() {
+    // OpenSSL must be initialised before this static completes, so that its exit-time cleanup
+    // (registered at init) runs after the static's destructor unloads the providers.
+    OPENSSL_init_crypto(0, nullptr);
+    // Loading "legacy" explicitly disables the implicit default provider, so load both.
+    Providers p{Provider_ptr(OSSL_PROVIDER_load(nullptr, "legacy")),
+                Provider_ptr(OSSL_PROVIDER_load(nullptr, "default"))};
+    drain_errors();  // a missing legacy module only limits which PKCS#12 files open
+    return p;
+}
+
 void load_legacy_provider_once() {
-    static std::once_flag once;
-    std::call_once(once, [] {
-        // Loading "legacy" explicitly disables the implicit default provider, so load both.
-        // The providers stay loaded for the life of the process (intentionally never unloaded).
-        if (OSSL_PROVIDER_load(nullptr, "legacy") == nullptr) drain_errors();
-        if (OSSL_PROVIDER_load(nullptr, "default") == nullptr) drain_errors();
-    });
+    static const Providers providers = load_providers();  // thread-safe static init
+    (void)providers;
 }
 
 int pem_password_cb(char* buf, int size, int /*rwflag*/, void* userdata) {

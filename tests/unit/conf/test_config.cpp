@@ -58,3 +58,28 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Config, BadOverrideNamesTheOption) {
     EXPECT_THROW(conf::parse_config_text("", "x", {{"crypto.rsa_padding", "pss"}}), conf::ConfigError);
 }
+
+#include <fstream>
+#include <iterator>
+
+// The reference and the example config must name every key with its real default.
+TEST(Config, ReferenceAndExampleStayTrue) {
+    const auto read = [](const std::string& rel) {
+        std::ifstream in(std::string(SEALMILTER_SOURCE_DIR) + "/" + rel);
+        return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    };
+    const std::string doc = read("docs/configuration.md");
+    const std::string example = read("conf/sealmilter.conf");
+    ASSERT_FALSE(doc.empty());
+    ASSERT_FALSE(example.empty());
+    for (const auto& spec : conf::option_table()) {
+        const std::string key(spec.key);
+        EXPECT_NE(doc.find("| `" + key + "` |"), std::string::npos) << key << " missing from docs/configuration.md";
+        EXPECT_NE(doc.find("`" + std::string(spec.default_value) + "`"), std::string::npos) << key;
+        const std::string leaf = key.substr(key.find('.') + 1);
+        EXPECT_NE(example.find("\n" + leaf + " = " + std::string(spec.default_value) + "\n"), std::string::npos)
+            << key << " missing from conf/sealmilter.conf with its default";
+    }
+    // And the example parses.
+    EXPECT_NO_THROW(conf::parse_config_text(example, "conf/sealmilter.conf"));
+}

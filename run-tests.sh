@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# run-tests.sh — the README's second command: every test.
+#   1. release build with -Werror: all ctest labels (unit, transform, interop)
+#   2. ASan + UBSan build: the same suites again, failing on any sanitizer report
+# Set SEALMILTER_SKIP_ASAN=1 to skip the second pass locally.
+set -euo pipefail
+cd "$(dirname "$0")"
+scripts/deps.sh
+jobs=$(nproc)
+
+scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+(cd build && ctest -j "$jobs" --output-on-failure)
+
+if [[ "${SEALMILTER_SKIP_ASAN:-0}" != "1" ]]; then
+  scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DSEALMILTER_SANITIZE=ON -DSEALMILTER_BENCH=OFF
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  (cd build-asan && ctest -j "$jobs" --output-on-failure)
+fi
