@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -51,8 +52,13 @@ void StdoutSink::flush() {
     if (std::fflush(stdout) != 0) throw CliError(kIoErr, std::string("cannot write output: ") + std::strerror(errno));
 }
 
-void read_message(core::BodySpool& raw, core::Message& message, unsigned long long max_size) {
-    core::MessageSplitter splitter(message);
+std::unique_ptr<Input> read_input(const conf::Config& config) {
+    const auto max_size = static_cast<unsigned long long>(config.get_int("milter.max_message_size"));
+    const auto threshold = static_cast<size_t>(config.get_int("milter.memory_threshold"));
+    const char* tmp = std::getenv("TMPDIR");
+    auto input = std::make_unique<Input>(threshold, tmp != nullptr && *tmp != '\0' ? tmp : "/tmp");
+    core::BodySpool& raw = input->raw;
+    core::MessageSplitter splitter(input->message);
     std::string buf(64 * 1024, '\0');
     // Bounded by max_size.
     for (;;) {
@@ -70,6 +76,7 @@ void read_message(core::BodySpool& raw, core::Message& message, unsigned long lo
         }
     }
     splitter.finish();
+    return input;
 }
 
 std::string read_secret_file(const std::string& path) {

@@ -54,9 +54,16 @@ public:
     void flush();  // throws CliError(kIoErr)
 };
 
-// Reads all of stdin into `raw` (the exact bytes, for pass-through) and `message`.
-// Throws CliError(kDataErr) beyond max_size.
-void read_message(core::BodySpool& raw, core::Message& message, unsigned long long max_size);
+// Standard input as read: the exact bytes (for pass-through) and the parsed message. Both
+// spool to $TMPDIR (default /tmp) beyond milter.memory_threshold.
+struct Input {
+    explicit Input(size_t threshold, const std::string& dir) : raw(threshold, dir), message(threshold, dir) {}
+    core::BodySpool raw;
+    core::Message message;
+};
+
+// Reads all of stdin. Throws CliError(kDataErr) beyond milter.max_message_size.
+std::unique_ptr<Input> read_input(const conf::Config& config);
 
 std::string read_secret_file(const std::string& path);  // first line, no line break
 

@@ -3,7 +3,6 @@
 #include "cli/common.hpp"
 #include "core/decrypt.hpp"
 
-#include <cstdlib>
 
 namespace po = boost::program_options;
 
@@ -32,13 +31,8 @@ int cmd_decrypt(int argc, char** argv) {
         key.certificate = certs.certificates.front();
     }
 
-    const auto max = static_cast<unsigned long long>(p.config->get_int("milter.max_message_size"));
-    const auto threshold = static_cast<size_t>(p.config->get_int("milter.memory_threshold"));
-    const char* tmp = std::getenv("TMPDIR");
-    const std::string dir = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
-    core::BodySpool raw(threshold, dir);
-    core::Message message(threshold, dir);
-    read_message(raw, message, max);
+    const std::unique_ptr<Input> input = read_input(*p.config);
+    const core::Message& message = input->message;
 
     StdoutSink out;
     const crypto::DecryptOutcome r = core::decrypt_message(message, key, message.eol, out);

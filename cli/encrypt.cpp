@@ -3,18 +3,12 @@
 #include "cli/common.hpp"
 #include "core/transform.hpp"
 
-#include <cstdlib>
 #include <iostream>
 
 namespace po = boost::program_options;
 
 namespace sealmilter::cli {
 namespace {
-
-std::string spool_dir() {
-    const char* t = std::getenv("TMPDIR");
-    return t != nullptr && *t != '\0' ? t : "/tmp";
-}
 
 crypto::Certificate load_recipient(const std::string& path) {
     bool unreadable = false;
@@ -89,18 +83,15 @@ int cmd_encrypt(int argc, char** argv) {
     refuse_mixed_key_types(certs);
     warn_unmatched(to, certs);
 
-    const auto max = static_cast<unsigned long long>(p.config->get_int("milter.max_message_size"));
-    const auto threshold = static_cast<size_t>(p.config->get_int("milter.memory_threshold"));
-    core::BodySpool raw(threshold, spool_dir());
-    core::Message message(threshold, spool_dir());
-    read_message(raw, message, max);
+    const std::unique_ptr<Input> input = read_input(*p.config);
+    const core::Message& message = input->message;
 
     StdoutSink out;
     const core::TransformOptions options = transform_options(*p.config, message.eol);
     const core::Plan plan = core::plan_encryption(message, options);
     if (plan.kind == core::PlanKind::PassThrough) {
         note("passing the message through unchanged: " + plan.reason);
-        raw.for_each_chunk([&](std::string_view c) { out.write(c.data(), c.size()); });
+        input->raw.for_each_chunk([&](std::string_view c) { out.write(c.data(), c.size()); });
     } else {
         core::write_transformed(message, plan, certs, options, out);
     }
