@@ -135,7 +135,23 @@ ContentType top_level_content_type(const Message& m) {
     return ContentType{"text", "plain", {{"charset", "us-ascii"}}};
 }
 
-void CrlfCanonicalizer::feed(std::string_view in, std::string& out) {
+std::string_view CrlfCanonicalizer::feed(std::string_view in, std::string& scratch) {
+    if (in.empty()) return in;
+    // Fast path: every LF already has its CR (the milter's bodies always do).
+    bool bare = false;
+    for (size_t p = 0; !bare;) {
+        const void* hit = std::memchr(in.data() + p, '\n', in.size() - p);
+        if (hit == nullptr) break;
+        const size_t nl = static_cast<size_t>(static_cast<const char*>(hit) - in.data());
+        bare = nl > 0 ? in[nl - 1] != '\r' : !prev_cr_;
+        p = nl + 1;
+    }
+    if (!bare) {
+        prev_cr_ = in.back() == '\r';
+        return in;
+    }
+    scratch.clear();
+    std::string& out = scratch;
     size_t pos = 0;
     // Copy runs between LFs wholesale; only bare LFs get a CR.
     while (pos < in.size()) {
@@ -143,7 +159,7 @@ void CrlfCanonicalizer::feed(std::string_view in, std::string& out) {
         if (hit == nullptr) {
             out.append(in.substr(pos));
             prev_cr_ = in.back() == '\r';
-            return;
+            return out;
         }
         const size_t nl = static_cast<size_t>(static_cast<const char*>(hit) - in.data());
         out.append(in.substr(pos, nl - pos));
@@ -153,6 +169,7 @@ void CrlfCanonicalizer::feed(std::string_view in, std::string& out) {
         prev_cr_ = false;
         pos = nl + 1;
     }
+    return out;
 }
 
 const char* to_string(EncryptedForm f) noexcept {

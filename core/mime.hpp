@@ -35,7 +35,9 @@ ContentType top_level_content_type(const Message& m);
 // stays, a lone CR stays: the entity's bytes are otherwise untouched.
 class CrlfCanonicalizer {
 public:
-    void feed(std::string_view in, std::string& out);
+    // Returns the canonical form of `in`: `in` itself when it has no bare LF (no copy), else
+    // a view of `scratch`, which it overwrites.
+    std::string_view feed(std::string_view in, std::string& scratch);
 
 private:
     bool prev_cr_ = false;

@@ -131,9 +131,8 @@ void write_encrypted_body(const Message& m, const std::vector<crypto::Certificat
     CrlfCanonicalizer canon;
     std::string buf;
     m.body.for_each_chunk([&](std::string_view chunk) {
-        buf.clear();
-        canon.feed(chunk, buf);
-        envelope.write(buf.data(), buf.size());
+        const std::string_view canonical = canon.feed(chunk, buf);
+        envelope.write(canonical.data(), canonical.size());
     });
     envelope.finish();
     base64.finish();

@@ -3,20 +3,54 @@
 
 #include <openssl/evp.h>
 
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <mutex>
 
 namespace sealmilter::crypto {
 
+namespace {
+
+// RFC 4648 §4 alphabet, as a 4096-entry table of character pairs: one lookup per 12 bits
+// instead of one per 6. Measured (bench/) about 2x EVP_EncodeBlock; the partial last line
+// still goes through EVP_EncodeBlock, and tests decode every output with OpenSSL.
+struct PairTable {
+    char pairs[4096][2];
+    PairTable() {
+        static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for (int i = 0; i < 4096; ++i) {
+            pairs[i][0] = kAlphabet[i >> 6];
+            pairs[i][1] = kAlphabet[i & 63];
+        }
+    }
+};
+
+const PairTable& pair_table() {
+    static const PairTable table;
+    return table;
+}
+
+// Encodes exactly 57 bytes into 76 characters.
+void encode_line(const unsigned char* in, char* out, const PairTable& t) {
+    for (size_t i = 0; i < 57; i += 3, out += 4) {
+        const uint32_t v = (uint32_t{in[i]} << 16) | (uint32_t{in[i + 1]} << 8) | in[i + 2];
+        std::memcpy(out, t.pairs[v >> 12], 2);
+        std::memcpy(out + 2, t.pairs[v & 0xFFF], 2);
+    }
+}
+
+}  // namespace
+
 Base64LineWriter::Base64LineWriter(ByteSink& out, std::string eol) : out_(out), eol_(std::move(eol)) {}
 
 void Base64LineWriter::emit_lines(const unsigned char* data, size_t groups) {
+    const PairTable& table = pair_table();
     const size_t line_len = 76 + eol_.size();
     buffer_.resize(groups * line_len);
     char* dst = buffer_.data();
     for (size_t g = 0; g < groups; ++g) {
-        EVP_EncodeBlock(reinterpret_cast<unsigned char*>(dst), data + g * kLineInput, kLineInput);
+        encode_line(data + g * kLineInput, dst, table);
         std::memcpy(dst + 76, eol_.data(), eol_.size());
         dst += line_len;
     }

@@ -36,7 +36,8 @@ TEST_P(Canon, EveryChunking) {
     for (size_t chunk : {1u, 2u, 3u, 1000u}) {
         core::CrlfCanonicalizer c;
         std::string out;
-        for (size_t off = 0; off < row.in.size(); off += chunk) c.feed(std::string_view(row.in).substr(off, chunk), out);
+        std::string scratch;
+        for (size_t off = 0; off < row.in.size(); off += chunk) out.append(c.feed(std::string_view(row.in).substr(off, chunk), scratch));
         EXPECT_EQ(out, row.out) << row.name << " chunk " << chunk;
     }
 }
@@ -49,7 +50,9 @@ INSTANTIATE_TEST_SUITE_P(Table, Canon,
                                            CanonRow{"cr_cr_lf", "a\r\r\n", "a\r\r\n"},
                                            CanonRow{"leading_lf", "\n\nx", "\r\n\r\nx"},
                                            CanonRow{"no_final_newline", "abc", "abc"},
-                                           CanonRow{"empty", "", ""}),
+                                           CanonRow{"empty", "", ""},
+                                           CanonRow{"cr_then_lf_across_chunks", "ab\r\ncd\r\n", "ab\r\ncd\r\n"},
+                                           CanonRow{"lf_first_after_cr_chunk", "a\r\n\nb", "a\r\n\r\nb"}),
                          [](const auto& row_info) { return std::string(row_info.param.name); });
 
 TEST(ContentType, ParsesParametersIncludingRfc2231) {
