@@ -6,5 +6,7 @@ namespace sealmilter::cli {
 
 int cmd_encrypt(int argc, char** argv);
 int cmd_decrypt(int argc, char** argv);
+int cmd_lookup(int argc, char** argv);
+int cmd_cache(int argc, char** argv);
 
 }  // namespace sealmilter::cli

@@ -12,7 +12,8 @@ namespace po = boost::program_options;
 
 namespace sealmilter::cli {
 
-Parsed parse_command(int argc, char** argv, po::options_description& desc) {
+Parsed parse_command(int argc, char** argv, po::options_description& desc,
+                     const po::positional_options_description* positional) {
     desc.add_options()("config,c", po::value<std::string>(), "configuration file (default /etc/sealmilter/sealmilter.conf)")(
         "help,h", "show this help");
     po::options_description overrides("Configuration overrides (--section.key=value, win over the file)");
@@ -21,7 +22,10 @@ Parsed parse_command(int argc, char** argv, po::options_description& desc) {
     all.add(desc).add(overrides);
     Parsed p;
     try {
-        po::store(po::command_line_parser(argc, argv).options(all).run(), p.vm);
+        po::command_line_parser parser(argc, argv);
+        parser.options(all);
+        if (positional != nullptr) parser.positional(*positional);
+        po::store(parser.run(), p.vm);
         po::notify(p.vm);
     } catch (const po::error& e) {
         throw CliError(kUsage, e.what());

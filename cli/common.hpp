@@ -26,6 +26,7 @@ enum Exit : int {
     kNoInput = 66,   // EX_NOINPUT: a named file cannot be read
     kSoftware = 70,  // EX_SOFTWARE: internal error
     kIoErr = 74,     // EX_IOERR: writing the output failed
+    kTempFail = 75,  // EX_TEMPFAIL: a certificate source failed; try again later
     kConfig = 78,    // EX_CONFIG: bad configuration
 };
 
@@ -46,7 +47,8 @@ struct Parsed {
 
 // Adds -c/--config, --help and every --section.key override to `desc`, parses argv, loads
 // the config. Throws CliError(kUsage / kConfig).
-Parsed parse_command(int argc, char** argv, boost::program_options::options_description& desc);
+Parsed parse_command(int argc, char** argv, boost::program_options::options_description& desc,
+                     const boost::program_options::positional_options_description* positional = nullptr);
 
 class StdoutSink final : public crypto::ByteSink {
 public:

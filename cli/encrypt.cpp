@@ -1,8 +1,10 @@
 // cli/encrypt.cpp — `sealmilter encrypt`: the milter's transform, offline (SPEC §3).
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/wiring.hpp"
 #include "core/transform.hpp"
 
+#include <algorithm>
 #include <iostream>
 
 namespace po = boost::program_options;
@@ -49,6 +51,26 @@ void warn_unmatched(const std::vector<std::string>& to, const std::vector<crypto
     }
 }
 
+// Without --cert: every --to address through the configured chain (SPEC §3).
+std::vector<crypto::Certificate> resolve_recipients(const conf::Config& config, const std::vector<std::string>& to) {
+    std::unique_ptr<LookupStack> stack = build_lookup(config, [](const std::string& e) { note(e); });
+    std::vector<crypto::Certificate> certs;
+    for (const lookup::LookupResult& r : stack->chain->resolve(to)) {
+        if (r.outcome == lookup::Outcome::TempError)
+            throw CliError(kTempFail, "certificate lookup for " + r.email + " failed: " + r.reason);
+        if (r.outcome == lookup::Outcome::NotFound)
+            throw CliError(kDataErr, "no usable certificate for " + r.email + ": " + r.reason);
+        for (const crypto::Certificate& c : r.selected) {
+            const bool dup = std::any_of(certs.begin(), certs.end(), [&](const crypto::Certificate& have) {
+                return have.fingerprint_sha256() == c.fingerprint_sha256();
+            });
+            if (!dup) certs.push_back(c);
+        }
+        note(r.email + ": " + std::to_string(r.selected.size()) + " certificate(s) via " + r.source);
+    }
+    return certs;
+}
+
 core::TransformOptions transform_options(const conf::Config& cfg, const std::string& eol) {
     core::TransformOptions o;
     const std::string& cipher = cfg.get("crypto.cipher");
@@ -68,24 +90,25 @@ int cmd_encrypt(int argc, char** argv) {
     po::options_description desc(
         "sealmilter encrypt --to EMAIL... --cert FILE... [options] < in.eml > out.eml\n"
         "Encrypts a message as S/MIME exactly as the milter does. Already-encrypted mail is\n"
-        "copied unchanged. Exit: 0 ok, 64 usage, 65 bad data, 66 unreadable file");
+        "copied unchanged. Without --cert the addresses are resolved through lookup.order.\n"
+        "Exit: 0 ok, 64 usage, 65 bad data or no usable certificate, 66 unreadable file,\n"
+        "75 a certificate source failed (try again)");
     desc.add_options()("to", po::value<std::vector<std::string>>()->composing()->multitoken(), "recipient address")(
         "cert", po::value<std::vector<std::string>>()->composing()->multitoken(),
         "recipient certificate (PEM or DER); with --cert no lookup is made");
     Parsed p = parse_command(argc, argv, desc);
     if (p.help) return kOk;
     if (p.vm.count("to") == 0U) throw CliError(kUsage, "encrypt: at least one --to EMAIL is required");
-    if (p.vm.count("cert") == 0U)
-        throw CliError(kUsage, "encrypt: --cert FILE is required (certificate lookup is not part of this build yet)");
     const auto to = p.vm["to"].as<std::vector<std::string>>();
     std::vector<crypto::Certificate> certs;
-    for (const std::string& path : p.vm["cert"].as<std::vector<std::string>>()) certs.push_back(load_recipient(path));
-    refuse_mixed_key_types(certs);
-    warn_unmatched(to, certs);
+    if (p.vm.count("cert") != 0U) {
+        for (const std::string& path : p.vm["cert"].as<std::vector<std::string>>()) certs.push_back(load_recipient(path));
+        refuse_mixed_key_types(certs);
+        warn_unmatched(to, certs);
+    }
 
     const std::unique_ptr<Input> input = read_input(*p.config);
     const core::Message& message = input->message;
-
     StdoutSink out;
     const core::TransformOptions options = transform_options(*p.config, message.eol);
     const core::Plan plan = core::plan_encryption(message, options);
@@ -93,6 +116,10 @@ int cmd_encrypt(int argc, char** argv) {
         note("passing the message through unchanged: " + plan.reason);
         input->raw.for_each_chunk([&](std::string_view c) { out.write(c.data(), c.size()); });
     } else {
+        if (certs.empty()) {  // no --cert: look the recipients up only when there is something to encrypt
+            certs = resolve_recipients(*p.config, to);
+            refuse_mixed_key_types(certs);
+        }
         core::write_transformed(message, plan, certs, options, out);
     }
     out.flush();

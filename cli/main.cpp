@@ -15,6 +15,8 @@ constexpr const char* kUsage =
     "commands:\n"
     "  encrypt   encrypt a message (stdin -> stdout) as S/MIME, as the milter does\n"
     "  decrypt   decrypt an S/MIME message (stdin -> stdout) with a private key\n"
+    "  lookup    resolve recipients' certificates through the configured sources\n"
+    "  cache     list or purge the certificate cache\n"
     "options: --help, --version\n";
 
 }  // namespace
@@ -38,6 +40,8 @@ int main(int argc, char** argv) {
         // Subcommands parse argv[1..] so that argv[0] of their parser is the command name.
         if (cmd == "encrypt") return cli::cmd_encrypt(argc - 1, argv + 1);
         if (cmd == "decrypt") return cli::cmd_decrypt(argc - 1, argv + 1);
+        if (cmd == "lookup") return cli::cmd_lookup(argc - 1, argv + 1);
+        if (cmd == "cache") return cli::cmd_cache(argc - 1, argv + 1);
         std::cerr << "sealmilter: unknown command '" << cmd << "'\n" << kUsage;
         return cli::kUsage;
     } catch (const cli::CliError& e) {

@@ -23,6 +23,35 @@ const std::vector<OptionSpec>& option_table() {
          "where message bodies beyond the in-memory threshold are spooled (temp files, unlinked at once)"},
         {"milter.memory_threshold", Type::Int, "1048576",
          "bytes of a message body held in memory before spooling to milter.spool_dir", {}, 0, 1LL << 30},
+        {"lookup.order", Type::List, "store,cache,directory",
+         "comma list of certificate sources, tried in order: store, cache, directory",
+         {"store", "cache", "directory"}},
+        {"lookup.trust_anchors", Type::String, "",
+         "comma list of PEM files with the trusted roots; empty = the system bundle"},
+        {"lookup.crl_files", Type::String, "", "comma list of CRL files (PEM or DER) to check certificates against"},
+        {"lookup.allow_expired", Type::Bool, "false", "use expired (otherwise valid) certificates"},
+        {"store.dir", Type::String, "/var/lib/sealmilter/certs",
+         "admin-pinned certificates (PEM/DER files; harvested ones in harvested/)"},
+        {"directory.url", Type::String, "",
+         "URL template with {email} {local} {domain}, e.g. https://dir.example/v1/certs/{email}; empty = off"},
+        {"directory.timeout_ms", Type::Int, "5000", "whole-request timeout of a directory lookup", {}, 100, 120000},
+        {"directory.token_file", Type::String, "", "file holding the bearer token (never the token itself)"},
+        {"directory.ca_file", Type::String, "", "PEM CA bundle to verify the directory's TLS certificate; empty = system"},
+        {"directory.max_body", Type::Int, "1048576", "largest directory answer accepted (bytes)", {}, 1024, 67108864},
+        {"directory.trusted", Type::Bool, "false",
+         "trust certificates from the directory without a chain to lookup.trust_anchors (other checks apply)"},
+        {"directory.client_cert", Type::String, "", "PEM client certificate for TLS client authentication; empty = none"},
+        {"directory.client_key", Type::String, "", "PEM private key of directory.client_cert"},
+        {"directory.follow_redirects", Type::Bool, "false", "follow HTTP redirects (at most 3, https/http only)"},
+        {"cache.path", Type::String, "/var/lib/sealmilter/cache.db", "SQLite cache file (WAL); empty = no cache"},
+        {"cache.min_ttl", Type::Int, "3600", "shortest life of a positive entry (s)", {}, 0, 31536000},
+        {"cache.max_ttl", Type::Int, "86400", "longest life of a positive entry (s)", {}, 0, 31536000},
+        {"cache.negative_ttl", Type::Int, "3600", "life of an authoritative 'no certificate' entry (s)", {}, 0, 31536000},
+        {"cache.max_stale", Type::Int, "604800", "how long an expired entry may be served while sources fail (s)", {},
+         0, 31536000},
+        {"crypto.encrypt_to", Type::Enum, "all_valid",
+         "all_valid: every usable certificate of a recipient; newest: the one with the latest notBefore",
+         {"all_valid", "newest"}},
         {"crypto.cipher", Type::Enum, "aes-256-cbc",
          "content encryption: aes-256-cbc (every client), aes-128-cbc, aes-256-gcm (AuthEnvelopedData; "
          "NSS/Thunderbird cannot read it)",
@@ -51,6 +80,12 @@ std::string trim_copy(std::string_view s) {
     return std::string(s);
 }
 
+std::string join_choices(const OptionSpec& spec) {
+    std::string list;
+    for (auto c : spec.choices) list += (list.empty() ? "" : ", ") + std::string(c);
+    return list;
+}
+
 [[noreturn]] void bad_value(const OptionSpec& spec, const std::string& v, const std::string& where,
                             const std::string& why) {
     throw ConfigError(where + ": bad value '" + v + "' for " + std::string(spec.key) + ": " + why);
@@ -75,11 +110,26 @@ std::string validate(const OptionSpec& spec, const std::string& raw, const std::
             fail("expected " + std::to_string(spec.min) + ".." + std::to_string(spec.max));
         return std::to_string(n);
     }
+    case Type::List: {
+        std::string out;
+        std::vector<std::string> seen;
+        std::istringstream items(v);
+        std::string item;
+        while (std::getline(items, item, ',')) {
+            item = trim_copy(item);
+            if (item.empty()) continue;
+            if (std::find(spec.choices.begin(), spec.choices.end(), item) == spec.choices.end())
+                bad_value(spec, v, where, "'" + item + "' is not one of " + join_choices(spec));
+            if (std::find(seen.begin(), seen.end(), item) != seen.end())
+                bad_value(spec, v, where, "'" + item + "' is listed twice");
+            seen.push_back(item);
+            out += (out.empty() ? "" : ",") + item;
+        }
+        return out;
+    }
     case Type::Enum: {
         if (std::find(spec.choices.begin(), spec.choices.end(), v) != spec.choices.end()) return v;
-        std::string list;
-        for (auto c : spec.choices) list += (list.empty() ? "" : ", ") + std::string(c);
-        bad_value(spec, v, where, "expected one of " + list);
+        bad_value(spec, v, where, "expected one of " + join_choices(spec));
     }
     }
     bad_value(spec, v, where, "unknown type");
@@ -135,6 +185,16 @@ const std::string& Config::get(std::string_view key) const {
 }
 bool Config::get_bool(std::string_view key) const { return get(key) == "true"; }
 long long Config::get_int(std::string_view key) const { return std::stoll(get(key)); }
+std::vector<std::string> Config::get_list(std::string_view key) const {
+    std::vector<std::string> out;
+    std::istringstream items(get(key));
+    std::string item;
+    while (std::getline(items, item, ',')) {
+        item = trim_copy(item);
+        if (!item.empty()) out.push_back(item);
+    }
+    return out;
+}
 const std::string& Config::origin(std::string_view key) const {
     auto it = origins_.find(key);
     if (it == origins_.end()) throw std::out_of_range("undeclared config key " + std::string(key));

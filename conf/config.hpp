@@ -22,14 +22,14 @@
 
 namespace sealmilter::conf {
 
-enum class Type { String, Bool, Int, Enum };
+enum class Type { String, Bool, Int, Enum, List };  // List: comma-separated choices, no repeats
 
 struct OptionSpec {
     std::string_view key;  // "section.key"
     Type type;
     std::string_view default_value;
     std::string_view help;
-    std::vector<std::string_view> choices = {};  // Type::Enum
+    std::vector<std::string_view> choices = {};  // Type::Enum, Type::List
     long long min = 0;                            // Type::Int
     long long max = 0;
 };
@@ -46,6 +46,7 @@ public:
     const std::string& get(std::string_view key) const;  // throws std::out_of_range for undeclared keys
     bool get_bool(std::string_view key) const;
     long long get_int(std::string_view key) const;
+    std::vector<std::string> get_list(std::string_view key) const;  // comma-separated, trimmed, no empties
     // Where the value came from: "default", "FILE:LINE" or "command line".
     const std::string& origin(std::string_view key) const;
 

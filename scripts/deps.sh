@@ -8,6 +8,7 @@ PACKAGES=(
   libmilter-dev libcurl4-openssl-dev libsqlite3-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libnss3-tools python3 time
+  nginx-light
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -76,9 +76,18 @@ TEST(Config, ReferenceAndExampleStayTrue) {
         const std::string key(spec.key);
         EXPECT_NE(doc.find("| `" + key + "` |"), std::string::npos) << key << " missing from docs/configuration.md";
         EXPECT_NE(doc.find("`" + std::string(spec.default_value) + "`"), std::string::npos) << key;
+        // In the example, each key appears in its section as "leaf = default".
+        const std::string section = "[" + key.substr(0, key.find('.')) + "]";
         const std::string leaf = key.substr(key.find('.') + 1);
-        EXPECT_NE(example.find("\n" + leaf + " = " + std::string(spec.default_value) + "\n"), std::string::npos)
-            << key << " missing from conf/sealmilter.conf with its default";
+        const size_t sec = example.find(section);
+        ASSERT_NE(sec, std::string::npos) << section << " missing from conf/sealmilter.conf";
+        const std::string line = "\n" + leaf + " =";
+        const size_t at = example.find(line, sec);
+        ASSERT_NE(at, std::string::npos) << key << " missing from conf/sealmilter.conf";
+        const size_t eol = example.find('\n', at + 1);
+        std::string value = example.substr(at + line.size(), eol - at - line.size());
+        value.erase(0, value.find_first_not_of(' '));
+        EXPECT_EQ(value, std::string(spec.default_value)) << key << ": the example must show the default";
     }
     // And the example parses.
     EXPECT_NO_THROW(conf::parse_config_text(example, "conf/sealmilter.conf"));

@@ -1,0 +1,37 @@
+// cli/wiring.hpp — builds the lookup stack (validator, cache, sources, chain) from a Config.
+// Shared by the CLI commands and, later, the milter daemon: conf is read here, at the top,
+// and handed down to lookup/ as plain option values (STYLE.md).
+//
+// Ownership: LookupStack owns every part; the Chain borrows the others.
+// Threads:   a built stack is as thread-safe as its parts (all are).
+// Errors:    CliError(kConfig) for a bad trust anchor / CRL / token file or an impossible
+//            order; the message names the key.
+#pragma once
+
+#include "conf/config.hpp"
+#include "lookup/cache.hpp"
+#include "lookup/chain.hpp"
+#include "lookup/validate.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sealmilter::cli {
+
+struct LookupStack {
+    std::unique_ptr<lookup::Validator> validator;
+    std::unique_ptr<lookup::Cache> cache;  // null when cache.path is empty
+    std::vector<std::unique_ptr<lookup::CertificateSource>> sources;
+    std::unique_ptr<lookup::Chain> chain;
+    std::vector<std::string> notes;  // e.g. "directory: off (directory.url is empty)"
+};
+
+std::unique_ptr<LookupStack> build_lookup(const conf::Config& config,
+                                          const std::function<void(const std::string&)>& on_error);
+// Only the cache, for `cache list|purge`.
+std::unique_ptr<lookup::Cache> open_cache(const conf::Config& config,
+                                          const std::function<void(const std::string&)>& on_error);
+
+}  // namespace sealmilter::cli

@@ -1,0 +1,154 @@
+// lookup/chain.cpp — ordered resolution with validation and caching (see chain.hpp).
+#include "lookup/chain.hpp"
+
+#include <algorithm>
+#include <optional>
+#include <stdexcept>
+
+namespace sealmilter::lookup {
+
+struct Chain::Pending {
+    LookupResult result;
+    bool done = false;
+    bool had_error = false;
+    std::vector<std::string> skip;     // sources with a fresh negative cache entry
+    std::optional<CacheEntry> stale;   // an expired entry still servable on error
+};
+
+Chain::Chain(std::vector<std::string> order, std::vector<CertificateSource*> sources, const Validator& validator,
+             Cache* cache, EncryptTo encrypt_to, const Clock* clock)
+    : order_(std::move(order)),
+      sources_(std::move(sources)),
+      validator_(validator),
+      cache_(cache),
+      encrypt_to_(encrypt_to),
+      clock_(clock) {
+    for (const std::string& step : order_)
+        if (step != "cache" && source_named(step) == nullptr)
+            throw std::invalid_argument("lookup.order names '" + step + "' but no such source is configured");
+}
+
+CertificateSource* Chain::source_named(const std::string& name) const {
+    auto it = std::find_if(sources_.begin(), sources_.end(), [&](CertificateSource* s) { return s->name() == name; });
+    return it == sources_.end() ? nullptr : *it;
+}
+
+bool Chain::use_candidates(Pending& p, StepTrace& trace, const std::vector<crypto::Certificate>& candidates,
+                           bool trusted) const {
+    trace.verdicts = validator_.validate(p.result.email, candidates, trusted);
+    std::vector<crypto::Certificate> usable = select(trace.verdicts, encrypt_to_);
+    if (usable.empty()) {
+        trace.reason = "no usable certificate among " + std::to_string(candidates.size()) + " candidate(s)";
+        return false;
+    }
+    p.result.selected = std::move(usable);
+    p.result.outcome = Outcome::Found;
+    p.result.source = trace.step;
+    p.done = true;
+    return true;
+}
+
+void Chain::cache_step(std::vector<Pending>& pending) const {
+    if (cache_ == nullptr) return;
+    const std::time_t now = clock_ != nullptr ? clock_->now() : std::time(nullptr);
+    for (Pending& p : pending) {
+        if (p.done) continue;
+        std::optional<CacheEntry> entry = cache_->get(p.result.email);
+        if (!entry) continue;
+        StepTrace trace{"cache", Outcome::NotFound, {}, {}};
+        if (!entry->fresh(now)) {
+            trace.reason = "stale entry from " + entry->source + " (revalidating)";
+            if (entry->servable_stale(now)) p.stale = std::move(entry);
+        } else if (entry->negative) {
+            trace.reason = "negative entry from " + entry->source + ": " + entry->reason;
+            p.skip.push_back(entry->source);
+        } else {
+            const CertificateSource* origin = source_named(entry->source);
+            trace.outcome = Outcome::Found;
+            if (!use_candidates(p, trace, entry->certificates, origin != nullptr && origin->trusted()))
+                trace.outcome = Outcome::NotFound;
+        }
+        p.result.trace.push_back(std::move(trace));
+    }
+}
+
+void Chain::source_step(CertificateSource& source, std::vector<Pending>& pending) const {
+    std::vector<Query> queries;
+    std::vector<Pending*> asked;
+    for (Pending& p : pending) {
+        if (p.done || std::find(p.skip.begin(), p.skip.end(), source.name()) != p.skip.end()) continue;
+        Query q{p.result.email, {}};
+        if (p.stale && !p.stale->negative && p.stale->source == source.name()) q.if_none_match = p.stale->etag;
+        queries.push_back(std::move(q));
+        asked.push_back(&p);
+    }
+    if (queries.empty()) return;
+    std::vector<SourceAnswer> answers = source.lookup_many(queries);
+    for (size_t i = 0; i < asked.size() && i < answers.size(); ++i) {
+        Pending& p = *asked[i];
+        SourceAnswer& a = answers[i];
+        StepTrace trace{source.name(), a.outcome, a.reason, {}};
+        if (a.outcome == Outcome::Found && a.not_modified && p.stale && !p.stale->negative) {
+            trace.reason = "not modified (cached certificates revalidated)";
+            if (use_candidates(p, trace, p.stale->certificates, source.trusted()) && cache_ != nullptr)
+                cache_->revalidated(p.result.email, a.max_age);
+        } else if (a.outcome == Outcome::Found && !a.not_modified) {
+            if (use_candidates(p, trace, a.candidates, source.trusted()) && cache_ != nullptr &&
+                source.name() != "store")
+                cache_->put_positive(p.result.email, p.result.selected, source.name(), a.max_age, a.stale_if_error,
+                                     a.etag);
+        } else if (a.outcome == Outcome::NotFound) {
+            // Only the directory's 404/410 are authoritative enough to remember.
+            if (cache_ != nullptr && source.name() == "directory") cache_->put_negative(p.result.email, source.name(), a.reason);
+        } else {
+            p.had_error = true;
+            if (a.outcome == Outcome::Found) trace.reason = "304 without a cached entry";
+        }
+        p.result.trace.push_back(std::move(trace));
+    }
+    for (size_t i = answers.size(); i < asked.size(); ++i) {  // a source that answered short
+        asked[i]->had_error = true;
+        asked[i]->result.trace.push_back({source.name(), Outcome::TempError, "no answer", {}});
+    }
+}
+
+std::vector<LookupResult> Chain::resolve(const std::vector<std::string>& emails) const {
+    std::vector<Pending> pending(emails.size());
+    for (size_t i = 0; i < emails.size(); ++i) pending[i].result.email = normalize_address(emails[i]);
+    for (const std::string& step : order_) {
+        if (step == "cache") {
+            cache_step(pending);
+        } else {
+            source_step(*source_named(step), pending);
+        }
+    }
+    std::vector<LookupResult> out;
+    out.reserve(pending.size());
+    for (Pending& p : pending) {
+        if (!p.done && p.had_error && p.stale) {
+            StepTrace trace{"cache (stale)", p.stale->negative ? Outcome::NotFound : Outcome::Found,
+                            "served stale because a source failed", {}};
+            if (p.stale->negative) {
+                p.result.outcome = Outcome::NotFound;
+                p.result.source = "cache (stale)";
+                p.result.reason = p.stale->reason;
+                p.done = true;
+            } else {
+                const CertificateSource* origin = source_named(p.stale->source);
+                use_candidates(p, trace, p.stale->certificates, origin != nullptr && origin->trusted());
+            }
+            p.result.trace.push_back(std::move(trace));
+        }
+        if (!p.done) {
+            p.result.outcome = p.had_error ? Outcome::TempError : Outcome::NotFound;
+            std::string why;
+            for (const StepTrace& t : p.result.trace)
+                if (!t.reason.empty()) why += (why.empty() ? "" : "; ") + t.step + ": " + t.reason;
+            p.result.reason = why.empty() ? "no source has a certificate" : why;
+        }
+        out.push_back(std::move(p.result));
+    }
+    return out;
+}
+
+}  // namespace sealmilter::lookup

@@ -1,0 +1,71 @@
+// lookup/chain.hpp — the sources in configured order, the one validation step, the cache.
+//
+// Purpose:   resolves addresses to the certificates to encrypt to (SPEC §6):
+//            - steps run in lookup.order; "cache" is a step like the sources;
+//            - every candidate of every source passes the Validator before use and before
+//              caching; the usable ones are selected per crypto.encrypt_to;
+//            - the first step that yields a usable certificate answers;
+//            - a fresh negative cache entry skips the source that gave it; a stale entry is
+//              revalidated (If-None-Match) and served if the sources fail (stale-if-error);
+//            - authoritative NotFound answers (directory 404/410) are negative-cached;
+//            - all addresses of one call go to each source together (lookup_many), so the
+//              directory runs one message's requests concurrently.
+//            Final outcome: Found; else TempError when any source failed (and nothing stale
+//            could be served); else NotFound (definite).
+// Ownership: borrows the sources, the validator and the cache, which must outlive the Chain.
+// Threads:   resolve() is safe from several threads when the parts are (they are).
+// Errors:    never throws for source or content problems; results carry reasons.
+#pragma once
+
+#include "lookup/cache.hpp"
+#include "lookup/source.hpp"
+#include "lookup/validate.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sealmilter::lookup {
+
+struct StepTrace {
+    std::string step;  // "store", "cache", "directory"
+    Outcome outcome = Outcome::NotFound;
+    std::string reason;
+    std::vector<Verdict> verdicts;  // every candidate with its verdict
+};
+
+struct LookupResult {
+    std::string email;
+    Outcome outcome = Outcome::TempError;
+    std::string source;  // the step that answered ("cache", "directory", "cache (stale)", ...)
+    std::vector<crypto::Certificate> selected;
+    std::string reason;
+    std::vector<StepTrace> trace;
+};
+
+class Chain {
+public:
+    // `order` names the steps ("store", "cache", "directory"); each name except "cache" must
+    // have a source in `sources`. `cache` may be null (then "cache" steps are skipped).
+    Chain(std::vector<std::string> order, std::vector<CertificateSource*> sources, const Validator& validator,
+          Cache* cache, EncryptTo encrypt_to, const Clock* clock = nullptr);
+
+    std::vector<LookupResult> resolve(const std::vector<std::string>& emails) const;
+
+private:
+    struct Pending;
+    void cache_step(std::vector<Pending>& pending) const;
+    void source_step(CertificateSource& source, std::vector<Pending>& pending) const;
+    bool use_candidates(Pending& p, StepTrace& trace, const std::vector<crypto::Certificate>& candidates,
+                        bool trusted) const;
+    CertificateSource* source_named(const std::string& name) const;
+
+    std::vector<std::string> order_;
+    std::vector<CertificateSource*> sources_;
+    const Validator& validator_;
+    Cache* cache_;
+    EncryptTo encrypt_to_;
+    const Clock* clock_;
+};
+
+}  // namespace sealmilter::lookup

@@ -1,0 +1,58 @@
+// lookup/source.hpp — what every certificate source answers (SPEC §6, STYLE.md).
+//
+// Purpose:   a CertificateSource turns an address into Found(candidates) / NotFound
+//            (authoritative: "this address has no certificate here") / TempError(reason).
+//            Candidates are NOT validated by the source: the Chain passes every candidate
+//            through the one Validator before use and before caching.
+// Ownership: answers are values; certificates are ref-counted crypto::Certificate.
+// Threads:   a source must be safe to call from several threads at once.
+// Errors:    expected failures are a TempError value, never an exception; exceptions only for
+//            broken invariants.
+#pragma once
+
+#include "crypto/certificate.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sealmilter::lookup {
+
+enum class Outcome { Found, NotFound, TempError };
+const char* to_string(Outcome o) noexcept;
+
+struct SourceAnswer {
+    Outcome outcome = Outcome::TempError;
+    std::vector<crypto::Certificate> candidates;  // Found: unvalidated candidates
+    std::string reason;  // TempError: why; NotFound: e.g. "HTTP 404", "HTTP 410 (opted out)"
+    // HTTP caching hints (directory only): Cache-Control max-age / stale-if-error, ETag.
+    std::optional<long long> max_age;
+    std::optional<long long> stale_if_error;
+    std::string etag;
+    bool not_modified = false;  // a 304 answer to a conditional request
+};
+
+struct Query {
+    std::string email;
+    std::string if_none_match;  // an ETag from the cache, for revalidation (directory only)
+};
+
+class CertificateSource {
+public:
+    virtual ~CertificateSource() = default;
+    virtual std::string name() const = 0;  // "store", "directory", ...
+    // true when the source itself is trusted (no chain check; every other check applies).
+    virtual bool trusted() const { return false; }
+    virtual SourceAnswer lookup(const Query& query) = 0;
+    // Several addresses at once, answers in the same order. Sources that can run requests
+    // concurrently override this (the directory: 50 recipients cost about one round trip).
+    virtual std::vector<SourceAnswer> lookup_many(const std::vector<Query>& queries);
+};
+
+// The key an address is looked up and cached under: ASCII lower case throughout. RFC 5321
+// §2.4 lets a local part be case-sensitive, but no mail system in use treats Bob@ and bob@ as
+// different people, and certificates and directories spell addresses inconsistently.
+// Non-ASCII (UTF-8) bytes are kept as they are.
+std::string normalize_address(const std::string& email);
+
+}  // namespace sealmilter::lookup

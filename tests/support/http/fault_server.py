@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""tests/support/http/fault_server.py -- a scripted, misbehaving HTTP/1.1 server for the
+directory tests: the answers nginx will not give (hangs, cut bodies, lying lengths, junk).
+
+Usage: fault_server.py [--lifetime SECONDS]
+Binds 127.0.0.1 on a free port and prints that port as the first line of stdout; the test
+stops it with SIGTERM; it exits by itself when its parent goes away or after --lifetime
+seconds (default 120), should the test die first. Stdlib only. Every response closes its connection.
+
+Routes (by path prefix; the rest of the path is the expanded address and is ignored):
+  /hang/            read the request, never answer (until the lifetime ends)
+  /status/NNN/      answer NNN with an empty body
+  /cut/             announce 1000 bytes of JSON, send 100, close
+  /junk/            10 MB of junk, close-delimited (no Content-Length)
+  /junk-chunked/    10 MB of junk, chunked
+  /huge-length/     announce Content-Length: 2147483648, send a little, then stall
+  /many/            JSON with 1,000 certificate entries
+  /redirect/        302 to another host and port
+  /redirect-local/  302 to /status/404/ on this server (relative)
+  /redirect-file/   302 to file:///etc/passwd
+  /gzip/            a gzip bomb (10 MB of zeros, ~10 kB) labelled Content-Encoding: gzip
+  /deep/            JSON nested 100,000 levels deep
+"""
+import argparse
+import gzip
+import os
+import socket
+import socketserver
+import sys
+import threading
+import time
+
+STALL_SECONDS = 30
+JUNK_BYTES = 10 * 1024 * 1024
+
+
+def head(status, reason, headers):
+    lines = ["HTTP/1.1 %d %s" % (status, reason)]
+    lines += ["%s: %s" % kv for kv in headers]
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+def simple(status, reason, body=b"", ctype="application/json", extra=()):
+    hdrs = [("Content-Type", ctype), ("Content-Length", str(len(body)))] + list(extra)
+    return head(status, reason, hdrs) + body
+
+
+GZIP_BOMB = gzip.compress(b"\0" * JUNK_BYTES, compresslevel=9)
+MANY = ('{"certificates":['
+        + ",".join(['{"pem":"-----BEGIN CERTIFICATE-----\\nMIIB\\n-----END CERTIFICATE-----\\n"}'] * 1000)
+        + "]}").encode("ascii")
+DEEP = b'{"certificates":' + b"[" * 100000 + b"]" * 100000 + b"}"
+
+
+class Handler(socketserver.StreamRequestHandler):
+    def read_request(self):
+        first = self.rfile.readline(8192).decode("latin-1")
+        for _ in range(200):  # bounded header read
+            line = self.rfile.readline(8192)
+            if line in (b"\r\n", b"\n", b""):
+                break
+        parts = first.split()
+        return parts[1] if len(parts) >= 2 else "/"
+
+    def stall(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            time.sleep(0.1)
+
+    def junk(self, chunked):
+        sent = 0
+        block = b"x" * 65536
+        while sent < JUNK_BYTES:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+            sent += len(block)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def handle(self):
+        try:
+            self.route(self.read_request())
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass
+
+    def route(self, path):
+        w = self.wfile.write
+        if path.startswith("/hang/"):
+            self.stall(STALL_SECONDS)
+        elif path.startswith("/status/"):
+            code = int(path.split("/")[2])
+            w(simple(code, "Scripted", b""))
+        elif path.startswith("/cut/"):
+            w(head(200, "OK", [("Content-Type", "application/json"), ("Content-Length", "1000")]))
+            w(b'{"certificates":[{"pem":"' + b"A" * 75)
+        elif path.startswith("/junk/"):
+            w(head(200, "OK", [("Content-Type", "application/json")]))
+            self.junk(False)
+        elif path.startswith("/junk-chunked/"):
+            w(head(200, "OK", [("Content-Type", "application/json"), ("Transfer-Encoding", "chunked")]))
+            self.junk(True)
+        elif path.startswith("/huge-length/"):
+            w(head(200, "OK", [("Content-Type", "application/json"), ("Content-Length", "2147483648")]))
+            w(b"[" * 1024)
+            self.wfile.flush()
+            self.stall(STALL_SECONDS)
+        elif path.startswith("/many/"):
+            w(simple(200, "OK", MANY))
+        elif path.startswith("/redirect/"):
+            w(simple(302, "Found", extra=[("Location", "https://127.0.0.2:9/elsewhere")]))
+        elif path.startswith("/redirect-local/"):
+            w(simple(302, "Found", extra=[("Location", "/status/404/x")]))
+        elif path.startswith("/redirect-file/"):
+            w(simple(302, "Found", extra=[("Location", "file:///etc/passwd")]))
+        elif path.startswith("/gzip/"):
+            w(simple(200, "OK", GZIP_BOMB, extra=[("Content-Encoding", "gzip")]))
+        elif path.startswith("/deep/"):
+            w(simple(200, "OK", DEEP))
+        else:
+            w(simple(400, "Bad Request", b"unknown route", "text/plain"))
+
+
+class Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--lifetime", type=float, default=120.0)
+    args = ap.parse_args()
+    server = Server(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # Never outlive the test that started us (nor --lifetime seconds).
+    parent = os.getppid()
+    end = time.monotonic() + args.lifetime
+    while time.monotonic() < end and os.getppid() == parent:
+        time.sleep(0.5)
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# tests/support/http/start_nginx.sh — runs a real nginx (TLS, HTTP/2) for the directory tests.
+#
+# Usage: start_nginx.sh PREFIX PORT
+#   PREFIX  a private directory the test owns; the test writes the answers under PREFIX/www
+#           (json/, pem/, der/, auth/, mtls/ + one file per address, named by the decoded address).
+#   PORT    a free loopback port (the caller picks it; it retries on a collision).
+# Creates (once) in PREFIX/tls: ca.crt, server.crt/.key (a throw-away CA and a server
+# certificate for 127.0.0.1 / localhost), client.crt/.key (a client certificate from the same
+# CA; /mtls/ requires one) and other-ca.crt (an unrelated CA, for the wrong-anchor test).
+# Writes PREFIX/nginx.conf, then execs nginx in the foreground, so the caller's child PID is
+# nginx's master: SIGTERM stops it.
+# Everything nginx writes (pid, logs, temp files) stays inside PREFIX. Listens on 127.0.0.1 only.
+set -euo pipefail
+prefix=${1:?usage: start_nginx.sh PREFIX PORT}
+port=${2:?usage: start_nginx.sh PREFIX PORT}
+prefix=$(cd "$prefix" && pwd)
+nginx_bin=$(command -v nginx || true)
+[[ -z $nginx_bin && -x /usr/sbin/nginx ]] && nginx_bin=/usr/sbin/nginx
+if [[ -z $nginx_bin ]]; then
+  echo "start_nginx.sh: nginx not installed (scripts/deps.sh installs nginx-light)" >&2
+  exit 127
+fi
+mkdir -p "$prefix/tls" "$prefix/logs" "$prefix/tmp" "$prefix/www"
+
+make_ca() {  # NAME CN
+  cat >"$prefix/tls/$1.cnf" <<CNF
+[req]
+distinguished_name = dn
+x509_extensions = v3_ca
+prompt = no
+[dn]
+CN = $2
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+CNF
+  openssl req -x509 -config "$prefix/tls/$1.cnf" -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -nodes -keyout "$prefix/tls/$1.key" -out "$prefix/tls/$1.crt" -days 2 2>/dev/null
+}
+
+if [[ ! -s $prefix/tls/server.crt ]]; then
+  make_ca ca "sealmilter test CA"
+  make_ca other-ca "unrelated test CA"
+  cat >"$prefix/tls/server.ext" <<EXT
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+EXT
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
+    -keyout "$prefix/tls/server.key" -out "$prefix/tls/server.csr" 2>/dev/null
+  openssl x509 -req -in "$prefix/tls/server.csr" -CA "$prefix/tls/ca.crt" -CAkey "$prefix/tls/ca.key" \
+    -CAcreateserial -days 2 -extfile "$prefix/tls/server.ext" -out "$prefix/tls/server.crt" 2>/dev/null
+  cat >"$prefix/tls/client.ext" <<EXT
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+EXT
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=sealmilter test client" \
+    -keyout "$prefix/tls/client.key" -out "$prefix/tls/client.csr" 2>/dev/null
+  openssl x509 -req -in "$prefix/tls/client.csr" -CA "$prefix/tls/ca.crt" -CAkey "$prefix/tls/ca.key" \
+    -CAcreateserial -days 2 -extfile "$prefix/tls/client.ext" -out "$prefix/tls/client.crt" 2>/dev/null
+fi
+
+user_line=""
+if [[ $(id -u) -eq 0 ]]; then user_line="user root;"; fi  # workers must read the 0700 prefix
+
+cat >"$prefix/nginx.conf" <<CONF
+$user_line
+worker_processes 1;
+pid $prefix/nginx.pid;
+error_log $prefix/logs/error.log warn;
+events { worker_connections 512; }
+http {
+  # The connection serial shows reuse / HTTP/2 multiplexing; never log the Authorization header.
+  log_format sealmilter '\$connection "\$request" \$status "\$http_user_agent" "\$http_accept"';
+  access_log $prefix/logs/access.log sealmilter;
+  client_body_temp_path $prefix/tmp/body;
+  proxy_temp_path $prefix/tmp/proxy;
+  fastcgi_temp_path $prefix/tmp/fastcgi;
+  uwsgi_temp_path $prefix/tmp/uwsgi;
+  scgi_temp_path $prefix/tmp/scgi;
+  server {
+    listen 127.0.0.1:$port ssl http2;
+    server_name localhost;
+    ssl_certificate $prefix/tls/server.crt;
+    ssl_certificate_key $prefix/tls/server.key;
+    # Client certificates are asked for, checked against the test CA, and required in /mtls/.
+    ssl_verify_client optional;
+    ssl_client_certificate $prefix/tls/ca.crt;
+    root $prefix/www;
+    etag on;
+    add_header Cache-Control "max-age=600, stale-if-error=3600" always;
+    # An address that opted out of the directory (SPEC §6.3: 410).
+    location ~ ^/(json|pem|der)/optout@ { return 410; }
+    location /json/ { types { } default_type application/json; }
+    location /pem/ { types { } default_type application/pem-certificate-chain; }
+    location /der/ { types { } default_type application/pkix-cert; }
+    location /mtls/ {
+      types { } default_type application/json;
+      if (\$ssl_client_verify != SUCCESS) { return 403; }
+    }
+    location /auth/ {
+      types { } default_type application/json;
+      if (\$http_authorization != "Bearer secret") { return 401; }
+    }
+  }
+}
+CONF
+
+# Should the test die without stopping us, do not outlive it: a watchdog stops nginx (which
+# will have this shell's PID after the exec) once the test process is gone. It ends with nginx.
+test_pid=$PPID
+self=$$
+( while kill -0 "$test_pid" 2>/dev/null && kill -0 "$self" 2>/dev/null; do sleep 1; done
+  if kill -0 "$self" 2>/dev/null && [[ $(cat /proc/$self/comm 2>/dev/null) == nginx ]]; then kill -TERM "$self"; fi
+) </dev/null >/dev/null 2>&1 &
+
+exec "$nginx_bin" -p "$prefix/" -e "$prefix/logs/error.log" -c "$prefix/nginx.conf" -g "daemon off;"

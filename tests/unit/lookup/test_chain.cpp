@@ -1,0 +1,229 @@
+// The Chain: order, validation of every candidate, caching (positive, negative, stale,
+// revalidation) and batching, with scripted sources, a real SQLite cache and a manual clock.
+#include "lookup/chain.hpp"
+#include "lookup/store.hpp"
+#include "tests/support/test_pki.hpp"
+
+#include <gtest/gtest.h>
+#include <openssl/pem.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+namespace lookup = sealmilter::lookup;
+namespace crypto = sealmilter::crypto;
+using sealmilter::testing::make_identity;
+
+namespace {
+
+class ManualClock final : public lookup::Clock {
+public:
+    std::time_t now() const override { return t; }
+    std::time_t t = std::time(nullptr);
+};
+
+// A source that answers from a table and records how it was asked.
+class ScriptedSource final : public lookup::CertificateSource {
+public:
+    explicit ScriptedSource(std::string name) : name_(std::move(name)) {}
+    std::string name() const override { return name_; }
+    bool trusted() const override { return true; }  // chain checks are the Validator's own tests
+    lookup::SourceAnswer lookup(const lookup::Query& q) override {
+        ++calls;
+        queries.push_back(q);
+        auto it = answers.find(q.email);
+        if (it != answers.end()) return it->second;
+        lookup::SourceAnswer a;
+        a.outcome = lookup::Outcome::NotFound;
+        a.reason = "HTTP 404";
+        return a;
+    }
+    std::vector<lookup::SourceAnswer> lookup_many(const std::vector<lookup::Query>& qs) override {
+        ++batches;
+        return CertificateSource::lookup_many(qs);
+    }
+    std::map<std::string, lookup::SourceAnswer> answers;
+    std::vector<lookup::Query> queries;
+    int calls = 0;
+    int batches = 0;
+
+private:
+    std::string name_;
+};
+
+lookup::SourceAnswer found(const crypto::Certificate& c, std::string etag = {}) {
+    lookup::SourceAnswer a;
+    a.outcome = lookup::Outcome::Found;
+    a.candidates = {c};
+    a.max_age = 600;
+    a.etag = std::move(etag);
+    return a;
+}
+
+lookup::SourceAnswer answer(lookup::Outcome o, std::string reason) {
+    lookup::SourceAnswer a;
+    a.outcome = o;
+    a.reason = std::move(reason);
+    return a;
+}
+
+class ChainTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dir_ = std::filesystem::temp_directory_path() /
+               ("sealmilter-chain-" + std::to_string(::getpid()) + "-" +
+                ::testing::UnitTest::GetInstance()->current_test_info()->name());
+        std::filesystem::remove_all(dir_);
+        std::filesystem::create_directories(dir_ / "store");
+        lookup::CacheOptions co;
+        co.path = (dir_ / "cache.db").string();
+        co.min_ttl = 300;
+        co.max_ttl = 3600;
+        co.negative_ttl = 120;
+        co.max_stale = 86400;
+        co.clock = &clock_;
+        cache_ = std::make_unique<lookup::Cache>(co);
+        lookup::ValidatorOptions vo;
+        vo.clock = &clock_;
+        validator_ = std::make_unique<lookup::Validator>(vo);
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+
+    lookup::Chain chain(std::vector<std::string> order, std::vector<lookup::CertificateSource*> sources) {
+        return lookup::Chain(std::move(order), std::move(sources), *validator_, cache_.get(),
+                             lookup::EncryptTo::AllValid, &clock_);
+    }
+
+    ManualClock clock_;
+    std::filesystem::path dir_;
+    std::unique_ptr<lookup::Cache> cache_;
+    std::unique_ptr<lookup::Validator> validator_;
+    ScriptedSource directory_{"directory"};
+};
+
+TEST_F(ChainTest, DirectoryAnswerIsValidatedCachedAndServedFromCache) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    directory_.answers["bob@partner.example"] = found(bob.cert, "\"v1\"");
+    auto c = chain({"cache", "directory"}, {&directory_});
+    auto r = c.resolve({"Bob@Partner.Example"});
+    ASSERT_EQ(r[0].outcome, lookup::Outcome::Found) << r[0].reason;
+    EXPECT_EQ(r[0].source, "directory");
+    ASSERT_EQ(r[0].selected.size(), 1u);
+    EXPECT_EQ(r[0].selected[0].fingerprint_sha256(), bob.cert.fingerprint_sha256());
+    r = c.resolve({"bob@partner.example"});
+    EXPECT_EQ(r[0].outcome, lookup::Outcome::Found);
+    EXPECT_EQ(r[0].source, "cache");
+    EXPECT_EQ(directory_.calls, 1);
+}
+
+TEST_F(ChainTest, WrongAddressFromDirectoryIsRejectedAndNeverCached) {
+    const auto eve = make_identity({.email = "eve@evil.example"});
+    directory_.answers["bob@partner.example"] = found(eve.cert);
+    auto c = chain({"cache", "directory"}, {&directory_});
+    auto r = c.resolve({"bob@partner.example"});
+    EXPECT_EQ(r[0].outcome, lookup::Outcome::NotFound);
+    ASSERT_FALSE(r[0].trace.empty());
+    ASSERT_EQ(r[0].trace.back().verdicts.size(), 1u);
+    EXPECT_FALSE(r[0].trace.back().verdicts[0].usable);
+    EXPECT_FALSE(r[0].trace.back().verdicts[0].reason.empty());
+    EXPECT_FALSE(cache_->get("bob@partner.example").has_value());
+}
+
+TEST_F(ChainTest, AuthoritativeNegativeIsCachedAndSkipsTheDirectory) {
+    directory_.answers["gone@partner.example"] = answer(lookup::Outcome::NotFound, "HTTP 410 (opted out)");
+    auto c = chain({"cache", "directory"}, {&directory_});
+    EXPECT_EQ(c.resolve({"gone@partner.example"})[0].outcome, lookup::Outcome::NotFound);
+    EXPECT_EQ(c.resolve({"gone@partner.example"})[0].outcome, lookup::Outcome::NotFound);
+    EXPECT_EQ(directory_.calls, 1);
+    clock_.t += 121;  // negative_ttl passed: asked again
+    c.resolve({"gone@partner.example"});
+    EXPECT_EQ(directory_.calls, 2);
+}
+
+TEST_F(ChainTest, SourceErrorWithoutCacheIsTempError) {
+    directory_.answers["bob@partner.example"] = answer(lookup::Outcome::TempError, "HTTP 503");
+    auto c = chain({"cache", "directory"}, {&directory_});
+    const auto r = c.resolve({"bob@partner.example"});
+    EXPECT_EQ(r[0].outcome, lookup::Outcome::TempError);
+    EXPECT_NE(r[0].reason.find("HTTP 503"), std::string::npos);
+}
+
+TEST_F(ChainTest, StaleEntryServedWhileTheDirectoryFails) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    directory_.answers["bob@partner.example"] = found(bob.cert);
+    auto c = chain({"cache", "directory"}, {&directory_});
+    ASSERT_EQ(c.resolve({"bob@partner.example"})[0].outcome, lookup::Outcome::Found);
+    clock_.t += 700;  // past max-age 600: stale
+    directory_.answers["bob@partner.example"] = answer(lookup::Outcome::TempError, "timeout");
+    const auto r = c.resolve({"bob@partner.example"});
+    ASSERT_EQ(r[0].outcome, lookup::Outcome::Found) << r[0].reason;
+    EXPECT_EQ(r[0].source, "cache (stale)");
+    clock_.t += 90000;  // beyond max_stale: no longer served
+    EXPECT_EQ(c.resolve({"bob@partner.example"})[0].outcome, lookup::Outcome::TempError);
+}
+
+TEST_F(ChainTest, StaleEntryRevalidatedWithEtag) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    directory_.answers["bob@partner.example"] = found(bob.cert, "\"abc\"");
+    auto c = chain({"cache", "directory"}, {&directory_});
+    c.resolve({"bob@partner.example"});
+    clock_.t += 700;
+    lookup::SourceAnswer not_modified;
+    not_modified.outcome = lookup::Outcome::Found;
+    not_modified.not_modified = true;
+    not_modified.max_age = 600;
+    directory_.answers["bob@partner.example"] = not_modified;
+    const auto r = c.resolve({"bob@partner.example"});
+    ASSERT_EQ(r[0].outcome, lookup::Outcome::Found) << r[0].reason;
+    EXPECT_EQ(directory_.queries.back().if_none_match, "\"abc\"");
+    ASSERT_TRUE(cache_->get("bob@partner.example").has_value());
+    EXPECT_TRUE(cache_->get("bob@partner.example")->fresh(clock_.now()));
+}
+
+TEST_F(ChainTest, StoreAnswersFirstAndIsNotCached) {
+    const auto alice = make_identity({.email = "alice@partner.example"});
+    {
+        std::ofstream f(dir_ / "store" / "alice.pem");
+        crypto::BIO_ptr mem(BIO_new(BIO_s_mem()));
+        PEM_write_bio_X509(mem.get(), alice.cert.native());
+        char* data = nullptr;
+        const long n = BIO_get_mem_data(mem.get(), &data);
+        f.write(data, n);
+    }
+    std::ofstream(dir_ / "store" / "junk.pem") << "not a certificate";
+    lookup::StoreSource store((dir_ / "store").string());
+    EXPECT_EQ(store.size(), 1u);
+    EXPECT_EQ(store.problems().size(), 1u);
+    // The store is a local, admin-pinned source; trusted() is false, so its certificate must
+    // chain: this self-signed test certificate does not, and is rejected with a reason.
+    auto c = chain({"store", "cache", "directory"}, {&store, &directory_});
+    const auto r = c.resolve({"ALICE@partner.example"});
+    ASSERT_FALSE(r[0].trace.empty());
+    EXPECT_EQ(r[0].trace[0].step, "store");
+    ASSERT_EQ(r[0].trace[0].verdicts.size(), 1u);
+    EXPECT_NE(r[0].trace[0].verdicts[0].reason.find("chain"), std::string::npos) << r[0].trace[0].verdicts[0].reason;
+    EXPECT_EQ(directory_.calls, 1);  // went on to the directory
+}
+
+TEST_F(ChainTest, OneBatchPerSourceForManyRecipients) {
+    std::vector<std::string> emails;
+    for (int i = 0; i < 50; ++i) {
+        const std::string e = "r" + std::to_string(i) + "@partner.example";
+        emails.push_back(e);
+        if (i % 2 == 0) directory_.answers[e] = found(make_identity({.email = e, .key = "ec-p256"}).cert);
+    }
+    auto c = chain({"cache", "directory"}, {&directory_});
+    const auto r = c.resolve(emails);
+    ASSERT_EQ(r.size(), 50u);
+    EXPECT_EQ(directory_.batches, 1);
+    EXPECT_EQ(directory_.calls, 50);
+    for (int i = 0; i < 50; ++i)
+        EXPECT_EQ(r[static_cast<size_t>(i)].outcome, i % 2 == 0 ? lookup::Outcome::Found : lookup::Outcome::NotFound) << i;
+}
+
+TEST_F(ChainTest, UnknownStepIsAConfigurationError) {
+    EXPECT_THROW(chain({"ldap"}, {&directory_}), std::invalid_argument);
+}
+
+}  // namespace
