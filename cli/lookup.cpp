@@ -78,6 +78,7 @@ int cmd_lookup(int argc, char** argv) {
     const auto emails = p.vm["email"].as<std::vector<std::string>>();
     std::unique_ptr<LookupStack> stack = build_lookup(*p.config, report_to_stderr);
     for (const std::string& n : stack->notes) note(n);
+    for (const std::string& e : stack->errors) note("error: " + e);
     const std::vector<lookup::LookupResult> results = stack->chain->resolve(emails);
     int code = kOk;
     json all = json::array();

@@ -17,6 +17,7 @@ constexpr const char* kUsage =
     "  decrypt   decrypt an S/MIME message (stdin -> stdout) with a private key\n"
     "  lookup    resolve recipients' certificates through the configured sources\n"
     "  cache     list or purge the certificate cache\n"
+    "  check-config  validate the configuration and what it points at\n"
     "options: --help, --version\n";
 
 }  // namespace
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
         if (cmd == "decrypt") return cli::cmd_decrypt(argc - 1, argv + 1);
         if (cmd == "lookup") return cli::cmd_lookup(argc - 1, argv + 1);
         if (cmd == "cache") return cli::cmd_cache(argc - 1, argv + 1);
+        if (cmd == "check-config") return cli::cmd_check_config(argc - 1, argv + 1);
         std::cerr << "sealmilter: unknown command '" << cmd << "'\n" << kUsage;
         return cli::kUsage;
     } catch (const cli::CliError& e) {

@@ -68,6 +68,7 @@ std::unique_ptr<LookupStack> build_lookup(const conf::Config& c,
         } else if (step == "store") {
             auto store = std::make_unique<lookup::StoreSource>(c.get("store.dir"));
             for (const std::string& p : store->problems()) stack->notes.push_back("store: skipped " + p);
+            if (!store->error().empty()) stack->errors.push_back(store->error());
             sources.push_back(store.get());
             stack->sources.push_back(std::move(store));
         } else if (step == "directory") {

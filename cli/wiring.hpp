@@ -25,7 +25,8 @@ struct LookupStack {
     std::unique_ptr<lookup::Cache> cache;  // null when cache.path is empty
     std::vector<std::unique_ptr<lookup::CertificateSource>> sources;
     std::unique_ptr<lookup::Chain> chain;
-    std::vector<std::string> notes;  // e.g. "directory: off (directory.url is empty)"
+    std::vector<std::string> notes;   // e.g. "directory: off (directory.url is empty)"
+    std::vector<std::string> errors;  // a configured source that cannot work (its lookups TempError)
 };
 
 std::unique_ptr<LookupStack> build_lookup(const conf::Config& config,

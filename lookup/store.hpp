@@ -24,6 +24,7 @@ public:
     std::string name() const override { return "store"; }
     SourceAnswer lookup(const Query& query) override;
     const std::vector<std::string>& problems() const { return problems_; }  // "FILE: why"
+    const std::string& error() const { return error_; }  // the directory itself is unusable
     size_t size() const { return count_; }
 
 private:

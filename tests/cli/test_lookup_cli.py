@@ -114,6 +114,18 @@ def main():
                         f"[cache]\npath = {tmp}/cache.db\n")
             base = [bin_, "lookup", "-c", conf]
 
+            rc, out, err = run([bin_, "check-config", "-c", conf])
+            check("check-config accepts the test config", rc == 0 and b"configuration OK" in out, err)
+            bad = os.path.join(tmp, "bad.conf")
+            with open(bad, "w") as f:
+                f.write("[lookup]\norder = store,cache\n\n[cache]\nmin_ttl = soon\n")
+            rc, _, err = run([bin_, "check-config", "-c", bad])
+            check("check-config names file:line", rc == 1 and f"{bad}:5: bad value 'soon'" in err, err)
+            rc, _, err = run([bin_, "check-config", "-c", conf, "--lookup.trust_anchors=/nonexistent.pem"])
+            check("check-config rejects a missing trust anchor", rc == 1 and "/nonexistent.pem" in err, err)
+            rc, _, err = run([bin_, "check-config", "-c", conf, f"--store.dir={tmp}/nope"])
+            check("check-config rejects a missing store", rc == 1 and "store.dir" in err, err)
+
             rc, out, err = run(base + ["Bob@Partner.Example", "--json"])
             check("found exit 0", rc == 0, f"rc={rc} {err}")
             r = json.loads(out)[0] if rc == 0 else {}
