@@ -1,0 +1,79 @@
+// core/decide.hpp — per-recipient verdicts and envelope groups for one message (SPEC §4, §7).
+//
+// Purpose:   given the message headers, the envelope recipients, the policy and each
+//            recipient's lookup result, decide for every recipient: encrypt (to which
+//            certificates), deliver plain, reject (550 5.7.1) or tempfail (451 4.7.x); and
+//            how recipients share envelopes:
+//              - To/Cc recipients that are encrypted share one envelope per key type (RSA and
+//                EC never share: NSS cannot decode an envelope holding an ECDH recipient);
+//              - each encrypted Bcc recipient (an envelope recipient absent from To/Cc) gets
+//                an envelope of its own, so no RecipientInfo reveals a Bcc;
+//              - plain recipients share the original message.
+//            The first group stays in the MTA's transaction; the others are split off (the
+//            milter removes them and re-injects copies).
+// Ownership: plain values.
+// Threads:   pure functions, re-entrant.
+// Errors:    none thrown for bad input; a header that does not parse names no recipients.
+#pragma once
+
+#include "core/message.hpp"
+#include "core/policy.hpp"
+#include "crypto/certificate.hpp"
+#include "lookup/chain.hpp"
+
+#include <string>
+#include <vector>
+
+namespace sealmilter::core {
+
+struct PolicyOptions {
+    Mode default_mode = Mode::Opportunistic;      // policy.default_mode
+    bool no_cert_tempfail = false;                // policy.no_cert_action = tempfail
+    bool lookup_error_pass = false;               // policy.on_lookup_error = pass
+    std::vector<std::string> internal_domains;    // policy.internal_domains
+    std::string subject_tag = "[secure]";         // raises the message to require; "" = off
+    std::string trigger_header = "X-Sealmilter-Encrypt";  // "yes" raises to require; "" = off
+};
+
+enum class Outcome { Encrypt, Plain, Reject, Tempfail };
+const char* to_string(Outcome o) noexcept;
+
+struct RecipientDecision {
+    std::string address;  // as given by the MTA
+    Mode mode = Mode::Opportunistic;
+    std::string policy_key;  // the table key that matched ("" = default or trigger)
+    bool bcc = false;
+    Outcome outcome = Outcome::Plain;
+    std::vector<crypto::Certificate> certificates;  // Encrypt
+    std::string reply;  // Reject/Tempfail: "550 5.7.1 <sentence>" / "451 4.7.1 <sentence>"
+    std::string reason;  // for the log: why this outcome
+};
+
+struct EnvelopeGroup {
+    bool encrypted = false;
+    std::vector<size_t> recipients;  // indexes into Decision::recipients
+    std::vector<crypto::Certificate> certificates;
+};
+
+struct Decision {
+    bool raised_to_require = false;  // a subject tag or trigger header was present
+    std::vector<RecipientDecision> recipients;
+    std::vector<EnvelopeGroup> groups;  // groups[0] stays in the transaction
+};
+
+// The policy mode of one recipient (before any lookup), honouring internal domains.
+RecipientDecision classify(const std::string& address, const PolicyTable& policy, const PolicyOptions& options,
+                           bool raised);
+
+// Whether the message carries the subject tag or the trigger header (SPEC §4).
+bool has_trigger(const Message& m, const PolicyOptions& options);
+
+// The addr-specs named in To and Cc (GMime's RFC 5322 address parser; groups expanded).
+std::vector<std::string> visible_recipients(const Message& m);
+
+// `lookups[i]` belongs to `envelope_rcpts[i]`; entries for recipients that need no lookup
+// (never / internal) are ignored.
+Decision decide(const Message& m, const std::vector<std::string>& envelope_rcpts, const PolicyTable& policy,
+                const PolicyOptions& options, const std::vector<lookup::LookupResult>& lookups);
+
+}  // namespace sealmilter::core
