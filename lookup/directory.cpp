@@ -8,7 +8,8 @@
 //
 // Ownership: every curl handle is a unique_ptr (CURL_ptr, CURLM_ptr, curl_slist_ptr below);
 //            easy handles are removed from the multi handle before they are freed.
-// Threads:   one mutex serialises use of the multi handle (curl handles are not thread-safe);
+// Threads:   each lookup_many leases its own multi handle from a pool (curl handles are not
+//            thread-safe), so concurrent callers never wait for each other;
 //            the pure functions are reentrant.
 // Errors:    network, TLS, size and content problems are TempError answers; nothing throws
 //            across lookup()/lookup_many() for them. The directory is an untrusted transport:
@@ -419,24 +420,47 @@ CURLcode configure(CURL* e, const DirectoryOptions& options, const std::string& 
 
 }  // namespace
 
+// A pool of multi handles: a caller takes an idle one (or a new one) for the duration of its
+// lookup_many and gives it back, so concurrent callers (one milter thread per SMTP session)
+// never wait for each other, while each handle keeps its connection cache for reuse.
 struct DirectorySource::Impl {
     DirectoryOptions options;
-    std::mutex mutex;  // guards multi
-    CURLM_ptr multi;
+    std::mutex pool_mutex;  // guards idle
+    std::vector<CURLM_ptr> idle;
 
+    CURLM_ptr acquire();
+    void release(CURLM_ptr multi);
     std::unique_ptr<Transfer> start(const Query& query, std::string& error) const;
-    void drive();
+    void drive(CURLM* multi) const;
     SourceAnswer finish(const Transfer& t) const;
 };
+
+CURLM_ptr DirectorySource::Impl::acquire() {
+    {
+        const std::lock_guard<std::mutex> lock(pool_mutex);
+        if (!idle.empty()) {
+            CURLM_ptr m = std::move(idle.back());
+            idle.pop_back();
+            return m;
+        }
+    }
+    CURLM_ptr m(curl_multi_init());
+    if (!m) throw std::runtime_error("curl_multi_init failed");
+    // HTTP/2 multiplexing where the server offers it; bounded connections per host otherwise.
+    curl_multi_setopt(m.get(), CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(m.get(), CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+    return m;
+}
+
+void DirectorySource::Impl::release(CURLM_ptr multi) {
+    const std::lock_guard<std::mutex> lock(pool_mutex);
+    if (idle.size() < 64) idle.push_back(std::move(multi));  // bounded; extras close their connections
+}
 
 DirectorySource::DirectorySource(DirectoryOptions options) : impl_(std::make_unique<Impl>()) {
     CurlGlobal::ensure();
     impl_->options = std::move(options);
-    impl_->multi.reset(curl_multi_init());
-    if (!impl_->multi) throw std::runtime_error("curl_multi_init failed");
-    // HTTP/2 multiplexing where the server offers it; bounded connections per host otherwise.
-    curl_multi_setopt(impl_->multi.get(), CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(impl_->multi.get(), CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+    impl_->release(impl_->acquire());  // fail early if curl cannot make a multi handle
 }
 
 DirectorySource::~DirectorySource() = default;
@@ -465,14 +489,14 @@ std::unique_ptr<Transfer> DirectorySource::Impl::start(const Query& query, std::
 
 // Runs every added transfer until all are done or the deadline (timeout_ms plus a little
 // grace over curl's own CURLOPT_TIMEOUT_MS) passes. Each iteration waits at most 200 ms.
-void DirectorySource::Impl::drive() {
+void DirectorySource::Impl::drive(CURLM* multi) const {
     using Clock = std::chrono::steady_clock;
     const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(0L, options.timeout_ms) + 500);
     int running = 0;
     for (;;) {
-        if (curl_multi_perform(multi.get(), &running) != CURLM_OK) break;
+        if (curl_multi_perform(multi, &running) != CURLM_OK) break;
         int queued = 0;
-        while (CURLMsg* m = curl_multi_info_read(multi.get(), &queued)) {
+        while (CURLMsg* m = curl_multi_info_read(multi, &queued)) {
             if (m->msg != CURLMSG_DONE) continue;
             char* p = nullptr;
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &p);
@@ -482,7 +506,7 @@ void DirectorySource::Impl::drive() {
         }
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
         if (running == 0 || left <= 0) break;
-        curl_multi_poll(multi.get(), nullptr, 0, static_cast<int>(std::min<long long>(left, 200)), nullptr);
+        curl_multi_poll(multi, nullptr, 0, static_cast<int>(std::min<long long>(left, 200)), nullptr);
     }
 }
 
@@ -507,17 +531,19 @@ SourceAnswer DirectorySource::lookup(const Query& query) {
 std::vector<SourceAnswer> DirectorySource::lookup_many(const std::vector<Query>& queries) {
     std::vector<SourceAnswer> answers(queries.size());
     std::vector<std::unique_ptr<Transfer>> transfers(queries.size());
-    const std::lock_guard<std::mutex> lock(impl_->mutex);
-    CURLM* multi = impl_->multi.get();
-    // Every added easy handle leaves the multi handle before it is freed, whatever happens.
-    struct Detach {
-        CURLM* multi;
+    // Every added easy handle leaves the multi handle before it is freed, and the multi handle
+    // returns to the pool, whatever happens.
+    struct Lease {
+        Impl& impl;
+        CURLM_ptr multi;
         std::vector<std::unique_ptr<Transfer>>& transfers;
-        ~Detach() {
+        ~Lease() {
             for (auto& t : transfers)
-                if (t) curl_multi_remove_handle(multi, t->easy.get());
+                if (t) curl_multi_remove_handle(multi.get(), t->easy.get());
+            impl.release(std::move(multi));
         }
-    } detach{multi, transfers};
+    } lease{*impl_, impl_->acquire(), transfers};
+    CURLM* multi = lease.multi.get();
     for (size_t i = 0; i < queries.size(); ++i) {
         std::string error;
         std::unique_ptr<Transfer> t = impl_->start(queries[i], error);
@@ -528,7 +554,7 @@ std::vector<SourceAnswer> DirectorySource::lookup_many(const std::vector<Query>&
         if (!t) answers[i] = temp_error(error);
         transfers[i] = std::move(t);
     }
-    impl_->drive();
+    impl_->drive(multi);
     for (size_t i = 0; i < queries.size(); ++i)
         if (transfers[i]) answers[i] = impl_->finish(*transfers[i]);
     return answers;

@@ -666,5 +666,28 @@ TEST_F(DirectoryFault, OneHangingAddressDoesNotHoldUpTheOthers) {
     EXPECT_TRUE(source.lookup_many({}).empty());
 }
 
+// One SMTP session's slow lookup must not block another session's lookup on the same source
+// (the milter runs one thread per session). Asserted by order of completion, not by time: the
+// second caller's answer arrives while the first caller is still waiting.
+TEST_F(DirectoryFault, ConcurrentCallersDoNotWaitForEachOther) {
+    DirectoryOptions o;
+    o.url_template = server_->base_url() + "/{local}/{domain}";
+    o.timeout_ms = 3000;
+    DirectorySource source(o);
+    std::atomic<bool> slow_done{false};
+    std::thread slow([&] {
+        EXPECT_EQ(source.lookup(Query{"hang@x.example", ""}).outcome, Outcome::TempError);
+        slow_done = true;
+    });
+    // Let the slow request start first (bounded wait on the fault server's connection log is
+    // not available; a short sleep only orders the two calls, it is not a timing assertion).
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const SourceAnswer quick = source.lookup(Query{"status@404", ""});
+    const bool slow_finished_first = slow_done.load();
+    slow.join();
+    EXPECT_EQ(quick.outcome, Outcome::NotFound);
+    EXPECT_FALSE(slow_finished_first) << "the quick lookup waited for the hanging one";
+}
+
 }  // namespace
 }  // namespace sealmilter::lookup
