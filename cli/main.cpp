@@ -13,6 +13,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: sealmilter COMMAND [options]   (sealmilter COMMAND --help for its options)\n"
     "commands:\n"
+    "  run       the milter daemon (foreground)\n"
     "  encrypt   encrypt a message (stdin -> stdout) as S/MIME, as the milter does\n"
     "  decrypt   decrypt an S/MIME message (stdin -> stdout) with a private key\n"
     "  lookup    resolve recipients' certificates through the configured sources\n"
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
     }
     try {
         // Subcommands parse argv[1..] so that argv[0] of their parser is the command name.
+        if (cmd == "run") return cli::cmd_run(argc - 1, argv + 1);
         if (cmd == "encrypt") return cli::cmd_encrypt(argc - 1, argv + 1);
         if (cmd == "decrypt") return cli::cmd_decrypt(argc - 1, argv + 1);
         if (cmd == "lookup") return cli::cmd_lookup(argc - 1, argv + 1);

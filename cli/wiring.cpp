@@ -89,4 +89,17 @@ std::unique_ptr<LookupStack> build_lookup(const conf::Config& c,
     return stack;
 }
 
+core::TransformOptions transform_options(const conf::Config& cfg, const std::string& eol) {
+    core::TransformOptions o;
+    const std::string& cipher = cfg.get("crypto.cipher");
+    o.envelope.cipher = cipher == "aes-128-cbc"   ? crypto::Cipher::Aes128Cbc
+                        : cipher == "aes-256-gcm" ? crypto::Cipher::Aes256Gcm
+                                                  : crypto::Cipher::Aes256Cbc;
+    o.envelope.rsa_padding = cfg.get("crypto.rsa_padding") == "oaep" ? crypto::RsaPadding::Oaep : crypto::RsaPadding::Pkcs1;
+    o.protect_headers = cfg.get_bool("crypto.protect_headers");
+    o.protected_subject = cfg.get("crypto.protected_subject");
+    o.eol = eol;
+    return o;
+}
+
 }  // namespace sealmilter::cli

@@ -9,6 +9,8 @@
 #pragma once
 
 #include "conf/config.hpp"
+#include "core/transform.hpp"
+#include "milter/services.hpp"
 #include "lookup/cache.hpp"
 #include "lookup/chain.hpp"
 #include "lookup/validate.hpp"
@@ -31,6 +33,13 @@ struct LookupStack {
 
 std::unique_ptr<LookupStack> build_lookup(const conf::Config& config,
                                           const std::function<void(const std::string&)>& on_error);
+// The transform options of [crypto], with line ending `eol` ("\r\n" on the milter wire).
+core::TransformOptions transform_options(const conf::Config& config, const std::string& eol);
+
+// The daemon's snapshot (cli/run.cpp): lookup stack, policy table, options. Throws CliError
+// (kConfig) when the daemon could not run with this config; check-config uses it too.
+std::shared_ptr<const milter::Services> build_services(const conf::Config& config);
+
 // Only the cache, for `cache list|purge`.
 std::unique_ptr<lookup::Cache> open_cache(const conf::Config& config,
                                           const std::function<void(const std::string&)>& on_error);

@@ -107,7 +107,8 @@ def main():
                 return 1
             conf = os.path.join(tmp, "sealmilter.conf")
             with open(conf, "w") as f:
-                f.write(f"[lookup]\norder = store,cache,directory\ntrust_anchors = {pki}/ca.pem\n"
+                f.write(f"[milter]\nspool_dir = {tmp}\n"
+                        f"[lookup]\norder = store,cache,directory\ntrust_anchors = {pki}/ca.pem\n"
                         f"[store]\ndir = {store}\n"
                         f"[directory]\nurl = https://127.0.0.1:{port}/json/{{email}}\n"
                         f"ca_file = {prefix}/tls/ca.crt\n"

@@ -94,3 +94,11 @@ TEST(Policy, InternalDomains) {
 }
 
 }  // namespace
+
+// The shipped example parses and means what its comments say.
+TEST(Policy, ShippedExampleParses) {
+    const auto t = core::PolicyTable::load(std::string(SEALMILTER_SOURCE_DIR) + "/conf/policy");
+    EXPECT_EQ(t.size(), 4u);
+    EXPECT_EQ(t.lookup("x@agency.gov.example", core::Mode::Never).mode, core::Mode::Require);
+    EXPECT_EQ(t.lookup("alice@partner.example", core::Mode::Require).mode, core::Mode::Never);
+}

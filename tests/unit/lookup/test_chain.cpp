@@ -2,6 +2,7 @@
 // revalidation) and batching, with scripted sources, a real SQLite cache and a manual clock.
 #include "lookup/chain.hpp"
 #include "lookup/store.hpp"
+#include "tests/support/scripted_source.hpp"
 #include "tests/support/test_pki.hpp"
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 
 namespace lookup = sealmilter::lookup;
 namespace crypto = sealmilter::crypto;
+using sealmilter::testing::ScriptedSource;
 using sealmilter::testing::make_identity;
 
 namespace {
@@ -21,35 +23,6 @@ class ManualClock final : public lookup::Clock {
 public:
     std::time_t now() const override { return t; }
     std::time_t t = std::time(nullptr);
-};
-
-// A source that answers from a table and records how it was asked.
-class ScriptedSource final : public lookup::CertificateSource {
-public:
-    explicit ScriptedSource(std::string name) : name_(std::move(name)) {}
-    std::string name() const override { return name_; }
-    bool trusted() const override { return true; }  // chain checks are the Validator's own tests
-    lookup::SourceAnswer lookup(const lookup::Query& q) override {
-        ++calls;
-        queries.push_back(q);
-        auto it = answers.find(q.email);
-        if (it != answers.end()) return it->second;
-        lookup::SourceAnswer a;
-        a.outcome = lookup::Outcome::NotFound;
-        a.reason = "HTTP 404";
-        return a;
-    }
-    std::vector<lookup::SourceAnswer> lookup_many(const std::vector<lookup::Query>& qs) override {
-        ++batches;
-        return CertificateSource::lookup_many(qs);
-    }
-    std::map<std::string, lookup::SourceAnswer> answers;
-    std::vector<lookup::Query> queries;
-    int calls = 0;
-    int batches = 0;
-
-private:
-    std::string name_;
 };
 
 lookup::SourceAnswer found(const crypto::Certificate& c, std::string etag = {}) {

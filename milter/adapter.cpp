@@ -1,0 +1,251 @@
+// milter/adapter.cpp — libmilter glue (see adapter.hpp). Keep it thin: no decisions here.
+#include "milter/adapter.hpp"
+
+#include "milter/reinject.hpp"
+#include "milter/transaction.hpp"
+
+#include <libmilter/mfapi.h>
+
+#include <atomic>
+#include <csignal>
+#include <memory>
+#include <pthread.h>
+#include <thread>
+#include <vector>
+
+namespace sealmilter::milter {
+namespace {
+
+ServicesHolder* g_services = nullptr;  // set by serve(); libmilter callbacks have no user data
+std::function<void(const std::string&)> g_log;
+std::atomic<unsigned long> g_session{0};
+
+struct Connection {
+    std::string session;
+    std::unique_ptr<Transaction> tx;
+    bool leadspc = false;  // the MTA keeps the leading space of header values (SMFIP_HDR_LEADSPC)
+};
+
+void check(int rc, const std::string& what) {
+    if (rc != MI_SUCCESS) throw std::runtime_error(what + " failed");
+}
+
+Connection* conn(SMFICTX* ctx) { return static_cast<Connection*>(smfi_getpriv(ctx)); }
+
+// The connection state is created by whichever callback comes first (negotiate precedes
+// connect) and owned through smfi_setpriv until on_close.
+Connection& ensure_conn(SMFICTX* ctx) {
+    if (Connection* c = conn(ctx)) return *c;
+    auto c = std::make_unique<Connection>();
+    c->session = "S" + std::to_string(++g_session);
+    check(smfi_setpriv(ctx, c.get()), "smfi_setpriv");
+    return *c.release();
+}
+
+std::string tag_of(SMFICTX* ctx) {
+    Connection* c = conn(ctx);
+    if (c == nullptr) return "-";
+    return c->tx ? c->tx->tag() : c->session;
+}
+
+// The one guarded dispatcher: everything that can throw runs inside.
+template <typename Fn>
+sfsistat guarded(SMFICTX* ctx, const char* step, Fn&& fn) {
+    try {
+        return fn();
+    } catch (const std::exception& e) {
+        if (g_log) g_log(tag_of(ctx) + ": internal error in " + step + ": " + e.what() + "; tempfail");
+    } catch (...) {
+        if (g_log) g_log(tag_of(ctx) + ": unknown internal error in " + step + "; tempfail");
+    }
+    smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.7.0"),
+                  const_cast<char*>("internal error in the encryption gateway; try again later"));
+    return SMFIS_TEMPFAIL;
+}
+
+sfsistat reply(SMFICTX* ctx, const Reply& r) {
+    check(smfi_setreply(ctx, const_cast<char*>(r.code.c_str()), const_cast<char*>(r.xcode.c_str()),
+                        const_cast<char*>(r.text.c_str())),
+          "smfi_setreply");
+    return r.temporary ? SMFIS_TEMPFAIL : SMFIS_REJECT;
+}
+
+class LibmilterActions final : public MessageActions, public crypto::ByteSink {
+public:
+    LibmilterActions(SMFICTX* ctx, bool leadspc) : ctx_(ctx), leadspc_(leadspc) {}
+    void change_header(const std::string& name, int index, const std::string& value) override {
+        std::string v = wire(value);
+        check(smfi_chgheader(ctx_, const_cast<char*>(name.c_str()), index, v.data()), "smfi_chgheader " + name);
+    }
+    void delete_header(const std::string& name, int index) override {
+        check(smfi_chgheader(ctx_, const_cast<char*>(name.c_str()), index, nullptr), "smfi_chgheader(delete) " + name);
+    }
+    void add_header(const std::string& name, const std::string& value) override {
+        std::string v = wire(value);
+        check(smfi_addheader(ctx_, const_cast<char*>(name.c_str()), v.data()), "smfi_addheader " + name);
+    }
+    crypto::ByteSink& replace_body() override { return *this; }
+    void write(const char* data, size_t len) override {
+        // smfi_replacebody takes an int length: feed in slices.
+        while (len > 0) {
+            const size_t n = std::min<size_t>(len, 1 << 20);
+            check(smfi_replacebody(ctx_, reinterpret_cast<unsigned char*>(const_cast<char*>(data)), static_cast<int>(n)),
+                  "smfi_replacebody");
+            data += n;
+            len -= n;
+        }
+    }
+    void delete_recipient(const std::string& address) override {
+        check(smfi_delrcpt(ctx_, const_cast<char*>(address.c_str())), "smfi_delrcpt " + address);
+    }
+
+private:
+    // Without SMFIP_HDR_LEADSPC the MTA inserts the space after the colon itself.
+    std::string wire(const std::string& value) const {
+        if (leadspc_ || value.empty() || value[0] != ' ') return value;
+        return value.substr(1);
+    }
+    SMFICTX* ctx_;
+    bool leadspc_;
+};
+
+sfsistat on_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned long, unsigned long,
+                      unsigned long* pf0, unsigned long* pf1, unsigned long* pf2, unsigned long* pf3) {
+    return guarded(ctx, "negotiate", [&] {
+        // Only the actions the transform needs.
+        *pf0 = f0 & (SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_DELRCPT);
+        *pf1 = f1 & (SMFIP_HDR_LEADSPC | SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NODATA);
+        ensure_conn(ctx).leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
+        *pf2 = 0;
+        *pf3 = 0;
+        return SMFIS_CONTINUE;
+    });
+}
+
+sfsistat on_connect(SMFICTX* ctx, char*, _SOCK_ADDR*) {
+    return guarded(ctx, "connect", [&] {
+        ensure_conn(ctx);
+        return SMFIS_CONTINUE;
+    });
+}
+
+sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
+    return guarded(ctx, "MAIL FROM", [&] {
+        Connection* c = conn(ctx);
+        if (c == nullptr) throw std::runtime_error("no connection state");
+        c->tx = std::make_unique<Transaction>(g_services->get(), c->session);
+        c->tx->mail_from(argv[0] != nullptr ? argv[0] : "");
+        return SMFIS_CONTINUE;
+    });
+}
+
+sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
+    return guarded(ctx, "RCPT TO", [&] {
+        Connection* c = conn(ctx);
+        if (c == nullptr || !c->tx) throw std::runtime_error("RCPT without MAIL");
+        const Reply r = c->tx->recipient(argv[0] != nullptr ? argv[0] : "");
+        return r.accept ? SMFIS_CONTINUE : reply(ctx, r);
+    });
+}
+
+sfsistat on_header(SMFICTX* ctx, char* name, char* value) {
+    return guarded(ctx, "header", [&] {
+        Connection* c = conn(ctx);
+        if (c == nullptr || !c->tx) throw std::runtime_error("header without MAIL");
+        const std::string v = value != nullptr ? value : "";
+        c->tx->header(name != nullptr ? name : "", c->leadspc ? v : " " + v);
+        return SMFIS_CONTINUE;
+    });
+}
+
+sfsistat on_body(SMFICTX* ctx, unsigned char* data, size_t len) {
+    return guarded(ctx, "body", [&] {
+        Connection* c = conn(ctx);
+        if (c == nullptr || !c->tx) throw std::runtime_error("body without MAIL");
+        c->tx->body(reinterpret_cast<const char*>(data), len);
+        return SMFIS_CONTINUE;
+    });
+}
+
+sfsistat on_eom(SMFICTX* ctx) {
+    return guarded(ctx, "end of message", [&] {
+        Connection* c = conn(ctx);
+        if (c == nullptr || !c->tx) throw std::runtime_error("end of message without MAIL");
+        const char* qid = smfi_getsymval(ctx, const_cast<char*>("i"));
+        const std::shared_ptr<const Services> s = g_services->get();
+        LibmilterActions actions(ctx, c->leadspc);
+        SmtpReinjector reinjector(s->reinject_host, s->reinject_port, s->reinject_timeout_ms);
+        const EomResult r = c->tx->end_of_message(qid != nullptr ? qid : "", actions, reinjector);
+        if (g_log) g_log(c->tx->tag() + ": " + r.summary);
+        c->tx.reset();
+        if (r.verdict == EomResult::Verdict::Accept) return SMFIS_CONTINUE;
+        return reply(ctx, r.reply);
+    });
+}
+
+sfsistat on_abort(SMFICTX* ctx) {
+    return guarded(ctx, "abort", [&] {
+        if (Connection* c = conn(ctx)) c->tx.reset();
+        return SMFIS_CONTINUE;
+    });
+}
+
+sfsistat on_close(SMFICTX* ctx) {
+    return guarded(ctx, "close", [&] {
+        std::unique_ptr<Connection> c(conn(ctx));  // ownership returns from libmilter
+        smfi_setpriv(ctx, nullptr);
+        return SMFIS_CONTINUE;
+    });
+}
+
+}  // namespace
+
+int serve(const std::string& socket, ServicesHolder& services, const std::function<void()>& reload,
+          const std::function<void(const std::string&)>& log) {
+    g_services = &services;
+    g_log = log;
+    // SIGHUP is handled by a dedicated thread with sigwait (libmilter handles TERM/INT/HUP in
+    // its own signal thread; we block HUP before smfi_main so only our thread receives it).
+    sigset_t hup;
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+    std::thread([hup, reload] {
+        for (;;) {
+            int sig = 0;
+            if (sigwait(&hup, &sig) == 0 && sig == SIGHUP) reload();
+        }
+    }).detach();
+
+    smfiDesc desc{};
+    static char name[] = "sealmilter";
+    desc.xxfi_name = name;
+    desc.xxfi_version = SMFI_VERSION;
+    desc.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_DELRCPT;
+    desc.xxfi_connect = on_connect;
+    desc.xxfi_envfrom = on_envfrom;
+    desc.xxfi_envrcpt = on_envrcpt;
+    desc.xxfi_header = on_header;
+    desc.xxfi_body = on_body;
+    desc.xxfi_eom = on_eom;
+    desc.xxfi_abort = on_abort;
+    desc.xxfi_close = on_close;
+    desc.xxfi_negotiate = on_negotiate;
+    std::string sock = socket;
+    if (smfi_setconn(sock.data()) != MI_SUCCESS) {
+        log("cannot use milter.socket " + socket);
+        return 1;
+    }
+    if (smfi_register(desc) != MI_SUCCESS) {
+        log("smfi_register failed");
+        return 1;
+    }
+    if (smfi_opensocket(true) != MI_SUCCESS) {
+        log("cannot open milter.socket " + socket);
+        return 1;
+    }
+    log("listening on " + socket);
+    return smfi_main() == MI_SUCCESS ? 0 : 1;
+}
+
+}  // namespace sealmilter::milter

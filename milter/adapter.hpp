@@ -1,0 +1,24 @@
+// milter/adapter.hpp — the libmilter daemon: thin xxfi_* trampolines into Transaction.
+//
+// Purpose:   the only code that includes <libmilter/mfapi.h>. Each callback goes through one
+//            guarded dispatcher that catches everything, logs with the message tag and
+//            returns the failure verdict (tempfail): exceptions never cross into libmilter.
+//            Every smfi_* result is checked; a failure tempfails the message.
+// Ownership: per-connection state is owned through smfi_setpriv (created at connect, freed at
+//            close); the ServicesHolder outlives serve().
+// Threads:   libmilter runs one thread per MTA connection.
+// Errors:    serve() returns non-zero when the socket cannot be opened or smfi_main fails.
+#pragma once
+
+#include "milter/services.hpp"
+
+#include <string>
+
+namespace sealmilter::milter {
+
+// Runs the milter on `socket` ("inet:PORT@HOST" or "unix:PATH") until smfi_stop() (SIGTERM /
+// SIGINT via libmilter). `reload` is called on SIGHUP from a dedicated thread.
+int serve(const std::string& socket, ServicesHolder& services, const std::function<void()>& reload,
+          const std::function<void(const std::string&)>& log);
+
+}  // namespace sealmilter::milter

@@ -1,0 +1,49 @@
+// milter/services.hpp — everything a transaction needs, as one immutable snapshot.
+//
+// Purpose:   the daemon builds a Services from a validated Config (policy table, lookup
+//            stack, transform options, re-injection endpoint). SIGHUP builds a new one and
+//            swaps it in; transactions keep the snapshot they started with.
+// Ownership: shared_ptr<const Services>; the lookup stack lives as long as the snapshot.
+// Threads:   immutable after construction; ServicesHolder swaps atomically.
+// Errors:    none here; construction happens in the CLI (cli/run.cpp) with CliError on bad input.
+#pragma once
+
+#include "core/decide.hpp"
+#include "core/policy.hpp"
+#include "core/transform.hpp"
+#include "lookup/chain.hpp"
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace sealmilter::milter {
+
+struct Services {
+    std::shared_ptr<void> keepalive;  // owns the lookup stack the chain borrows from
+    const lookup::Chain* chain = nullptr;
+    core::PolicyTable policy;
+    core::PolicyOptions policy_options;
+    core::TransformOptions transform;  // eol is CRLF on the milter wire
+    std::string reinject_host = "127.0.0.1";
+    int reinject_port = 10027;
+    long reinject_timeout_ms = 30000;
+    bool dry_run = false;
+    unsigned long long max_message_size = 104857600;
+    size_t memory_threshold = 1 << 20;
+    std::string spool_dir = "/var/spool/sealmilter";
+    std::function<void(const std::string&)> log;  // one line, already prefixed with the tag
+};
+
+class ServicesHolder {
+public:
+    explicit ServicesHolder(std::shared_ptr<const Services> s) : current_(std::move(s)) {}
+    std::shared_ptr<const Services> get() const { return std::atomic_load(&current_); }
+    void set(std::shared_ptr<const Services> s) { std::atomic_store(&current_, std::move(s)); }
+
+private:
+    std::shared_ptr<const Services> current_;
+};
+
+}  // namespace sealmilter::milter

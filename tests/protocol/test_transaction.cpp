@@ -1,0 +1,297 @@
+// The milter transaction driven without libmilter (STYLE.md): a fake MTA records header
+// edits, body replacement, recipient removal; a fake re-injector records the split copies.
+// Every encrypted result is decrypted and checked, never byte-compared.
+#include "core/decrypt.hpp"
+#include "milter/transaction.hpp"
+#include "tests/support/scripted_source.hpp"
+#include "tests/support/test_pki.hpp"
+
+#include <gtest/gtest.h>
+
+namespace core = sealmilter::core;
+namespace crypto = sealmilter::crypto;
+namespace lookup = sealmilter::lookup;
+namespace milter = sealmilter::milter;
+using sealmilter::testing::make_identity;
+using sealmilter::testing::ScriptedSource;
+using sealmilter::testing::TestIdentity;
+
+namespace {
+
+class FakeMta final : public milter::MessageActions {
+public:
+    void change_header(const std::string& n, int i, const std::string& v) override { edits.push_back({core::HeaderEdit::Op::Change, n, i, v}); }
+    void delete_header(const std::string& n, int i) override { edits.push_back({core::HeaderEdit::Op::Delete, n, i, {}}); }
+    void add_header(const std::string& n, const std::string& v) override { edits.push_back({core::HeaderEdit::Op::Append, n, 0, v}); }
+    crypto::ByteSink& replace_body() override {
+        body_replaced = true;
+        return body;
+    }
+    void delete_recipient(const std::string& a) override { deleted.push_back(a); }
+
+    std::vector<core::HeaderEdit> edits;
+    crypto::StringSink body;
+    bool body_replaced = false;
+    std::vector<std::string> deleted;
+};
+
+class FakeReinjector final : public milter::Reinjector {
+public:
+    std::string send(const std::string& sender, const std::vector<std::string>& rcpts,
+                     const std::function<void(crypto::ByteSink&)>& write) override {
+        if (!fail.empty()) return fail;
+        crypto::StringSink s;
+        write(s);
+        copies.push_back({sender, rcpts, s.out});
+        return {};
+    }
+    struct Copy {
+        std::string sender;
+        std::vector<std::string> rcpts;
+        std::string message;
+    };
+    std::vector<Copy> copies;
+    std::string fail;
+};
+
+std::unique_ptr<core::Message> parse(const std::string& raw) {
+    auto m = std::make_unique<core::Message>();
+    core::MessageSplitter s(*m);
+    s.feed(raw.data(), raw.size());
+    s.finish();
+    return m;
+}
+
+// Plaintext of an encrypted message (whole, CRLF) with one identity's key, or "" if it
+// cannot decrypt.
+std::string open_with(const std::string& message, const TestIdentity& id) {
+    crypto::StringSink out;
+    const auto r = core::decrypt_message(*parse(message), id.material(), "\r\n", out);
+    return r.status == crypto::DecryptStatus::Ok ? out.out : "";
+}
+
+class TransactionTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        validator_ = std::make_unique<lookup::Validator>(lookup::ValidatorOptions{});
+        chain_ = std::make_unique<lookup::Chain>(std::vector<std::string>{"directory"},
+                                                 std::vector<lookup::CertificateSource*>{&directory_}, *validator_,
+                                                 nullptr, lookup::EncryptTo::AllValid);
+        rebuild({});
+    }
+    void rebuild(const std::function<void(milter::Services&)>& tweak) {
+        auto s = std::make_shared<milter::Services>();
+        s->chain = chain_.get();
+        s->policy = core::PolicyTable::parse("@customers.bank.example require\n* opportunistic\n", "policy");
+        s->spool_dir = "/tmp";
+        s->memory_threshold = 4096;  // exercise the file spool
+        s->log = [this](const std::string& l) { logs_.push_back(l); };
+        if (tweak) tweak(*s);
+        services_ = s;
+    }
+    void give_cert(const TestIdentity& id, const std::string& email) {
+        lookup::SourceAnswer a;
+        a.outcome = lookup::Outcome::Found;
+        a.candidates = {id.cert};
+        directory_.answers[email] = a;
+    }
+    // Feeds a whole message through the callbacks the way libmilter would (CRLF body).
+    milter::EomResult run(const std::string& headers_and_body, const std::vector<std::string>& rcpts,
+                          std::vector<milter::Reply>* rcpt_replies = nullptr) {
+        milter::Transaction tx(services_, "S1");
+        tx.mail_from("<noreply@bank.example>");
+        for (const auto& r : rcpts) {
+            const milter::Reply rep = tx.recipient("<" + r + ">");
+            if (rcpt_replies != nullptr) rcpt_replies->push_back(rep);
+        }
+        const auto m = parse(headers_and_body);
+        for (const auto& f : m->headers) tx.header(f.name, f.value);
+        m->body.for_each_chunk([&](std::string_view c) {
+            for (size_t off = 0; off < c.size(); off += 1000) tx.body(c.data() + off, std::min<size_t>(1000, c.size() - off));
+        });
+        return tx.end_of_message("4ABC123", mta_, reinjector_);
+    }
+    // The message as the MTA holds it after the milter's edits.
+    std::string delivered(const std::string& original) {
+        const auto m = parse(original);
+        std::string out;
+        for (const auto& f : core::apply_edits(m->headers, mta_.edits)) out += core::serialize_field(f, "\r\n");
+        out += "\r\n";
+        if (mta_.body_replaced) {
+            out += mta_.body.out;
+        } else {
+            m->body.for_each_chunk([&](std::string_view c) { out.append(c); });
+        }
+        return out;
+    }
+
+    ScriptedSource directory_{"directory"};
+    std::unique_ptr<lookup::Validator> validator_;
+    std::unique_ptr<lookup::Chain> chain_;
+    std::shared_ptr<const milter::Services> services_;
+    std::vector<std::string> logs_;
+    FakeMta mta_;
+    FakeReinjector reinjector_;
+};
+
+const std::string kMsg =
+    "From: Bank <noreply@bank.example>\r\n"
+    "To: bob@partner.example\r\n"
+    "Subject: Statement\r\n"
+    "MIME-Version: 1.0\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "\r\n"
+    "Your balance is 1.000,00 EUR.\r\n";
+
+TEST_F(TransactionTest, OneRecipientWithCertificateIsEncryptedInPlace) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    const auto r = run(kMsg, {"bob@partner.example"});
+    ASSERT_EQ(r.verdict, milter::EomResult::Verdict::Accept) << r.summary;
+    EXPECT_TRUE(mta_.body_replaced);
+    const std::string plain = open_with(delivered(kMsg), bob);
+    EXPECT_NE(plain.find("Content-Type: text/plain; charset=utf-8\r\n\r\nYour balance is 1.000,00 EUR.\r\n"),
+              std::string::npos)
+        << plain;
+    EXPECT_TRUE(reinjector_.copies.empty());
+    EXPECT_TRUE(mta_.deleted.empty());
+    ASSERT_FALSE(logs_.empty());
+    EXPECT_EQ(logs_.back().rfind("4ABC123: rcpt=<bob@partner.example> mode=opportunistic outcome=encrypt", 0), 0u) << logs_.back();
+}
+
+TEST_F(TransactionTest, RequireWithoutCertificateIsRefusedAtRcpt) {
+    std::vector<milter::Reply> replies;
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    const auto r = run(kMsg, {"jane@customers.bank.example", "bob@partner.example"}, &replies);
+    ASSERT_EQ(replies.size(), 2u);
+    EXPECT_FALSE(replies[0].accept);
+    EXPECT_EQ(replies[0].code, "550");
+    EXPECT_EQ(replies[0].xcode, "5.7.1");
+    EXPECT_NE(replies[0].text.find("no usable certificate"), std::string::npos);
+    EXPECT_TRUE(replies[1].accept);
+    EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Accept);  // the others go on
+    EXPECT_FALSE(open_with(delivered(kMsg), bob).empty());
+}
+
+TEST_F(TransactionTest, RequireTempfailsWhenConfigured) {
+    rebuild([](milter::Services& s) { s.policy_options.no_cert_tempfail = true; });
+    std::vector<milter::Reply> replies;
+    run(kMsg, {"jane@customers.bank.example"}, &replies);
+    EXPECT_EQ(replies[0].code, "451");
+    EXPECT_EQ(replies[0].xcode, "4.7.1");
+    EXPECT_TRUE(replies[0].temporary);
+}
+
+TEST_F(TransactionTest, OpportunisticWithoutCertificateIsDeliveredUnchanged) {
+    const auto r = run(kMsg, {"bob@partner.example"});
+    EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Accept);
+    EXPECT_FALSE(mta_.body_replaced);
+    EXPECT_TRUE(mta_.edits.empty());
+    EXPECT_EQ(delivered(kMsg), kMsg);
+}
+
+TEST_F(TransactionTest, LookupErrorTempfailsTheMessageByDefault) {
+    lookup::SourceAnswer err;
+    err.outcome = lookup::Outcome::TempError;
+    err.reason = "HTTP 503";
+    directory_.answers["bob@partner.example"] = err;
+    const auto r = run(kMsg, {"bob@partner.example"});
+    EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Tempfail);
+    EXPECT_EQ(r.reply.code, "451");
+    EXPECT_EQ(r.reply.xcode, "4.7.1");
+    EXPECT_FALSE(mta_.body_replaced);
+}
+
+TEST_F(TransactionTest, BccGetsItsOwnEnvelopeThroughReinjection) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    const auto hidden = make_identity({.email = "hidden@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    give_cert(hidden, "hidden@partner.example");
+    const auto r = run(kMsg, {"bob@partner.example", "hidden@partner.example"});
+    ASSERT_EQ(r.verdict, milter::EomResult::Verdict::Accept) << r.summary;
+    ASSERT_EQ(reinjector_.copies.size(), 1u);
+    EXPECT_EQ(reinjector_.copies[0].rcpts, std::vector<std::string>{"hidden@partner.example"});
+    EXPECT_EQ(reinjector_.copies[0].sender, "noreply@bank.example");
+    EXPECT_EQ(mta_.deleted, std::vector<std::string>{"<hidden@partner.example>"});
+    // The Bcc's copy names only the Bcc's certificate; the main envelope only Bob's.
+    EXPECT_FALSE(open_with(reinjector_.copies[0].message, hidden).empty());
+    EXPECT_TRUE(open_with(reinjector_.copies[0].message, bob).empty());
+    EXPECT_FALSE(open_with(delivered(kMsg), bob).empty());
+    EXPECT_TRUE(open_with(delivered(kMsg), hidden).empty());
+}
+
+TEST_F(TransactionTest, MixedOutcomesSplitPlainCopyOff) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    const std::string msg = "To: bob@partner.example, carol@partner.example\r\nSubject: x\r\n\r\nhello\r\n";
+    const auto r = run(msg, {"bob@partner.example", "carol@partner.example"});
+    ASSERT_EQ(r.verdict, milter::EomResult::Verdict::Accept) << r.summary;
+    ASSERT_EQ(reinjector_.copies.size(), 1u);
+    EXPECT_EQ(reinjector_.copies[0].rcpts, std::vector<std::string>{"carol@partner.example"});
+    EXPECT_EQ(reinjector_.copies[0].message, msg);  // plain copy, byte for byte
+    EXPECT_FALSE(open_with(delivered(msg), bob).empty());
+}
+
+TEST_F(TransactionTest, FailedReinjectionTempfailsAndChangesNothing) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    reinjector_.fail = "connect refused";
+    const auto r = run("To: bob@partner.example\r\n\r\nx\r\n", {"bob@partner.example", "carol@partner.example"});
+    EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Tempfail);
+    EXPECT_EQ(r.reply.xcode, "4.7.0");
+    EXPECT_TRUE(mta_.deleted.empty());
+    EXPECT_FALSE(mta_.body_replaced);
+    EXPECT_TRUE(mta_.edits.empty());
+}
+
+TEST_F(TransactionTest, AlreadyEncryptedPassesUntouched) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    const std::string msg = "To: bob@partner.example\r\nContent-Type: multipart/encrypted; protocol=\"application/pgp-encrypted\"; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n";
+    const auto r = run(msg, {"bob@partner.example"});
+    EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Accept);
+    EXPECT_NE(r.summary.find("already encrypted"), std::string::npos);
+    EXPECT_FALSE(mta_.body_replaced);
+}
+
+TEST_F(TransactionTest, DryRunChangesNothingButLogsTheDecision) {
+    rebuild([](milter::Services& s) { s.dry_run = true; });
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    const auto r = run(kMsg, {"bob@partner.example"});
+    EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Accept);
+    EXPECT_FALSE(mta_.body_replaced);
+    EXPECT_TRUE(mta_.edits.empty());
+    ASSERT_FALSE(logs_.empty());
+    EXPECT_NE(logs_.back().find("dry-run: rcpt=<bob@partner.example>"), std::string::npos) << logs_.back();
+    EXPECT_NE(logs_.back().find(bob.cert.fingerprint_sha256()), std::string::npos);
+}
+
+TEST_F(TransactionTest, SubjectTagRaisesToRequireAndIsRemoved) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    const std::string msg = "To: bob@partner.example\r\nSubject: [secure] Salary\r\nX-Sealmilter-Encrypt: yes\r\n\r\nx\r\n";
+    const auto r = run(msg, {"bob@partner.example"});
+    ASSERT_EQ(r.verdict, milter::EomResult::Verdict::Accept) << r.summary;
+    const std::string out = delivered(msg);
+    EXPECT_NE(out.find("Subject: Salary\r\n"), std::string::npos) << out;
+    EXPECT_EQ(out.find("X-Sealmilter-Encrypt"), std::string::npos) << out;
+    EXPECT_FALSE(open_with(out, bob).empty());
+    // Raised to require and no certificate: the message is not delivered in plaintext.
+    FakeMta other;
+    mta_ = other;
+    const auto r2 = run("To: x@partner.example\r\nSubject: [SECURE] Salary\r\n\r\nx\r\n", {"x@partner.example"});
+    EXPECT_EQ(r2.verdict, milter::EomResult::Verdict::Tempfail);
+    EXPECT_FALSE(mta_.body_replaced);
+}
+
+TEST_F(TransactionTest, TooBigIsRefusedWith552) {
+    rebuild([](milter::Services& s) { s.max_message_size = 10; });
+    const auto r = run(kMsg, {"bob@partner.example"});
+    EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Reject);
+    EXPECT_EQ(r.reply.code, "552");
+    EXPECT_EQ(r.reply.xcode, "5.3.4");
+}
+
+}  // namespace
