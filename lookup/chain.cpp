@@ -39,6 +39,8 @@ bool Chain::use_candidates(Pending& p, StepTrace& trace, const std::vector<crypt
     std::vector<crypto::Certificate> usable = select(trace.verdicts, encrypt_to_);
     if (usable.empty()) {
         trace.reason = "no usable certificate among " + std::to_string(candidates.size()) + " candidate(s)";
+        for (const Verdict& v : trace.verdicts)  // every rejection, with why (SPEC §6)
+            trace.reason += "; " + v.cert.fingerprint_sha256().substr(0, 23) + "...: " + v.reason;
         return false;
     }
     p.result.selected = std::move(usable);
