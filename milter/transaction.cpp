@@ -195,14 +195,30 @@ EomResult Transaction::end_of_message(const std::string& queue_id, MessageAction
         if (!r.reason.empty()) line += " (" + r.reason + ")";
         log((services_->dry_run ? "dry-run: " : "") + line);
     }
+    // Recipients cannot be refused one by one after DATA, so one failing recipient decides for
+    // the message. A lookup failure (or no_cert_action = tempfail) tempfails it: the retry meets
+    // the then-cached answer at RCPT time, per recipient. A definite miss (a trigger raised the
+    // message to require, or a certificate vanished since RCPT) refuses it: retrying cannot help.
+    const core::RecipientDecision* failing = nullptr;
     for (const core::RecipientDecision& r : d.recipients) {
-        if (r.outcome == core::Outcome::Reject || r.outcome == core::Outcome::Tempfail) {
-            // Recipients cannot be refused one by one after DATA: tempfail the whole message.
-            // The retry meets the now-cached answer at RCPT time, per recipient.
-            const std::string why = r.reply.size() > 10 ? r.reply.substr(10) : r.reason;
-            if (services_->dry_run) return EomResult{EomResult::Verdict::Accept, {}, "dry-run: would tempfail: " + why};
-            return tempfail("451 4.7.1 " + why, "tempfailed: " + why);
+        if (r.outcome == core::Outcome::Tempfail) {
+            failing = &r;
+            break;
         }
+        if (r.outcome == core::Outcome::Reject && failing == nullptr) failing = &r;
+    }
+    if (failing != nullptr) {
+        const std::string why = failing->reply.size() > 10 ? failing->reply.substr(10) : failing->reason;
+        const bool definite = failing->outcome == core::Outcome::Reject;
+        if (services_->dry_run)
+            return EomResult{EomResult::Verdict::Accept, {}, std::string("dry-run: would ") +
+                                                                 (definite ? "refuse: " : "tempfail: ") + why};
+        if (!definite) return tempfail("451 4.7.1 " + why, "tempfailed: " + why);
+        EomResult r;
+        r.verdict = EomResult::Verdict::Reject;
+        r.reply = reply_from("550 5.7.1 " + why + "; the message was not delivered to any recipient");
+        r.summary = "refused: " + why;
+        return r;
     }
     if (services_->dry_run) return EomResult{EomResult::Verdict::Accept, {}, "dry-run: message left unchanged"};
     message_->headers = std::move(cleaned);

@@ -9,6 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libnss3-tools python3 time
   nginx-light
+  postfix swaks miltertest
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -21,5 +22,8 @@ fi
 SUDO=""
 if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 echo "deps: installing ${missing[*]}"
+# Postfix is only used by the tests, from private config directories: install it without
+# touching the system's mail configuration.
+echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"

@@ -282,7 +282,19 @@ TEST_F(TransactionTest, SubjectTagRaisesToRequireAndIsRemoved) {
     FakeMta other;
     mta_ = other;
     const auto r2 = run("To: x@partner.example\r\nSubject: [SECURE] Salary\r\n\r\nx\r\n", {"x@partner.example"});
-    EXPECT_EQ(r2.verdict, milter::EomResult::Verdict::Tempfail);
+    // A definite miss found only at end of data cannot get better by retrying: 550 5.7.1.
+    EXPECT_EQ(r2.verdict, milter::EomResult::Verdict::Reject);
+    EXPECT_EQ(r2.reply.code, "550");
+    EXPECT_EQ(r2.reply.xcode, "5.7.1");
+    EXPECT_NE(r2.reply.text.find("x@partner.example"), std::string::npos) << r2.reply.text;
+    EXPECT_FALSE(mta_.body_replaced);
+    // With no_cert_action = tempfail the same message is tempfailed instead.
+    rebuild([](milter::Services& s) { s.policy_options.no_cert_tempfail = true; });
+    FakeMta third;
+    mta_ = third;
+    const auto r3 = run("To: x@partner.example\r\nSubject: [secure] Salary\r\n\r\nx\r\n", {"x@partner.example"});
+    EXPECT_EQ(r3.verdict, milter::EomResult::Verdict::Tempfail);
+    EXPECT_EQ(r3.reply.xcode, "4.7.1");
     EXPECT_FALSE(mta_.body_replaced);
 }
 

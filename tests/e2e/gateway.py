@@ -1,0 +1,532 @@
+"""tests/e2e/gateway.py — a whole mail gateway on loopback for the end-to-end tests.
+
+One Gateway owns a private temporary directory and, inside it:
+  * a test PKI (a recipient CA, RSA and EC recipients with keys, PKCS#12 files for NSS);
+  * a real nginx with TLS serving the certificate directory (tests/support/http/start_nginx.sh);
+  * a real Postfix started from a private config directory (`postfix -c DIR`) on loopback ports:
+    an SMTP service that runs the milter and the documented milter-bypassing re-injection
+    service (docs/postfix.md), relaying everything to
+  * a capturing next hop: Postfix's own `smtp-sink -d`, one file per delivered transaction;
+  * `sealmilter run` with a config and a policy table written here.
+Nothing outlives stop(): Postfix is stopped with `postfix -c DIR stop`, the other processes are
+ours and stopped by PID. Standard library only.
+"""
+import email
+import email.policy
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import tempfile
+import time
+
+POSTFIX_START_TRIES = 3
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def must(cmd, **kw):
+    p = subprocess.run(cmd, capture_output=True, timeout=120, **kw)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}): "
+                           f"{p.stderr.decode(errors='replace')[-800:]}")
+    return p.stdout
+
+
+class Identity:
+    """A recipient: address, certificate, key, PKCS#12 (password 'e2e') and a lazy NSS db."""
+
+    def __init__(self, name, addr, d):
+        self.name, self.addr, self.dir = name, addr, d
+        self.cert = os.path.join(d, f"{name}.pem")
+        self.key = os.path.join(d, f"{name}.key")
+        self.p12 = os.path.join(d, f"{name}.p12")
+        self._nssdb = None
+
+    def pem(self):
+        with open(self.cert) as f:
+            return f.read()
+
+    def fingerprint(self):
+        out = must(["openssl", "x509", "-in", self.cert, "-noout", "-fingerprint", "-sha256"]).decode()
+        return out.strip().split("=", 1)[1].replace(":", "").lower()
+
+    def nssdb(self):
+        if self._nssdb is None:
+            db = os.path.join(self.dir, f"nssdb-{self.name}")
+            os.makedirs(db)
+            pw = os.path.join(self.dir, "p12pass")
+            must(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"])
+            must(["pk12util", "-i", self.p12, "-d", f"sql:{db}", "-w", pw, "-K", ""])
+            self._nssdb = f"sql:{db}"
+        return self._nssdb
+
+
+def make_pki(d, recipients):
+    """recipients: {name: (address, 'rsa'|'ec')}. Returns {name: Identity} and the CA path."""
+    ca_key, ca = os.path.join(d, "ca.key"), os.path.join(d, "ca.pem")
+    must(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+          "-days", "30", "-subj", "/CN=sealmilter e2e recipient CA",
+          "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+    with open(os.path.join(d, "p12pass"), "w") as f:
+        f.write("e2e\n")
+    out = {}
+    for serial, (name, (addr, kind)) in enumerate(sorted(recipients.items()), start=100):
+        ident = Identity(name, addr, d)
+        newkey = (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"] if kind == "ec"
+                  else ["-newkey", "rsa:2048"])
+        csr = os.path.join(d, f"{name}.csr")
+        must(["openssl", "req", "-new", *newkey, "-nodes", "-keyout", ident.key, "-out", csr,
+              "-subj", f"/CN={name}"])
+        ext = os.path.join(d, f"{name}.ext")
+        ku = "keyAgreement" if kind == "ec" else "keyEncipherment"
+        with open(ext, "w") as f:
+            f.write(f"basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,{ku}\n"
+                    f"extendedKeyUsage=emailProtection\nsubjectAltName=email:{addr}\n")
+        must(["openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-set_serial", str(serial),
+              "-days", "30", "-extfile", ext, "-out", ident.cert])
+        must(["openssl", "pkcs12", "-export", "-inkey", ident.key, "-in", ident.cert, "-certfile", ca,
+              "-name", name, "-passout", f"file:{os.path.join(d, 'p12pass')}", "-out", ident.p12])
+        out[name] = ident
+    return out, ca
+
+
+# ------------------------------------------------------------------------------------------------
+# What the sink received
+# ------------------------------------------------------------------------------------------------
+
+class Delivery:
+    """One smtp-sink dump file: the envelope recipients and the message as delivered."""
+
+    def __init__(self, path):
+        self.path = path
+        with open(path, "rb") as f:
+            raw = f.read()
+        self.rcpts, self.mail_from = [], None
+        pos = 0
+        # smtp-sink's own X-... lines (envelope) come first, then the message with a Received line.
+        while True:
+            end = raw.index(b"\n", pos)
+            line = raw[pos:end]
+            if line.startswith(b"X-Rcpt-Args: "):
+                self.rcpts.append(re.sub(rb"^<|>.*$", b"", line[13:]).decode().lower())
+            elif line.startswith(b"X-Mail-Args: "):
+                self.mail_from = re.sub(rb"^<|>.*$", b"", line[13:]).decode()
+            elif not line.startswith(b"X-"):
+                break
+            pos = end + 1
+        self.message = raw[pos:].replace(b"\r\n", b"\n")
+        head, _, body = self.message.partition(b"\n\n")
+        self.head = head + b"\n"
+        self.body = body
+        self.parsed = email.message_from_bytes(self.message, policy=email.policy.compat32)
+
+    def header(self, name):
+        return self.parsed.get(name)
+
+    def headers(self, name):
+        return self.parsed.get_all(name) or []
+
+    @property
+    def message_id(self):
+        return (self.header("Message-ID") or "").strip()
+
+    @property
+    def encrypted(self):
+        ct = (self.header("Content-Type") or "").lower()
+        return "application/pkcs7-mime" in ct or "application/x-pkcs7-mime" in ct
+
+    def der(self):
+        """The CMS object of an encrypted delivery."""
+        return self.parsed.get_payload(decode=True)
+
+
+def wire_form(message):
+    """CRLF line ends, as on the wire (smtplib sends bytes as given: a bare LF would arrive as
+    a line end, and a final bare LF would gain an extra empty line)."""
+    return message.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def sink_body_equal(delivery, original):
+    """Byte-equality of the body (line ends normalised to LF, as the SMTP path does)."""
+    body = original.replace(b"\r\n", b"\n").partition(b"\n\n")[2]
+    # smtp-sink -d writes the end-of-data line as one extra empty line after the message.
+    got = delivery.body[:-1] if delivery.body.endswith(b"\n") else delivery.body
+    if got != body and os.environ.get("SEALMILTER_E2E_DEBUG"):
+        print("body differs:", repr(got[-60:]), repr(body[-60:]))
+    return got == body
+
+
+# ------------------------------------------------------------------------------------------------
+# The gateway
+# ------------------------------------------------------------------------------------------------
+
+class Gateway:
+    def __init__(self, sealmilter, source, recipients, directory_entries, policy, extra_conf="",
+                 postfix_extra=""):
+        self.bin, self.source = sealmilter, source
+        self.tmp = tempfile.mkdtemp(prefix="sealmilter-e2e-")
+        os.chmod(self.tmp, 0o755)  # Postfix's unprivileged processes must reach the queue
+        self.pki_dir = os.path.join(self.tmp, "pki")
+        os.makedirs(self.pki_dir)
+        self.ids, self.ca = make_pki(self.pki_dir, recipients)
+        self.nginx = self.milter = self.sink = None
+        self.postfix_up = False
+        self.milter_log = os.path.join(self.tmp, "milter.log")
+        self.sink_dir = os.path.join(self.tmp, "sink")
+        os.makedirs(self.sink_dir)
+        self.smtp_port, self.reinject_port, self.sink_port = free_port(), free_port(), free_port()
+        self.milter_port, self.http_port = free_port(), free_port()
+        self.extra_conf, self.postfix_extra = extra_conf, postfix_extra
+        self.policy_path = os.path.join(self.tmp, "policy")
+        self.write_policy(policy)
+        self.www = os.path.join(self.tmp, "nginx", "www", "json")
+        os.makedirs(self.www)
+        for name in directory_entries:
+            self.publish(name)
+        self.conf = os.path.join(self.tmp, "sealmilter.conf")
+        self.write_conf()
+        self.pf = os.path.join(self.tmp, "postfix")
+        self.seen = set()
+
+    # ---- configuration ----------------------------------------------------------------------
+    def publish(self, name):
+        ident = self.ids[name]
+        with open(os.path.join(self.www, ident.addr), "w") as f:
+            f.write('{"certificates":[{"pem":%s}]}' % __import__("json").dumps(ident.pem()))
+
+    def unpublish(self, name):
+        os.unlink(os.path.join(self.www, self.ids[name].addr))
+
+    def write_policy(self, text):
+        with open(self.policy_path, "w") as f:
+            f.write(text)
+
+    def conf_text(self, extra=None):
+        spool = os.path.join(self.tmp, "spool")
+        os.makedirs(spool, exist_ok=True)
+        return (f"[milter]\nsocket = inet:{self.milter_port}@127.0.0.1\n"
+                f"reinject = 127.0.0.1:{self.reinject_port}\nspool_dir = {spool}\n"
+                f"reinject_timeout_ms = 5000\n"
+                f"[policy]\nfile = {self.policy_path}\ninternal_domains = bank.example\n"
+                f"[lookup]\norder = cache,directory\ntrust_anchors = {self.ca}\n"
+                f"[directory]\nurl = https://127.0.0.1:{self.http_port}/json/{{email}}\n"
+                f"ca_file = {self.tmp}/nginx/tls/ca.crt\ntimeout_ms = 3000\n"
+                f"[cache]\npath = {self.tmp}/cache.db\n"
+                + (self.extra_conf if extra is None else extra))
+
+    def write_conf(self, text=None):
+        with open(self.conf, "w") as f:
+            f.write(self.conf_text() if text is None else text)
+
+    # ---- processes --------------------------------------------------------------------------
+    def start(self):
+        self.start_nginx()
+        self.start_sink()
+        self.start_milter()
+        self.start_postfix()
+        return self
+
+    def start_nginx(self):
+        prefix = os.path.join(self.tmp, "nginx")
+        self.nginx = subprocess.Popen(
+            ["bash", os.path.join(self.source, "tests/support/http/start_nginx.sh"), prefix, str(self.http_port)],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "nginx.err"), "wb"))
+        self._wait(self.http_port, self.nginx, "nginx")
+
+    def stop_nginx(self):
+        self._stop(self.nginx)
+        self.nginx = None
+
+    def start_sink(self):
+        # One file per transaction; %Y... plus smtp-sink's random suffix keeps names unique.
+        self.sink = subprocess.Popen(
+            ["smtp-sink", "-d", os.path.join(self.sink_dir, "%H%M%S."), "-u", "root",
+             f"127.0.0.1:{self.sink_port}", "256"],
+            stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "sink.err"), "wb"))
+        self._wait(self.sink_port, self.sink, "smtp-sink")
+
+    def start_milter(self, wait=True):
+        self.milter_out = open(self.milter_log, "ab")
+        self.milter = subprocess.Popen([self.bin, "run", "-c", self.conf], stdout=self.milter_out,
+                                       stderr=subprocess.STDOUT)
+        if wait:
+            self._wait(self.milter_port, self.milter, "sealmilter run")
+
+    def kill_milter(self):
+        """SIGKILL: no clean-up, as a crash would."""
+        if self.milter and self.milter.poll() is None:
+            self.milter.kill()
+            self.milter.wait(timeout=10)
+        self.milter = None
+
+    def stop_milter(self):
+        self._stop(self.milter)
+        self.milter = None
+
+    def milter_rss_peak_kib(self):
+        with open(f"/proc/{self.milter.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return None
+
+    def hup_milter(self):
+        os.kill(self.milter.pid, signal.SIGHUP)
+
+    def log(self):
+        with open(self.milter_log, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def postfix_cf(self):
+        return f"""compatibility_level = 3.6
+queue_directory = {self.pf}/queue
+data_directory = {self.pf}/data
+maillog_file = {self.pf}/maillog
+maillog_file_prefixes = /tmp, /var, /dev/stdout
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = gw.e2e.example
+mydestination =
+mynetworks = 127.0.0.0/8
+relayhost = [127.0.0.1]:{self.sink_port}
+smtp_tls_security_level = none
+smtpd_peername_lookup = no
+alias_maps =
+alias_database =
+message_size_limit = 104857600
+in_flow_delay = 0
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+smtpd_milters = inet:127.0.0.1:{self.milter_port}
+non_smtpd_milters = $smtpd_milters
+milter_default_action = tempfail
+milter_protocol = 6
+milter_connect_timeout = 10s
+milter_command_timeout = 60s
+milter_content_timeout = 300s
+milter_end_of_data_macros = i
+{self.postfix_extra}
+"""
+
+    def postfix_master(self, with_reinject=True):
+        with open("/etc/postfix/master.cf") as f:
+            lines = f.read().splitlines()
+        out = []
+        for line in lines:
+            if re.match(r"^smtp\s+inet\s", line):
+                out.append(f"127.0.0.1:{self.smtp_port} inet n - n - - smtpd")
+                if with_reinject:  # exactly the service docs/postfix.md documents
+                    out += [f"127.0.0.1:{self.reinject_port} inet n - n - - smtpd",
+                            "  -o smtpd_milters=", "  -o non_smtpd_milters=",
+                            "  -o smtpd_recipient_restrictions=permit_mynetworks,reject",
+                            "  -o mynetworks=127.0.0.0/8"]
+            else:
+                out.append(line)
+        return "\n".join(out) + "\n"
+
+    def start_postfix(self):
+        etc = os.path.join(self.pf, "etc")
+        for d in ("etc", "queue", "data"):
+            os.makedirs(os.path.join(self.pf, d), exist_ok=True)
+        shutil.copytree("/etc/postfix", etc, dirs_exist_ok=True)
+        shutil.chown(os.path.join(self.pf, "data"), "postfix")
+        with open(os.path.join(etc, "main.cf"), "w") as f:
+            f.write(self.postfix_cf())
+        with open(os.path.join(etc, "master.cf"), "w") as f:
+            f.write(self.postfix_master())
+        must(["postfix", "-c", etc, "check"])
+        must(["postfix", "-c", etc, "start"])
+        self.postfix_up = True
+        deadline = time.time() + 20
+        while time.time() < deadline and not (port_open(self.smtp_port) and port_open(self.reinject_port)):
+            time.sleep(0.1)
+        if not port_open(self.smtp_port):
+            raise RuntimeError("postfix did not listen: " + self.maillog()[-2000:])
+
+    def set_reinject_service(self, enabled):
+        """Removes / restores the re-injection service and reloads Postfix."""
+        etc = os.path.join(self.pf, "etc")
+        with open(os.path.join(etc, "master.cf"), "w") as f:
+            f.write(self.postfix_master(with_reinject=enabled))
+        must(["postfix", "-c", etc, "reload"])
+        deadline = time.time() + 20
+        while time.time() < deadline and port_open(self.reinject_port) != enabled:
+            time.sleep(0.1)
+        if port_open(self.reinject_port) != enabled:
+            raise RuntimeError(f"re-injection service did not become {'up' if enabled else 'down'}")
+
+    def flush(self):
+        must(["postfix", "-c", os.path.join(self.pf, "etc"), "flush"])
+
+    def queue_empty(self):
+        out = must(["postqueue", "-c", os.path.join(self.pf, "etc"), "-p"]).decode()
+        return "Mail queue is empty" in out
+
+    def maillog(self):
+        try:
+            with open(os.path.join(self.pf, "maillog"), errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.postfix_up:
+            subprocess.run(["postfix", "-c", os.path.join(self.pf, "etc"), "stop"], capture_output=True,
+                           timeout=60)
+            self.postfix_up = False
+        for p in (self.milter, self.sink, self.nginx):
+            self._stop(p)
+        if os.environ.get("SEALMILTER_E2E_KEEP"):
+            print(f"kept {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    @staticmethod
+    def _stop(p):
+        if p is None or p.poll() is not None:
+            return
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=10)
+
+    @staticmethod
+    def _wait(port, proc, what):
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{what} exited with {proc.returncode}")
+            if port_open(port):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{what} did not listen on {port}")
+
+    # ---- mail in, mail out ------------------------------------------------------------------
+    def send(self, mail_from, rcpts, message, port=None):
+        """One SMTP transaction as a business system sends it. Returns
+        {'rcpt': {addr: (code, text)}, 'data': (code, text) or None}."""
+        result = {"rcpt": {}, "data": None}
+        message = wire_form(message)
+        with smtplib.SMTP("127.0.0.1", port or self.smtp_port, timeout=120) as s:
+            s.ehlo("app.bank.example")
+            code, text = s.mail(mail_from)
+            if code != 250:
+                result["mail"] = (code, text.decode(errors="replace"))
+                s.rset()
+                return result
+            accepted = 0
+            for r in rcpts:
+                code, text = s.rcpt(r)
+                result["rcpt"][r] = (code, text.decode(errors="replace"))
+                accepted += code in (250, 251)
+            if accepted:
+                try:
+                    code, text = s.data(message)
+                except smtplib.SMTPDataError as e:
+                    code, text = e.smtp_code, e.smtp_error
+                result["data"] = (code, text.decode(errors="replace") if isinstance(text, bytes) else text)
+            else:
+                s.rset()
+        return result
+
+    def deliveries(self, new_only=True):
+        out = []
+        for name in sorted(os.listdir(self.sink_dir)):
+            path = os.path.join(self.sink_dir, name)
+            if new_only and path in self.seen:
+                continue
+            if name.endswith((".der", ".nss")):
+                continue
+            # smtp-sink writes the file while the transaction runs: only settled files count.
+            try:
+                if time.time() - os.stat(path).st_mtime < 0.5:
+                    continue
+                out.append(Delivery(path))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def wait_deliveries(self, message_id, count, timeout=60):
+        """Waits until `count` transactions carrying Message-ID `message_id` reached the sink
+        (and returns them); a little longer to catch an unexpected extra one."""
+        deadline = time.time() + timeout
+        found = []
+        while time.time() < deadline:
+            found = [d for d in self.deliveries(new_only=False) if d.message_id == message_id]
+            if len(found) >= count:
+                time.sleep(0.5)
+                found = [d for d in self.deliveries(new_only=False) if d.message_id == message_id]
+                break
+            time.sleep(0.1)
+        return found
+
+    # ---- independent decryptors -------------------------------------------------------------
+    def openssl_decrypt(self, delivery, ident):
+        p = subprocess.run(["openssl", "cms", "-decrypt", "-binary", "-in", delivery.path, "-inkey", ident.key,
+                            "-recip", ident.cert], capture_output=True, timeout=120)
+        return p.returncode == 0, p.stdout if p.returncode == 0 else p.stderr
+
+    def nss_decrypt(self, delivery, ident):
+        der = delivery.path + ".der"
+        with open(der, "wb") as f:
+            f.write(delivery.der())
+        out = delivery.path + ".nss"
+        p = subprocess.run(["cmsutil", "-D", "-d", ident.nssdb(), "-i", der, "-o", out], capture_output=True,
+                           timeout=120)
+        data = b""
+        if os.path.exists(out):
+            with open(out, "rb") as f:
+                data = f.read()
+            os.unlink(out)
+        os.unlink(der)
+        return p.returncode == 0, data if p.returncode == 0 else p.stderr
+
+    def recipients_of(self, delivery):
+        """Which of our identities the envelope is encrypted to (by issuer+serial)."""
+        p = subprocess.run(["openssl", "cms", "-cmsout", "-print", "-inform", "DER"], input=delivery.der(),
+                           capture_output=True, timeout=60)
+        text = p.stdout.decode(errors="replace")
+        serials = set(int(m, 16) if m.startswith("0x") else int(m)
+                      for m in re.findall(r"serialNumber:\s*(0x[0-9A-Fa-f]+|\d+)", text))
+        names = []
+        for name, ident in self.ids.items():
+            out = must(["openssl", "x509", "-in", ident.cert, "-noout", "-serial"]).decode()
+            if int(out.strip().split("=", 1)[1], 16) in serials:
+                names.append(name)
+        return sorted(names)
+
+
+def inner_expected(original):
+    """The inner entity the transform encrypts: content header fields, blank line, body, CRLF."""
+    msg = original.replace(b"\r\n", b"\n")
+    head, _, body = msg.partition(b"\n\n")
+    fields, cur = [], None
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and cur is not None:
+            cur.append(line)
+        else:
+            cur = [line]
+            fields.append(cur)
+    content = [b"\n".join(f) for f in fields
+               if f[0].split(b":", 1)[0].strip().lower().startswith(b"content-")]
+    inner = (b"\n".join(content) + b"\n\n" if content else b"\n") + body
+    return inner.replace(b"\n", b"\r\n")

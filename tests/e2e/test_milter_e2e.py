@@ -1,0 +1,601 @@
+#!/usr/bin/env python3
+"""End to end through a real Postfix: business system -> Postfix (smtpd + sealmilter) -> smtp-sink.
+
+usage: test_milter_e2e.py --sealmilter BIN --source REPO_DIR --group GROUP
+Groups (each starts its own gateway, see gateway.py): basic, directory-down, large,
+concurrency, kill. Prints 'e2e-GROUP: N passed, M failed' and exits 1 on any failure.
+Every case asserts what the sink received (decrypted with `openssl cms` and NSS `cmsutil`) or
+the SMTP reply the client got. After each group the harness checks every sink file: no
+plaintext ever reached a `require` recipient.
+"""
+import argparse
+import os
+import random
+import re
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gateway import Gateway, inner_expected, sink_body_equal, wire_form  # noqa: E402
+
+PASSED = 0
+FAILED = []
+DATA = None  # tests/data/messages
+
+
+def check(name, cond, detail=""):
+    global PASSED
+    if cond:
+        PASSED += 1
+        print(f"ok   {name}", flush=True)
+    else:
+        FAILED.append(f"{name}: {detail}")
+        print(f"FAIL {name}: {detail}", flush=True)
+    return cond
+
+
+def corpus(name):
+    with open(os.path.join(DATA, name), "rb") as f:
+        return f.read()
+
+
+def fields_of(head):
+    """Header fields (folded lines joined) of a header block with LF line ends."""
+    fields = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\n" + line
+        elif line:
+            fields.append(line)
+    return fields
+
+
+def compose(template, msgid, to=(), cc=(), subject="Statement", extra=()):
+    """A corpus message re-addressed: its own From/To/Cc/Subject/Message-ID replaced."""
+    raw = corpus(template).replace(b"\r\n", b"\n")
+    head, sep, body = raw.partition(b"\n\n")
+    if not sep:
+        head, body = raw.rstrip(b"\n"), b""
+    drop = (b"from", b"to", b"cc", b"bcc", b"subject", b"message-id", b"return-path", b"received",
+            b"dkim-signature")
+    kept = [f for f in fields_of(head) if f.split(b":", 1)[0].strip().lower() not in drop]
+    mine = [b"From: Statements <statements@bank.example>", b"Subject: " + subject.encode(),
+            b"Message-ID: " + msgid.encode()]
+    if to:
+        mine.append(b"To: " + ", ".join(to).encode())
+    if cc:
+        mine.append(b"Cc: " + ", ".join(cc).encode())
+    mine += [e.encode() for e in extra]
+    return b"\n".join(mine + kept) + b"\n\n" + body
+
+
+def new_id(tag):
+    return f"<{tag}.{uuid.uuid4().hex[:12]}@e2e.bank.example>"
+
+
+def reply_ok(r, addr=None):
+    if addr is not None:
+        return r["rcpt"].get(addr, (0,))[0] == 250
+    return r["data"] is not None and r["data"][0] == 250
+
+
+def check_decrypts(gw, name, delivery, ident_name, original, nss=True):
+    ident = gw.ids[ident_name]
+    want = inner_expected(original)
+    ok, got = gw.openssl_decrypt(delivery, ident)
+    check(f"{name}: openssl cms decrypts for {ident_name} to the original", ok and got == want,
+          got[:300] if not ok else f"{len(got)} bytes vs {len(want)} expected")
+    if nss:
+        ok, got = gw.nss_decrypt(delivery, ident)
+        check(f"{name}: NSS cmsutil decrypts for {ident_name} to the original", ok and got == want,
+              got[:300] if not ok else f"{len(got)} bytes vs {len(want)} expected")
+
+
+def by_rcpts(deliveries):
+    return {tuple(sorted(d.rcpts)): d for d in deliveries}
+
+
+def require_never_plain(gw, required):
+    """Every sink file: a delivery to a `require` recipient is encrypted."""
+    bad = []
+    for d in gw.deliveries(new_only=False):
+        for r in d.rcpts:
+            if required(r) and not d.encrypted:
+                bad.append(f"{os.path.basename(d.path)} to {r}")
+    check("no plaintext reached a require recipient (every sink file)", not bad, ", ".join(bad[:5]))
+
+
+# ------------------------------------------------------------------------------------------------
+# basic: the per-message cases of the issue, one gateway
+# ------------------------------------------------------------------------------------------------
+
+def basic_recipients():
+    return {"bob": ("bob@partner.example", "rsa"), "carol": ("carol@partner.example", "rsa"),
+            "dave": ("dave@partner.example", "rsa"), "erin": ("erin@partner.example", "ec"),
+            "frank": ("frank@secure.example", "rsa")}
+
+
+BASIC_POLICY = "# e2e policy\n@secure.example require\n*                opportunistic\n"
+
+
+def group_basic(gw):
+    bob, carol, dave, erin = (gw.ids[n].addr for n in ("bob", "carol", "dave", "erin"))
+    sender = "statements@bank.example"
+
+    # One recipient with a certificate: encrypted, decrypts to the original (both decryptors).
+    mid = new_id("single")
+    msg = compose("05-alternative-text-html.eml", mid, to=[bob])
+    r = gw.send(sender, [bob], msg)
+    check("single: accepted", reply_ok(r), r)
+    ds = gw.wait_deliveries(mid, 1)
+    if check("single: one delivery", len(ds) == 1, [d.rcpts for d in ds]):
+        d = ds[0]
+        check("single: encrypted (application/pkcs7-mime)", d.encrypted, d.header("Content-Type"))
+        check("single: envelope names bob only", gw.recipients_of(d) == ["bob"], gw.recipients_of(d))
+        check("single: Subject and Message-ID kept outside", d.header("Subject") == "Statement", d.header("Subject"))
+        check("single: plaintext not on the wire", b"Hello team" not in d.message)
+        check_decrypts(gw, "single", d, "bob", msg)
+
+    # require recipient without a certificate: 550 5.7.1 at RCPT; the others delivered.
+    mid = new_id("require-miss")
+    nobody = "nobody@secure.example"
+    msg = compose("01-plain-ascii.eml", mid, to=[nobody, bob])
+    r = gw.send(sender, [nobody, bob], msg)
+    code, text = r["rcpt"][nobody]
+    check("require miss: refused at RCPT with 550 5.7.1", code == 550 and text.startswith("5.7.1"), (code, text))
+    check("require miss: the sentence names the reason", "certificate" in text.lower(), text)
+    check("require miss: the other recipient accepted, message accepted", reply_ok(r, bob) and reply_ok(r), r)
+    ds = gw.wait_deliveries(mid, 1)
+    check("require miss: exactly one delivery, to bob only, encrypted",
+          len(ds) == 1 and ds[0].rcpts == [bob] and ds[0].encrypted, [(d.rcpts, d.encrypted) for d in ds])
+
+    # require recipient with a certificate: encrypted.
+    frank = gw.ids["frank"].addr
+    mid = new_id("require-hit")
+    msg = compose("03-quoted-printable.eml", mid, to=[frank])
+    r = gw.send(sender, [frank], msg)
+    ds = gw.wait_deliveries(mid, 1)
+    check("require hit: accepted and delivered encrypted",
+          reply_ok(r) and len(ds) == 1 and ds[0].encrypted, (r, [(d.rcpts, d.encrypted) for d in ds]))
+    if ds:
+        check_decrypts(gw, "require hit", ds[0], "frank", msg, nss=False)
+
+    # opportunistic recipient without a certificate: unchanged, byte-equal body.
+    mid = new_id("opportunistic-miss")
+    nocert = "nocert@partner.example"
+    msg = compose("03-quoted-printable.eml", mid, to=[nocert])
+    r = gw.send(sender, [nocert], msg)
+    ds = gw.wait_deliveries(mid, 1)
+    if check("opportunistic miss: accepted, one delivery", reply_ok(r) and len(ds) == 1, r):
+        check("opportunistic miss: not encrypted", not ds[0].encrypted)
+        check("opportunistic miss: body byte-equal", sink_body_equal(ds[0], msg))
+        check("opportunistic miss: Content-Type unchanged",
+              ds[0].header("Content-Type") == compose_header(msg, b"content-type"), ds[0].header("Content-Type"))
+
+    # To + Cc with certificates, one Bcc: two envelopes; the Bcc's copy names only the Bcc.
+    mid = new_id("bcc")
+    msg = compose("06-mixed-related-inline-images.eml", mid, to=[bob], cc=[carol])
+    r = gw.send(sender, [bob, carol, dave], msg)
+    check("bcc: accepted", reply_ok(r), r)
+    ds = by_rcpts(gw.wait_deliveries(mid, 2))
+    check("bcc: two transactions, {bob, carol} and {dave}",
+          sorted(ds) == [tuple(sorted([bob, carol])), (dave,)], sorted(ds))
+    if (dave,) in ds and tuple(sorted([bob, carol])) in ds:
+        visible, hidden = ds[tuple(sorted([bob, carol]))], ds[(dave,)]
+        check("bcc: To/Cc envelope names bob and carol, not dave",
+              gw.recipients_of(visible) == ["bob", "carol"], gw.recipients_of(visible))
+        check("bcc: the Bcc's envelope names only dave", gw.recipients_of(hidden) == ["dave"],
+              gw.recipients_of(hidden))
+        check("bcc: dave's address appears nowhere in the To/Cc copy", dave.encode() not in visible.message)
+        check_decrypts(gw, "bcc (To)", visible, "bob", msg)
+        check_decrypts(gw, "bcc (Cc)", visible, "carol", msg, nss=False)
+        check_decrypts(gw, "bcc (Bcc)", hidden, "dave", msg)
+
+    # Mixed outcomes: RSA, EC (separate envelope), and plain (no certificate).
+    mid = new_id("mixed")
+    nocert2 = "plain.reader@partner.example"
+    msg = compose("02-utf8-8bit.eml", mid, to=[bob, erin, nocert2])
+    r = gw.send(sender, [bob, erin, nocert2], msg)
+    check("mixed: accepted", reply_ok(r), r)
+    ds = by_rcpts(gw.wait_deliveries(mid, 3))
+    check("mixed: three transactions (RSA, EC, plain)", sorted(ds) == [(bob,), (erin,), (nocert2,)], sorted(ds))
+    if len(ds) == 3 and (bob,) in ds:
+        check("mixed: bob encrypted to bob", ds[(bob,)].encrypted and gw.recipients_of(ds[(bob,)]) == ["bob"])
+        check("mixed: erin encrypted to erin (EC, own envelope)",
+              ds[(erin,)].encrypted and gw.recipients_of(ds[(erin,)]) == ["erin"])
+        check("mixed: the plain recipient gets the original", not ds[(nocert2,)].encrypted
+              and sink_body_equal(ds[(nocert2,)], msg))
+        check_decrypts(gw, "mixed (RSA)", ds[(bob,)], "bob", msg)
+        check_decrypts(gw, "mixed (EC, openssl only: NSS 3.87 cannot do ECDH)", ds[(erin,)], "erin", msg, nss=False)
+
+    # Subject trigger: tag removed, message raised to require.
+    mid = new_id("trigger")
+    msg = compose("01-plain-ascii.eml", mid, to=[bob], subject="[secure] Your statement")
+    r = gw.send(sender, [bob], msg)
+    ds = gw.wait_deliveries(mid, 1)
+    if check("trigger: accepted, delivered once", reply_ok(r) and len(ds) == 1, r):
+        check("trigger: encrypted", ds[0].encrypted)
+        check("trigger: tag removed from Subject", ds[0].header("Subject") == "Your statement", ds[0].header("Subject"))
+    mid = new_id("trigger-miss")
+    msg = compose("01-plain-ascii.eml", mid, to=[nocert], subject="[secure] Your statement")
+    r = gw.send(sender, [nocert], msg)
+    check("trigger without certificate: refused 550 5.7.1 at end of data",
+          r["data"] and r["data"][0] == 550 and r["data"][1].startswith("5.7.1"), r)
+    mid2 = new_id("header-trigger")
+    msg = compose("01-plain-ascii.eml", mid2, to=[bob], extra=["X-Sealmilter-Encrypt: yes"])
+    r = gw.send(sender, [bob], msg)
+    ds = gw.wait_deliveries(mid2, 1)
+    if check("header trigger: delivered once", reply_ok(r) and len(ds) == 1, r):
+        check("header trigger: encrypted, trigger header removed",
+              ds[0].encrypted and ds[0].header("X-Sealmilter-Encrypt") is None, ds[0].head[:400])
+    check("trigger without certificate: nothing delivered", not gw.wait_deliveries(mid, 1, timeout=2))
+
+    # Already-encrypted input passes untouched; malformed MIME is encrypted as it stands.
+    mid = new_id("already")
+    msg = compose("24-smime-enveloped.eml", mid, to=[bob])
+    r = gw.send(sender, [bob], msg)
+    ds = gw.wait_deliveries(mid, 1)
+    check("already encrypted: delivered once, body byte-equal",
+          reply_ok(r) and len(ds) == 1 and sink_body_equal(ds[0], msg), r)
+    mid = new_id("malformed")
+    msg = compose("17-unclosed-boundary.eml", mid, to=[bob])
+    r = gw.send(sender, [bob], msg)
+    ds = gw.wait_deliveries(mid, 1)
+    if check("malformed MIME: delivered once, encrypted", reply_ok(r) and len(ds) == 1 and ds[0].encrypted, r):
+        check_decrypts(gw, "malformed MIME", ds[0], "bob", msg)
+
+    # Internal domains are never encrypted.
+    mid = new_id("internal")
+    msg = compose("01-plain-ascii.eml", mid, to=["colleague@bank.example"])
+    r = gw.send(sender, ["colleague@bank.example"], msg)
+    ds = gw.wait_deliveries(mid, 1)
+    check("internal domain: delivered unchanged", reply_ok(r) and len(ds) == 1 and not ds[0].encrypted
+          and sink_body_equal(ds[0], msg), r)
+
+    # The re-injection path is down: the whole message is tempfailed; once it is back, the
+    # client's retry is delivered, each recipient exactly once.
+    gw.set_reinject_service(False)
+    mid = new_id("reinject-down")
+    msg = compose("01-plain-ascii.eml", mid, to=[bob, nocert])
+    r = gw.send(sender, [bob, nocert], msg)
+    check("re-injection down: message tempfailed 451 4.x",
+          r["data"] and r["data"][0] == 451 and r["data"][1].startswith("4."), r)
+    check("re-injection down: nothing delivered", not gw.wait_deliveries(mid, 1, timeout=3))
+    gw.set_reinject_service(True)
+    r = gw.send(sender, [bob, nocert], msg)
+    ds = by_rcpts(gw.wait_deliveries(mid, 2))
+    check("re-injection back: retry accepted, bob encrypted and nocert plain, once each",
+          reply_ok(r) and sorted(ds) == [(bob,), (nocert,)] and ds[(bob,)].encrypted
+          and not ds[(nocert,)].encrypted, (r, sorted(ds)))
+
+    # SIGHUP: a changed policy takes effect for the next message ...
+    gw.write_policy(BASIC_POLICY + "@partner.example require\n")
+    gw.write_policy("@secure.example require\n@partner.example require\n* opportunistic\n")
+    gw.hup_milter()
+    wait_log(gw, "reloaded the configuration", 1)
+    mid = new_id("hup-policy")
+    r = gw.send(sender, [nocert], compose("01-plain-ascii.eml", mid, to=[nocert]))
+    check("SIGHUP: the new policy applies (partner.example now require -> 550 5.7.1)",
+          r["rcpt"][nocert][0] == 550 and r["rcpt"][nocert][1].startswith("5.7.1"), r)
+    # ... and a broken configuration keeps the running one.
+    good = gw.conf_text()
+    gw.write_conf(good + "[policy]\ndefault_mode = sometimes\n")
+    gw.hup_milter()
+    wait_log(gw, "reload failed", 1)
+    check("SIGHUP with a broken config: logged, old one kept", "keeping the running configuration" in gw.log(),
+          gw.log()[-500:])
+    r = gw.send(sender, [nocert], compose("01-plain-ascii.eml", new_id("hup-broken"), to=[nocert]))
+    check("SIGHUP with a broken config: still refusing per the running policy", r["rcpt"][nocert][0] == 550, r)
+    mid = new_id("hup-alive")
+    r = gw.send(sender, [bob], compose("01-plain-ascii.eml", mid, to=[bob]))
+    check("SIGHUP with a broken config: the daemon keeps serving", reply_ok(r) and len(gw.wait_deliveries(mid, 1)) == 1, r)
+    gw.write_conf(good)
+    gw.write_policy(BASIC_POLICY)
+    gw.hup_milter()
+    wait_log(gw, "reloaded the configuration", 2)
+    require_never_plain(gw, lambda a: a.endswith("@secure.example"))
+    check("the milter logged one line per message with the queue id first",
+          re.search(r"^[0-9A-F]{6,}: ", gw.log(), re.M) is not None, gw.log()[-800:])
+
+
+def compose_header(msg, name):
+    for f in fields_of(msg.partition(b"\n\n")[0]):
+        if f.split(b":", 1)[0].strip().lower() == name:
+            return f.split(b":", 1)[1].strip().decode()
+    return None
+
+
+def wait_log(gw, text, count, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline and gw.log().count(text) < count:
+        time.sleep(0.1)
+
+
+# ------------------------------------------------------------------------------------------------
+# directory-down: nothing cached -> 451 4.7.1; stale cache -> encrypted with the stale certificate
+# ------------------------------------------------------------------------------------------------
+
+def group_directory_down(gw):
+    bob, frank = gw.ids["bob"].addr, gw.ids["frank"].addr
+    sender = "statements@bank.example"
+    mid = new_id("warm")
+    r = gw.send(sender, [bob], compose("01-plain-ascii.eml", mid, to=[bob]))
+    check("directory up: bob encrypted (and cached)", reply_ok(r) and gw.wait_deliveries(mid, 1)[0].encrypted, r)
+    time.sleep(2.5)  # cache.max_ttl = 1: bob's entry is now expired but within max_stale
+    gw.stop_nginx()
+    mid = new_id("down-nothing-cached")
+    r = gw.send(sender, [frank], compose("01-plain-ascii.eml", mid, to=[frank]))
+    code, text = r["rcpt"][frank]
+    check("directory down, nothing cached: require -> 451 4.7.1 at RCPT", code == 451 and text.startswith("4.7.1"),
+          (code, text))
+    mid = new_id("down-stale")
+    msg = compose("05-alternative-text-html.eml", mid, to=[bob])
+    r = gw.send(sender, [bob], msg)
+    ds = gw.wait_deliveries(mid, 1)
+    if check("directory down, stale cache: accepted and delivered", reply_ok(r) and len(ds) == 1, r):
+        check("directory down, stale cache: encrypted with the stale certificate",
+              ds[0].encrypted and gw.recipients_of(ds[0]) == ["bob"])
+        check_decrypts(gw, "stale", ds[0], "bob", msg)
+    require_never_plain(gw, lambda a: True)
+
+
+# ------------------------------------------------------------------------------------------------
+# large: a 30 MB message
+# ------------------------------------------------------------------------------------------------
+
+def big_message(msgid, to, size):
+    import base64
+    import hashlib
+    chunk = b"".join(hashlib.sha256(b"e2e-large" + i.to_bytes(4, "big")).digest() for i in range(4096))
+    raw = (chunk * (size // len(chunk) + 1))[:size * 3 // 4]
+    b64 = base64.encodebytes(raw)
+    head = (f"From: statements@bank.example\nTo: {to}\nSubject: Annual archive\nMessage-ID: {msgid}\n"
+            "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b1\"\n\n").encode()
+    return (head + b"--b1\nContent-Type: text/plain\n\nThe archive is attached.\n\n--b1\n"
+            b"Content-Type: application/octet-stream; name=\"archive.bin\"\nContent-Transfer-Encoding: base64\n"
+            b"Content-Disposition: attachment; filename=\"archive.bin\"\n\n" + b64 + b"--b1--\n")
+
+
+def group_large(gw):
+    bob = gw.ids["bob"].addr
+    mid = new_id("large")
+    msg = big_message(mid, bob, 30 * 1024 * 1024)
+    before = gw.milter_rss_peak_kib()
+    t0 = time.time()
+    r = gw.send("statements@bank.example", [bob], msg)
+    ds = gw.wait_deliveries(mid, 1, timeout=240)
+    took = time.time() - t0
+    if check("30 MB: accepted, delivered once", reply_ok(r) and len(ds) == 1, r):
+        check("30 MB: encrypted", ds[0].encrypted)
+        check_decrypts(gw, "30 MB", ds[0], "bob", msg)
+    peak = gw.milter_rss_peak_kib()
+    print(f"figure: 30 MB message ({len(msg)} bytes) through Postfix+milter in {took:.1f} s; "
+          f"milter peak RSS {peak} KiB (idle {before} KiB)")
+    check("30 MB: milter peak RSS stays under 256 MiB", peak < 256 * 1024, f"{peak} KiB")
+
+
+# ------------------------------------------------------------------------------------------------
+# concurrency: 50 sessions x 20 messages, every message accounted for
+# ------------------------------------------------------------------------------------------------
+
+def group_concurrency(gw, sessions=50, per_session=20):
+    bob, carol = gw.ids["bob"].addr, gw.ids["carol"].addr
+    plain = "plain.reader@partner.example"
+    mixes = [[bob], [plain], [bob, plain], [bob, carol]]
+    outcomes = {}  # msgid -> (rcpts, result or exception text)
+    lock = threading.Lock()
+    template = compose("01-plain-ascii.eml", "MSGID", to=["TO"])
+
+    def session(n):
+        try:
+            with smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=120) as s:
+                s.ehlo("app.bank.example")
+                for i in range(per_session):
+                    rcpts = mixes[(n + i) % len(mixes)]
+                    mid = f"<c{n}.{i}.{uuid.uuid4().hex[:8]}@e2e.bank.example>"
+                    msg = template.replace(b"MSGID", mid.encode()).replace(b"TO", ", ".join(rcpts).encode())
+                    try:
+                        s.sendmail("statements@bank.example", rcpts, wire_form(msg))
+                        res = "accepted"
+                    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as e:
+                        res = f"refused: {e}"
+                        s.rset()
+                    with lock:
+                        outcomes[mid] = (rcpts, res)
+        except (OSError, smtplib.SMTPException) as e:
+            with lock:
+                outcomes[f"session-{n}"] = ([], f"session error: {e}")
+
+    t0 = time.time()
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    elapsed = time.time() - t0
+    accepted = {m: v for m, v in outcomes.items() if v[1] == "accepted"}
+    other = {m: v for m, v in outcomes.items() if v[1] != "accepted"}
+    check(f"{sessions}x{per_session}: every message got a reply",
+          len(outcomes) == sessions * per_session and not any(m.startswith("session-") for m in outcomes),
+          f"{len(outcomes)} outcomes; {list(other.items())[:3]}")
+    expected_pairs = {(m, r) for m, (rcpts, _) in accepted.items() for r in rcpts}
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        got = [(d.message_id, r) for d in gw.deliveries(new_only=False) for r in d.rcpts]
+        if len(got) >= len(expected_pairs):
+            break
+        time.sleep(1)
+    time.sleep(1)
+    deliveries = gw.deliveries(new_only=False)
+    got = [(d.message_id, r) for d in deliveries for r in d.rcpts]
+    dupes = len(got) - len(set(got))
+    missing = expected_pairs - set(got)
+    unexpected = set(got) - expected_pairs
+    print(f"figure: {len(outcomes)} messages in {elapsed:.1f} s from {sessions} sessions; "
+          f"{len(accepted)} accepted, {len(other)} refused/tempfailed; {len(got)} recipient deliveries")
+    check("concurrency: no accepted message lost", not missing, f"{len(missing)} missing: {sorted(missing)[:3]}")
+    check("concurrency: none duplicated", dupes == 0, f"{dupes} duplicates")
+    check("concurrency: nothing delivered that was refused", not unexpected, sorted(unexpected)[:3])
+    wrong = [d.path for d in deliveries if any(r in (bob, carol) for r in d.rcpts) != d.encrypted]
+    check("concurrency: certificate holders got encrypted copies, the others plain", not wrong, wrong[:3])
+    check("concurrency: all accepted (healthy gateway)", not other, list(other.items())[:3])
+
+
+# ------------------------------------------------------------------------------------------------
+# kill: the milter dies mid-transaction
+# ------------------------------------------------------------------------------------------------
+
+def group_kill(gw):
+    bob = gw.ids["bob"].addr
+    sender = "statements@bank.example"
+    mid = new_id("kill")
+    msg = compose("04-large-pdf-attachment.eml", mid, to=[bob])
+    head, body = msg.split(b"\n\n", 1)
+    s = smtplib.SMTP("127.0.0.1", gw.smtp_port, timeout=120)
+    s.ehlo("app.bank.example")
+    s.mail(sender)
+    code, _ = s.rcpt(bob)
+    check("kill: RCPT accepted", code == 250, code)
+    s.putcmd("data")
+    code, _ = s.getreply()
+    check("kill: DATA 354", code == 354, code)
+    wire = (head + b"\n\n" + body).replace(b"\n", b"\r\n")
+    wire = re.sub(rb"(?m)^\.", b"..", wire)
+    half = len(wire) // 2
+    s.send(wire[:half])
+    time.sleep(0.5)
+    gw.kill_milter()
+    s.send(wire[half:] + (b"" if wire.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    code, text = s.getreply()
+    s.close()
+    check("kill: Postfix tempfails the message (milter_default_action = tempfail)", 400 <= code < 500,
+          (code, text))
+    check("kill: nothing delivered", not gw.wait_deliveries(mid, 1, timeout=3))
+    # While the milter is down, new mail is tempfailed too, never passed through plain.
+    mid2 = new_id("kill-down")
+    msg2 = compose("01-plain-ascii.eml", mid2, to=[bob])
+    r = gw.send(sender, [bob], msg2)
+    refused = any(c >= 400 for c, _ in r["rcpt"].values()) or (r["data"] and r["data"][0] >= 400) or "mail" in r
+    check("milter down: new mail tempfailed, not passed", refused, r)
+    gw.start_milter()
+    # The business system's MTA retries its queue: both arrive, encrypted, exactly once.
+    for m, original in ((mid, msg), (mid2, msg2)):
+        r = gw.send(sender, [bob], original)
+        ds = gw.wait_deliveries(m, 1)
+        if check(f"after restart: {m} accepted and delivered once, encrypted",
+                 reply_ok(r) and len(ds) == 1 and ds[0].encrypted, (r, len(ds))):
+            check_decrypts(gw, f"after restart {m}", ds[0], "bob", original, nss=(m == mid2))
+    # A stream of messages while the milter is killed and restarted at random moments; the
+    # clients retry what was tempfailed once the milter is back, as an MTA's queue would.
+    results = []  # (msgid, message, accepted)
+    stop = threading.Event()
+
+    def sender_loop(n):
+        i = 0
+        while not stop.is_set() and i < 150:
+            m = f"<k{n}.{i}.{uuid.uuid4().hex[:6]}@e2e.bank.example>"
+            body = compose("01-plain-ascii.eml", m, to=[bob])
+            try:
+                ok = reply_ok(gw.send(sender, [bob], body))
+            except (OSError, smtplib.SMTPException):
+                ok = False
+            results.append((m, body, ok))
+            if not ok:
+                time.sleep(0.1)  # a tempfailed client backs off
+            i += 1
+
+    threads = [threading.Thread(target=sender_loop, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    rng = random.Random(4711)
+    kills = 0
+    for _ in range(3):
+        time.sleep(rng.uniform(0.3, 1.5))
+        gw.kill_milter()
+        kills += 1
+        time.sleep(rng.uniform(0.1, 0.5))
+        gw.start_milter()
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join(timeout=300)
+    first = [m for m, _, ok in results if ok]
+    retried = 0
+    for m, body, ok in results:
+        if not ok:
+            r = gw.send(sender, [bob], body)
+            retried += 1
+            check(f"retry of {m} accepted", reply_ok(r), r)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        got = {}
+        for d in gw.deliveries(new_only=False):
+            got[d.message_id] = got.get(d.message_id, 0) + 1
+        if all(got.get(m) for m, _, _ in results):
+            break
+        time.sleep(0.5)
+    time.sleep(1)
+    got = {}
+    for d in gw.deliveries(new_only=False):
+        got[d.message_id] = got.get(d.message_id, 0) + 1
+    wrong = [(m, got.get(m, 0)) for m, _, _ in results if got.get(m, 0) != 1]
+    print(f"figure: kill loop: {len(results)} messages from 4 clients, {len(first)} accepted at once, "
+          f"{retried} tempfailed and retried after recovery, {kills} SIGKILLs")
+    check("kill loop: the milter was killed while mail was flowing", len(first) > 0 and retried > 0,
+          f"{len(first)} accepted, {retried} tempfailed")
+    check("kill loop: every message delivered exactly once (none lost, none duplicated)", not wrong, wrong[:5])
+    require_never_plain(gw, lambda a: True)
+
+
+GROUPS = {
+    "basic": (basic_recipients, ["bob", "carol", "dave", "erin", "frank"], BASIC_POLICY, "", group_basic),
+    "directory-down": (lambda: {"bob": ("bob@partner.example", "rsa"), "frank": ("frank@secure.example", "rsa")},
+                       ["bob", "frank"], "* require\n", "cache_min_ttl", group_directory_down),
+    "large": (lambda: {"bob": ("bob@partner.example", "rsa")}, ["bob"], "* require\n", "", group_large),
+    "concurrency": (lambda: {"bob": ("bob@partner.example", "rsa"), "carol": ("carol@partner.example", "rsa")},
+                    ["bob", "carol"], "* opportunistic\n", "", group_concurrency),
+    "kill": (lambda: {"bob": ("bob@partner.example", "rsa")}, ["bob"], "* require\n", "", group_kill),
+}
+
+
+def main():
+    global DATA
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sealmilter", required=True)
+    ap.add_argument("--source", required=True)
+    ap.add_argument("--group", required=True, choices=sorted(GROUPS))
+    a = ap.parse_args()
+    DATA = os.path.join(a.source, "tests", "data", "messages")
+    for tool in ("postfix", "smtp-sink", "openssl", "cmsutil", "nginx"):
+        if subprocess.run(["sh", "-c", f"command -v {tool} || test -x /usr/sbin/{tool}"],
+                          capture_output=True).returncode != 0:
+            print(f"e2e-{a.group}: missing tool {tool} (scripts/deps.sh installs it)")
+            return 1
+    recipients, published, policy, extra, fn = GROUPS[a.group]
+    extra_conf = "[cache]\nmin_ttl = 0\nmax_ttl = 1\n" if extra == "cache_min_ttl" else ""
+    gw = Gateway(a.sealmilter, a.source, recipients(), published, policy, extra_conf=extra_conf)
+    try:
+        gw.start()
+        fn(gw)
+    except Exception as e:  # a harness failure is a test failure, with the logs
+        import traceback
+        traceback.print_exc()
+        FAILED.append(f"harness: {e}")
+    finally:
+        if FAILED:
+            print("--- milter log (tail) ---\n" + gw.log()[-3000:])
+            print("--- postfix maillog (tail) ---\n" + gw.maillog()[-3000:])
+        gw.stop()
+    print(f"e2e-{a.group}: {PASSED} passed, {len(FAILED)} failed")
+    for f in FAILED:
+        print("  " + f)
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
