@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run-tests.sh — the README's second command: every test.
-#   1. release build with -Werror: all ctest labels (unit, transform, interop)
+#   1. release build with -Werror: all ctest labels (unit, transform, protocol, interop, e2e)
 #   2. ASan + UBSan build: the same suites again, failing on any sanitizer report
 # Set SEALMILTER_SKIP_ASAN=1 to skip the second pass locally.
 set -euo pipefail
@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 scripts/deps.sh
 jobs=$(nproc)
 
-scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+scripts/build.sh build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSEALMILTER_TESTS=ON -DSEALMILTER_BENCH=ON
 (cd build && ctest -j "$jobs" --output-on-failure)
 
 if [[ "${SEALMILTER_SKIP_ASAN:-0}" != "1" ]]; then
