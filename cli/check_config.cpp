@@ -5,7 +5,10 @@
 #include "cli/common.hpp"
 #include "cli/wiring.hpp"
 
+#include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <optional>
 
 namespace po = boost::program_options;
 
@@ -27,6 +30,37 @@ std::vector<std::string> directory_problems(const conf::Config& c) {
     return out;
 }
 
+// Postfix's message_size_limit, when postconf answers (SPEC §8: encryption makes mail ~1.38x
+// larger, and Postfix applies its limit to the body a milter replaced).
+std::optional<unsigned long long> postfix_size_limit() {
+    FILE* p = popen("postconf -h message_size_limit 2>/dev/null", "r");
+    if (p == nullptr) return std::nullopt;
+    char buf[64] = {};
+    const bool got = std::fgets(buf, sizeof buf, p) != nullptr;
+    if (pclose(p) != 0 || !got) return std::nullopt;
+    char* end = nullptr;
+    const unsigned long long v = std::strtoull(buf, &end, 10);
+    if (end == buf || (*end != '\n' && *end != '\0')) return std::nullopt;
+    return v;
+}
+
+void size_warnings(const conf::Config& c) {
+    const std::optional<unsigned long long> limit = postfix_size_limit();
+    if (!limit || *limit == 0) return;  // no Postfix here, or no limit
+    const auto max = static_cast<unsigned long long>(c.get_int("milter.max_message_size"));
+    const auto mta = static_cast<unsigned long long>(c.get_int("milter.mta_size_limit"));
+    const std::string l = std::to_string(*limit);
+    if (mta == 0)
+        note("note: Postfix message_size_limit is " + l + "; set milter.mta_size_limit = " + l +
+             " so that mail too big once encrypted is refused with a clear 552 5.3.4");
+    else if (mta != *limit)
+        note("warning: milter.mta_size_limit = " + std::to_string(mta) + " but Postfix message_size_limit is " + l);
+    if (max / 10 * 14 > *limit)
+        note("warning: milter.max_message_size = " + std::to_string(max) +
+             ": plaintext near it is about 1.4 times larger once encrypted, over Postfix message_size_limit " + l +
+             "; raise message_size_limit to " + std::to_string(max / 10 * 14) + " or lower milter.max_message_size");
+}
+
 }  // namespace
 
 int cmd_check_config(int argc, char** argv) {
@@ -44,6 +78,7 @@ int cmd_check_config(int argc, char** argv) {
         problems.insert(problems.end(), stack->errors.begin(), stack->errors.end());
         if (stack->cache && !stack->cache->healthy()) problems.push_back("cache.path " + p.config->get("cache.path") + " is not usable");
         if (problems.empty()) build_services(*p.config);  // policy file, spool dir, re-injection endpoint
+        size_warnings(*p.config);
         if (problems.empty()) {
             std::cout << "configuration OK (" << (p.vm.count("config") != 0U ? p.vm["config"].as<std::string>()
                                                                               : std::string(conf::kDefaultConfigPath))

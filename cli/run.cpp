@@ -68,6 +68,7 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& c) {
     s->reinject_timeout_ms = static_cast<long>(c.get_int("milter.reinject_timeout_ms"));
     s->dry_run = c.get_bool("milter.dry_run");
     s->max_message_size = static_cast<unsigned long long>(c.get_int("milter.max_message_size"));
+    s->mta_size_limit = static_cast<unsigned long long>(c.get_int("milter.mta_size_limit"));
     s->memory_threshold = static_cast<size_t>(c.get_int("milter.memory_threshold"));
     s->spool_dir = c.get("milter.spool_dir");
     if (access(s->spool_dir.c_str(), W_OK | X_OK) != 0)

@@ -39,6 +39,10 @@ const std::vector<OptionSpec>& option_table() {
          "a header with value yes raises the message to require (the header is removed); empty = off"},
         {"milter.max_message_size", Type::Int, "104857600",
          "messages larger than this (bytes) are refused with 552 5.3.4", {}, 1024, 4LL << 30},
+        {"milter.mta_size_limit", Type::Int, "0",
+         "the MTA's own limit (Postfix message_size_limit); a message that would exceed it once encrypted is "
+         "refused with 552 5.3.4 and a sentence saying why; 0 = not checked (the MTA refuses it itself)",
+         {}, 0, 8LL << 30},
         {"milter.spool_dir", Type::String, "/var/spool/sealmilter",
          "where message bodies beyond the in-memory threshold are spooled (temp files, unlinked at once)"},
         {"milter.memory_threshold", Type::Int, "1048576",

@@ -7,6 +7,7 @@
 #include <libmilter/mfapi.h>
 
 #include <atomic>
+#include <cerrno>
 #include <csignal>
 #include <memory>
 #include <pthread.h>
@@ -204,16 +205,23 @@ int serve(const std::string& socket, ServicesHolder& services, const std::functi
           const std::function<void(const std::string&)>& log) {
     g_services = &services;
     g_log = log;
-    // SIGHUP is handled by a dedicated thread with sigwait (libmilter handles TERM/INT/HUP in
-    // its own signal thread; we block HUP before smfi_main so only our thread receives it).
-    sigset_t hup;
-    sigemptyset(&hup);
-    sigaddset(&hup, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &hup, nullptr);
-    std::thread([hup, reload] {
+    // Signals. libmilter's own signal thread sigwait()s for SIGHUP, SIGTERM and SIGINT and
+    // stops the milter on any of them; SIGHUP must reload instead. So: all three are blocked
+    // in every thread (set here, before any thread exists, and inherited), the reload thread
+    // waits for SIGHUP alone, and libmilter's sigwait() (the one below) never includes SIGHUP.
+    // SIGTERM / SIGINT reach libmilter only: smfi_main() returns and the daemon exits 0.
+    sigset_t blocked;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGHUP);
+    sigaddset(&blocked, SIGTERM);
+    sigaddset(&blocked, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
+    std::thread([reload] {
+        sigset_t hup;
+        sigemptyset(&hup);
+        sigaddset(&hup, SIGHUP);
         for (;;) {
-            int sig = 0;
-            if (sigwait(&hup, &sig) == 0 && sig == SIGHUP) reload();
+            if (sigwaitinfo(&hup, nullptr) == SIGHUP) reload();
         }
     }).detach();
 
@@ -249,3 +257,20 @@ int serve(const std::string& socket, ServicesHolder& services, const std::functi
 }
 
 }  // namespace sealmilter::milter
+
+// libmilter (a shared library) calls sigwait() from its signal thread with {HUP, TERM, INT} and
+// treats SIGHUP as "stop". This definition in the executable interposes on the C library's for
+// libmilter (the dynamic linker resolves its import here) and leaves SIGHUP out of the set, so
+// SIGHUP only ever reaches serve()'s reload thread. Same contract as POSIX sigwait().
+extern "C" int sigwait(const sigset_t* set, int* sig) {
+    sigset_t s = *set;
+    sigdelset(&s, SIGHUP);
+    for (;;) {
+        const int got = sigwaitinfo(&s, nullptr);
+        if (got > 0) {
+            *sig = got;
+            return 0;
+        }
+        if (errno != EINTR) return errno;
+    }
+}

@@ -31,6 +31,7 @@ struct Services {
     long reinject_timeout_ms = 30000;
     bool dry_run = false;
     unsigned long long max_message_size = 104857600;
+    unsigned long long mta_size_limit = 0;  // 0: not checked
     size_t memory_threshold = 1 << 20;
     std::string spool_dir = "/var/spool/sealmilter";
     std::function<void(const std::string&)> log;  // one line, already prefixed with the tag

@@ -41,6 +41,17 @@ void write_plain(const core::Message& m, crypto::ByteSink& out) {
     m.body.for_each_chunk([&](std::string_view c) { out.write(c.data(), c.size()); });
 }
 
+// The size of the encrypted message: the header section, then base64 (76 columns + CRLF per 57
+// bytes) of the CMS object: the body (CRLF on the milter wire), cipher padding and
+// about 1 KiB per recipient (RecipientInfo with a 4096-bit key, issuer name, algorithm ids).
+unsigned long long encrypted_size_estimate(const core::Message& m, size_t recipients) {
+    unsigned long long head = 200;  // the replaced Content-* fields and MIME-Version
+    for (const core::HeaderField& f : m.headers) head += f.name.size() + f.value.size() + 4;
+    const unsigned long long body = m.body.size();  // CRLF already on the milter wire
+    const unsigned long long cms = body + 64 + 1024ULL * recipients + 256;
+    return head + (cms + 56) / 57 * 78;
+}
+
 EomResult tempfail(const std::string& line, const std::string& summary) {
     EomResult r;
     r.verdict = EomResult::Verdict::Tempfail;
@@ -236,6 +247,21 @@ EomResult Transaction::apply(const core::Decision& d, const core::Plan& plan, Me
         for (size_t i : g.recipients) out.push_back(d.recipients[i].address);
         return out;
     };
+    if (services_->mta_size_limit != 0) {
+        for (const core::EnvelopeGroup& g : d.groups) {
+            if (!g.encrypted) continue;
+            const unsigned long long size = encrypted_size_estimate(*message_, g.certificates.size());
+            if (size <= services_->mta_size_limit) continue;
+            EomResult r;
+            r.verdict = EomResult::Verdict::Reject;
+            r.reply = reply_from("552 5.3.4 the message is too big once encrypted: encryption makes a message about "
+                                 "1.4 times larger (" + std::to_string(message_->body.size()) + " bytes would become "
+                                 "about " + std::to_string(size) + ", the limit is " +
+                                 std::to_string(services_->mta_size_limit) + ")");
+            r.summary = "refused: too big once encrypted (about " + std::to_string(size) + " bytes)";
+            return r;
+        }
+    }
     // Copies first: if one cannot be handed over, nothing in this transaction has changed yet.
     for (size_t gi = 1; gi < d.groups.size(); ++gi) {
         const core::EnvelopeGroup& g = d.groups[gi];

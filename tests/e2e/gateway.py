@@ -309,7 +309,6 @@ smtp_tls_security_level = none
 smtpd_peername_lookup = no
 alias_maps =
 alias_database =
-message_size_limit = 104857600
 in_flow_delay = 0
 queue_run_delay = 1s
 minimal_backoff_time = 1s
@@ -322,7 +321,7 @@ milter_connect_timeout = 10s
 milter_command_timeout = 60s
 milter_content_timeout = 300s
 milter_end_of_data_macros = i
-{self.postfix_extra}
+{self.postfix_extra or 'message_size_limit = 104857600'}
 """
 
     def postfix_master(self, with_reinject=True):
@@ -391,12 +390,27 @@ milter_end_of_data_macros = i
             subprocess.run(["postfix", "-c", os.path.join(self.pf, "etc"), "stop"], capture_output=True,
                            timeout=60)
             self.postfix_up = False
-        for p in (self.milter, self.sink, self.nginx):
+        milter_rc = None
+        if self.milter is not None:
+            self._stop(self.milter)
+            milter_rc = self.milter.returncode
+        for p in (self.sink, self.nginx):
             self._stop(p)
+        # Under ASan/UBSan (run-tests.sh's second pass) the daemon reports into its log; a report
+        # or an unclean exit on SIGTERM is a failure of the test.
+        findings = []
+        log = self.log() if os.path.exists(self.milter_log) else ""
+        for pat in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if pat in log:
+                i = log.index(pat)
+                findings.append(log[max(0, i - 200):i + 2000])
+        if milter_rc not in (None, 0):
+            findings.append(f"sealmilter run exited with {milter_rc} on SIGTERM")
         if os.environ.get("SEALMILTER_E2E_KEEP"):
             print(f"kept {self.tmp}")
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        return findings
 
     @staticmethod
     def _stop(p):

@@ -67,6 +67,11 @@ def main():
             milter.terminate()
             milter.wait(timeout=10)
             log.close()
+            with open(os.path.join(tmp, "milter.log"), errors="replace") as f:
+                text = f.read()
+            if milter.returncode != 0 or any(p in text for p in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                                                                  "runtime error:")):
+                failed.append(f"sealmilter run: exit {milter.returncode} or a sanitizer report")
             if failed:
                 with open(os.path.join(tmp, "milter.log"), errors="replace") as f:
                     print("--- milter log ---\n" + f.read()[-3000:])

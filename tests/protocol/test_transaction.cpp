@@ -306,4 +306,34 @@ TEST_F(TransactionTest, TooBigIsRefusedWith552) {
     EXPECT_EQ(r.reply.xcode, "5.3.4");
 }
 
+TEST_F(TransactionTest, TooBigOnceEncryptedIsRefusedWith552BeforeAnythingChanges) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    std::string msg = kMsg;
+    for (int i = 0; i < 400; ++i) msg += "Line " + std::to_string(i) + " of the statement, padded to a realistic width.\r\n";
+    // The real encrypted size, without a limit.
+    const auto plain_run = run(msg, {"bob@partner.example"});
+    ASSERT_EQ(plain_run.verdict, milter::EomResult::Verdict::Accept) << plain_run.summary;
+    const size_t actual = delivered(msg).size();
+    // A limit just below it: refused with the sentence, nothing edited.
+    rebuild([&](milter::Services& s) { s.mta_size_limit = actual - 1; });
+    give_cert(bob, "bob@partner.example");
+    FakeMta fresh;
+    mta_ = fresh;
+    const auto r = run(msg, {"bob@partner.example"});
+    EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Reject);
+    EXPECT_EQ(r.reply.code, "552");
+    EXPECT_EQ(r.reply.xcode, "5.3.4");
+    EXPECT_NE(r.reply.text.find("1.4 times larger"), std::string::npos) << r.reply.text;
+    EXPECT_FALSE(mta_.body_replaced);
+    EXPECT_TRUE(mta_.edits.empty());
+    // The estimate is not far off: 5% above the real size passes.
+    rebuild([&](milter::Services& s) { s.mta_size_limit = actual + actual / 20; });
+    give_cert(bob, "bob@partner.example");
+    FakeMta again;
+    mta_ = again;
+    const auto ok = run(msg, {"bob@partner.example"});
+    EXPECT_EQ(ok.verdict, milter::EomResult::Verdict::Accept) << ok.summary << " real size " << actual;
+}
+
 }  // namespace
