@@ -178,8 +178,9 @@ def sink_body_equal(delivery, original):
 
 class Gateway:
     def __init__(self, sealmilter, source, recipients, directory_entries, policy, extra_conf="",
-                 postfix_extra=""):
+                 postfix_extra="", sink_dump=True):
         self.bin, self.source = sealmilter, source
+        self.sink_dump = sink_dump  # False: smtp-sink only counts (benchmarks)
         self.tmp = tempfile.mkdtemp(prefix="sealmilter-e2e-")
         os.chmod(self.tmp, 0o755)  # Postfix's unprivileged processes must reach the queue
         self.pki_dir = os.path.join(self.tmp, "pki")
@@ -255,9 +256,9 @@ class Gateway:
 
     def start_sink(self):
         # One file per transaction; %Y... plus smtp-sink's random suffix keeps names unique.
+        dump = ["-d", os.path.join(self.sink_dir, "%H%M%S.")] if self.sink_dump else []
         self.sink = subprocess.Popen(
-            ["smtp-sink", "-d", os.path.join(self.sink_dir, "%H%M%S."), "-u", "root",
-             f"127.0.0.1:{self.sink_port}", "256"],
+            ["smtp-sink", *dump, "-u", "root", f"127.0.0.1:{self.sink_port}", "256"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "sink.err"), "wb"))
         self._wait(self.sink_port, self.sink, "smtp-sink")
 
