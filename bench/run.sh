@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/run.sh — measure sealmilter's encryption throughput and memory, write BENCHMARKS.md.
+# bench/run.sh — measure sealmilter's encryption throughput and memory, write the transform section of
+# BENCHMARKS.md.
 #
 #   bench/run.sh [BUILD_DIR]        (default BUILD_DIR: <repo>/build)
 #
@@ -13,7 +14,8 @@
 #      message, 200 runs each for 10 KiB (1 and 10 recipients) and 10 MiB (1 recipient);
 #   6. the machine bound: `openssl speed -evp aes-256-cbc -bytes 16384` (single core, best of 3);
 #   7. peak RSS (/usr/bin/time -v) of `sealmilter encrypt` on a 50 MiB message vs `--version`;
-#   8. bench/report.py turns it all into BENCHMARKS.md (written only if every step succeeded).
+#   8. bench/report.py turns it all into the "transform" section of BENCHMARKS.md (bench/sections.py;
+#      written only if every step succeeded; the other sections stay).
 # Needs: cmake, a C++20 compiler, libbenchmark-dev, openssl, time (/usr/bin/time), python3.
 # Takes about 3-4 minutes on 2 cores. Exits non-zero when any step fails.
 set -euo pipefail
@@ -146,6 +148,6 @@ record git "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 record json_path "$BUILD/bench_transform.json"
 record runtime_s "$((SECONDS - START))"
 step "writing BENCHMARKS.md"
-python3 "$ROOT/bench/report.py" "$RESULTS" "$TMP/bench.json" >"$TMP/BENCHMARKS.md" || die "report generation failed"
-mv "$TMP/BENCHMARKS.md" "$ROOT/BENCHMARKS.md"
+python3 "$ROOT/bench/report.py" "$RESULTS" "$TMP/bench.json" >"$TMP/transform.md" || die "report generation failed"
+python3 "$ROOT/bench/sections.py" "$ROOT/BENCHMARKS.md" transform "$TMP/transform.md" || die "cannot update BENCHMARKS.md"
 step "done in $((SECONDS - START)) s: $ROOT/BENCHMARKS.md"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # tests/support/http/start_nginx.sh — runs a real nginx (TLS, HTTP/2) for the directory tests.
 #
-# Usage: start_nginx.sh PREFIX PORT
+# Usage: start_nginx.sh PREFIX PORT [UPSTREAM_PORT]
 #   PREFIX  a private directory the test owns; the test writes the answers under PREFIX/www
 #           (json/, pem/, der/, auth/, mtls/ + one file per address, named by the decoded address).
 #   PORT    a free loopback port (the caller picks it; it retries on a collision).
+#   UPSTREAM_PORT  optional: /slow/ is proxied to http://127.0.0.1:UPSTREAM_PORT (the lookup
+#           benchmark's directory with added latency, bench/slow_directory.py).
 # Creates (once) in PREFIX/tls: ca.crt, server.crt/.key (a throw-away CA and a server
 # certificate for 127.0.0.1 / localhost), client.crt/.key (a client certificate from the same
 # CA; /mtls/ requires one) and other-ca.crt (an unrelated CA, for the wrong-anchor test).
@@ -14,6 +16,11 @@
 set -euo pipefail
 prefix=${1:?usage: start_nginx.sh PREFIX PORT}
 port=${2:?usage: start_nginx.sh PREFIX PORT}
+upstream=${3:-}
+slow_location=""
+if [[ -n $upstream ]]; then
+  slow_location="location /slow/ { proxy_pass http://127.0.0.1:$upstream; proxy_http_version 1.1; }"
+fi
 prefix=$(cd "$prefix" && pwd)
 nginx_bin=$(command -v nginx || true)
 [[ -z $nginx_bin && -x /usr/sbin/nginx ]] && nginx_bin=/usr/sbin/nginx
@@ -102,6 +109,7 @@ http {
       types { } default_type application/json;
       if (\$ssl_client_verify != SUCCESS) { return 403; }
     }
+    $slow_location
     location /auth/ {
       types { } default_type application/json;
       if (\$http_authorization != "Bearer secret") { return 401; }
