@@ -18,6 +18,7 @@ constexpr const char* kUsage =
     "  decrypt   decrypt an S/MIME message (stdin -> stdout) with a private key\n"
     "  lookup    resolve recipients' certificates through the configured sources\n"
     "  cache     list or purge the certificate cache\n"
+    "  harvest   keep the sender's certificate from a signed message (stdin), as the milter does\n"
     "  check-config  validate the configuration and what it points at\n"
     "options: --help, --version\n";
 
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
         if (cmd == "decrypt") return cli::cmd_decrypt(argc - 1, argv + 1);
         if (cmd == "lookup") return cli::cmd_lookup(argc - 1, argv + 1);
         if (cmd == "cache") return cli::cmd_cache(argc - 1, argv + 1);
+        if (cmd == "harvest") return cli::cmd_harvest(argc - 1, argv + 1);
         if (cmd == "check-config") return cli::cmd_check_config(argc - 1, argv + 1);
         std::cerr << "sealmilter: unknown command '" << cmd << "'\n" << kUsage;
         return cli::kUsage;

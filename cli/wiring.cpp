@@ -3,6 +3,7 @@
 
 #include "cli/common.hpp"
 #include "lookup/directory.hpp"
+#include "lookup/harvest_store.hpp"
 #include "lookup/store.hpp"
 
 
@@ -44,6 +45,16 @@ std::unique_ptr<lookup::Cache> open_cache(const conf::Config& c,
     return std::make_unique<lookup::Cache>(std::move(o));
 }
 
+std::vector<crypto::KeyMaterial> load_harvest_keys(const std::vector<std::string>& files) {
+    std::vector<crypto::KeyMaterial> out;
+    for (const std::string& f : files) {
+        crypto::KeyLoad load = crypto::load_key_material(f, "");
+        if (!load.material) throw CliError(load.unreadable ? kNoInput : kConfig, "harvest key " + f + ": " + load.error);
+        out.push_back(std::move(*load.material));
+    }
+    return out;
+}
+
 std::unique_ptr<LookupStack> build_lookup(const conf::Config& c,
                                           const std::function<void(const std::string&)>& on_error) {
     auto stack = std::make_unique<LookupStack>();
@@ -71,6 +82,10 @@ std::unique_ptr<LookupStack> build_lookup(const conf::Config& c,
             if (!store->error().empty()) stack->errors.push_back(store->error());
             sources.push_back(store.get());
             stack->sources.push_back(std::move(store));
+        } else if (step == "harvest") {
+            auto h = std::make_unique<lookup::HarvestSource>(c.get("harvest.dir"));
+            sources.push_back(h.get());
+            stack->sources.push_back(std::move(h));
         } else if (step == "directory") {
             if (c.get("directory.url").empty()) {
                 stack->notes.push_back("directory: off (directory.url is empty)");

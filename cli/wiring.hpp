@@ -10,6 +10,7 @@
 
 #include "conf/config.hpp"
 #include "core/transform.hpp"
+#include "crypto/private_key.hpp"
 #include "milter/services.hpp"
 #include "lookup/cache.hpp"
 #include "lookup/chain.hpp"
@@ -39,6 +40,10 @@ core::TransformOptions transform_options(const conf::Config& config, const std::
 // The daemon's snapshot (cli/run.cpp): lookup stack, policy table, options. Throws CliError
 // (kConfig) when the daemon could not run with this config; check-config uses it too.
 std::shared_ptr<const milter::Services> build_services(const conf::Config& config);
+
+// The organisation's keys for opening enveloped inbound mail (harvest.keys, --key): PEM or
+// PKCS#12 without password. Throws CliError (kNoInput unreadable, kConfig unusable).
+std::vector<crypto::KeyMaterial> load_harvest_keys(const std::vector<std::string>& files);
 
 // Only the cache, for `cache list|purge`.
 std::unique_ptr<lookup::Cache> open_cache(const conf::Config& config,

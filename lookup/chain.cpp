@@ -95,8 +95,11 @@ void Chain::source_step(CertificateSource& source, std::vector<Pending>& pending
             if (use_candidates(p, trace, p.stale->certificates, source.trusted()) && cache_ != nullptr)
                 cache_->revalidated(p.result.email, a.max_age);
         } else if (a.outcome == Outcome::Found && !a.not_modified) {
-            if (use_candidates(p, trace, a.candidates, source.trusted()) && cache_ != nullptr &&
-                source.name() != "store")
+            const bool used = use_candidates(p, trace, a.candidates, source.trusted());
+            if (used) p.result.capabilities = a.capabilities;
+            // The admin's store and harvested certificates are local already; caching a
+            // harvested answer would also put it ahead of the directory next time.
+            if (used && cache_ != nullptr && source.name() != "store" && source.name() != "harvest")
                 cache_->put_positive(p.result.email, p.result.selected, source.name(), a.max_age, a.stale_if_error,
                                      a.etag);
         } else if (a.outcome == Outcome::NotFound) {

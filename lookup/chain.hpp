@@ -41,6 +41,9 @@ struct LookupResult {
     std::vector<crypto::Certificate> selected;
     std::string reason;
     std::vector<StepTrace> trace;
+    // SMIMECapabilities the recipient advertised in signed mail (from the harvest source;
+    // empty = unknown): crypto.cipher = auto chooses from them.
+    std::vector<std::string> capabilities;
 };
 
 class Chain {

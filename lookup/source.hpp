@@ -30,6 +30,8 @@ struct SourceAnswer {
     std::optional<long long> stale_if_error;
     std::string etag;
     bool not_modified = false;  // a 304 answer to a conditional request
+    // SMIMECapabilities the recipient advertised (harvest only; empty = unknown).
+    std::vector<std::string> capabilities;
 };
 
 struct Query {

@@ -14,8 +14,9 @@ StoreSource::StoreSource(std::string dir) : dir_(std::move(dir)) {
         error_ = "store.dir " + dir_ + " is not a readable directory";
         return;
     }
-    // Bounded by the directory listing; `harvested/` is indexed as well (one level).
-    for (const auto& sub : {fs::path(dir_), fs::path(dir_) / "harvested"}) {
+    // Bounded by the directory listing. `harvested/` is not indexed: harvested certificates
+    // are the "harvest" source's (asked last, never pinned).
+    for (const auto& sub : {fs::path(dir_)}) {
         if (!fs::is_directory(sub, ec)) continue;
         for (fs::directory_iterator it(sub, ec), end; !ec && it != end; it.increment(ec)) {
             if (it->is_regular_file(ec)) index_file(it->path().string());

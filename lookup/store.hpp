@@ -1,5 +1,5 @@
 // lookup/store.hpp — the local certificate store (SPEC §6.1): a directory of PEM/DER files
-// the administrator pins, plus (from the harvest work) a `harvested/` subdirectory.
+// the administrator pins (subdirectories such as `harvested/` are not part of it).
 //
 // Purpose:   answers Found with every certificate naming the address (rfc822Name SAN, or the
 //            subject emailAddress when there is no SAN; domain case-insensitive) or NotFound.

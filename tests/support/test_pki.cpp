@@ -44,7 +44,8 @@ TestIdentity make_identity(const CertSpec& spec) {
     crypto::EVP_PKEY_ptr key = make_key(spec.key);
     crypto::X509_ptr x(X509_new());
     X509_set_version(x.get(), 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x.get()), static_cast<long>(std::hash<std::string>{}(spec.email) & 0x7fffffff));
+    ASN1_INTEGER_set(X509_get_serialNumber(x.get()),
+                     spec.serial != 0 ? spec.serial : static_cast<long>(std::hash<std::string>{}(spec.email) & 0x7fffffff));
     X509_gmtime_adj(X509_getm_notBefore(x.get()), spec.days_valid >= 0 ? -60 : -86400L * 400);
     X509_gmtime_adj(X509_getm_notAfter(x.get()), 86400L * spec.days_valid);
     X509_NAME* name = X509_get_subject_name(x.get());

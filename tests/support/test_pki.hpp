@@ -16,6 +16,7 @@ struct CertSpec {
     std::string key_usage = "default";  // "default" (per key type), "none" (no extension), or an OpenSSL list
     bool san = true;                    // rfc822Name SAN (else the address goes into the subject DN)
     long days_valid = 365;
+    long serial = 0;  // 0: derived from the address
 };
 
 struct TestIdentity {
