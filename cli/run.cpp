@@ -73,6 +73,18 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& c) {
     s->spool_dir = c.get("milter.spool_dir");
     if (access(s->spool_dir.c_str(), W_OK | X_OK) != 0)
         throw CliError(kConfig, "milter.spool_dir " + s->spool_dir + " is not a writable directory");
+    s->cipher_auto = c.get("crypto.cipher") == "auto";
+    s->harvest_enabled = c.get_bool("harvest.enabled");
+    if (s->harvest_enabled) {
+        s->harvest_validator = stack->validator.get();
+        s->harvest_store = std::make_shared<lookup::HarvestStore>(c.get("harvest.dir"));
+        s->harvest_domains = c.get_list("harvest.domains");
+        if (s->harvest_domains.empty()) s->harvest_domains = s->policy_options.internal_domains;
+        s->harvest_max_size = static_cast<unsigned long long>(c.get_int("harvest.max_size"));
+        s->harvest_keys = load_harvest_keys(c.get_list("harvest.keys"));
+        if (s->harvest_domains.empty())
+            log_line("harvest: off (neither harvest.domains nor policy.internal_domains names an inbound domain)");
+    }
     s->log = log_line;
     return s;
 }

@@ -89,7 +89,7 @@ const std::vector<OptionSpec>& option_table() {
         {"crypto.cipher", Type::Enum, "aes-256-cbc",
          "content encryption: aes-256-cbc (every client), aes-128-cbc, aes-256-gcm (AuthEnvelopedData; "
          "NSS/Thunderbird cannot read it)",
-         {"aes-256-cbc", "aes-128-cbc", "aes-256-gcm"}},
+         {"aes-256-cbc", "aes-128-cbc", "aes-256-gcm", "auto"}},
         {"crypto.rsa_padding", Type::Enum, "pkcs1", "RSA key transport: pkcs1 (v1.5) or oaep",
          {"pkcs1", "oaep"}},
         {"crypto.protect_headers", Type::Bool, "false",

@@ -55,6 +55,7 @@ void decide_one(RecipientDecision& r, const lookup::LookupResult* lr, const Poli
     if (found) {
         r.outcome = Outcome::Encrypt;
         r.certificates = lr->selected;
+        r.capabilities = lr->capabilities;
         r.reason = "certificate via " + lr->source;
         return;
     }
@@ -174,6 +175,26 @@ Decision decide(const Message& m, const std::vector<std::string>& envelope_rcpts
         if (!g->recipients.empty()) d.groups.push_back(std::move(*g));
     for (EnvelopeGroup& g : bcc) d.groups.push_back(std::move(g));
     return d;
+}
+
+crypto::EnvelopeOptions choose_envelope(const std::vector<const std::vector<std::string>*>& capabilities,
+                                        crypto::EnvelopeOptions base) {
+    static const std::vector<std::string> unknown = {"aes256-cbc", "aes128-cbc"};  // what every client reads
+    const auto all_have = [&](const char* name) {
+        return !capabilities.empty() && std::all_of(capabilities.begin(), capabilities.end(), [&](const auto* caps) {
+            const std::vector<std::string>& c = caps == nullptr || caps->empty() ? unknown : *caps;
+            return std::find(c.begin(), c.end(), name) != c.end();
+        });
+    };
+    if (all_have("aes256-gcm")) {
+        base.cipher = crypto::Cipher::Aes256Gcm;
+    } else if (all_have("aes128-cbc") && !all_have("aes256-cbc")) {
+        base.cipher = crypto::Cipher::Aes128Cbc;
+    } else {
+        base.cipher = crypto::Cipher::Aes256Cbc;
+    }
+    base.rsa_padding = all_have("rsaes-oaep") ? crypto::RsaPadding::Oaep : crypto::RsaPadding::Pkcs1;
+    return base;
 }
 
 }  // namespace sealmilter::core

@@ -19,6 +19,7 @@
 #include "core/message.hpp"
 #include "core/policy.hpp"
 #include "crypto/certificate.hpp"
+#include "crypto/envelope.hpp"
 #include "lookup/chain.hpp"
 
 #include <string>
@@ -45,6 +46,7 @@ struct RecipientDecision {
     bool bcc = false;
     Outcome outcome = Outcome::Plain;
     std::vector<crypto::Certificate> certificates;  // Encrypt
+    std::vector<std::string> capabilities;          // SMIMECapabilities seen (harvest); empty = unknown
     std::string reply;  // Reject/Tempfail: "550 5.7.1 <sentence>" / "451 4.7.1 <sentence>"
     std::string reason;  // for the log: why this outcome
 };
@@ -73,6 +75,14 @@ std::vector<std::string> visible_recipients(const Message& m);
 
 // `lookups[i]` belongs to `envelope_rcpts[i]`; entries for recipients that need no lookup
 // (never / internal) are ignored.
+// crypto.cipher = auto (SPEC §5, RFC 8551 §2.7): AES-256-GCM only when every recipient of the
+// envelope advertised it, else AES-256-CBC (AES-128-CBC when every recipient advertised that but
+// not AES-256); RSA-OAEP only when every recipient advertised it. A recipient whose
+// capabilities are unknown (no signed mail seen) counts as AES-256-CBC, PKCS#1 v1.5: what every
+// S/MIME client reads. `base` supplies everything else.
+crypto::EnvelopeOptions choose_envelope(const std::vector<const std::vector<std::string>*>& capabilities,
+                                        crypto::EnvelopeOptions base);
+
 Decision decide(const Message& m, const std::vector<std::string>& envelope_rcpts, const PolicyTable& policy,
                 const PolicyOptions& options, const std::vector<lookup::LookupResult>& lookups);
 

@@ -12,6 +12,8 @@
 #include "core/policy.hpp"
 #include "core/transform.hpp"
 #include "lookup/chain.hpp"
+#include "lookup/harvest_store.hpp"
+#include "crypto/private_key.hpp"
 
 #include <atomic>
 #include <functional>
@@ -30,6 +32,14 @@ struct Services {
     int reinject_port = 10027;
     long reinject_timeout_ms = 30000;
     bool dry_run = false;
+    bool cipher_auto = false;  // crypto.cipher = auto: per envelope from the recipients' capabilities
+    // Inbound harvest (harvest.*): mail to `harvest_domains` is inspected for signatures.
+    bool harvest_enabled = false;
+    const lookup::Validator* harvest_validator = nullptr;  // the lookup stack's, kept alive by keepalive
+    std::shared_ptr<const lookup::HarvestStore> harvest_store;
+    std::vector<std::string> harvest_domains;
+    unsigned long long harvest_max_size = 26214400;
+    std::vector<crypto::KeyMaterial> harvest_keys;
     unsigned long long max_message_size = 104857600;
     unsigned long long mta_size_limit = 0;  // 0: not checked
     size_t memory_threshold = 1 << 20;

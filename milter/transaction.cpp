@@ -1,7 +1,10 @@
 // milter/transaction.cpp — accumulate, then decide at end of message (see transaction.hpp).
 #include "milter/transaction.hpp"
 
+#include "core/harvest.hpp"
+
 #include <algorithm>
+#include <ctime>
 #include <chrono>
 #include <map>
 
@@ -189,6 +192,7 @@ EomResult Transaction::end_of_message(const std::string& queue_id, MessageAction
         }
         cleaned.push_back(f);
     }
+    harvest_inbound();
     const core::Plan plan = core::plan_encryption(*message_, services_->transform);
     if (plan.kind == core::PlanKind::PassThrough) {
         EomResult r;
@@ -237,11 +241,63 @@ EomResult Transaction::end_of_message(const std::string& queue_id, MessageAction
         if (e.op == core::HeaderEdit::Op::Delete) actions.delete_header(e.name, e.index);
         else actions.change_header(e.name, e.index, e.value);
     }
-    return apply(d, core::plan_encryption(*message_, services_->transform), actions, reinjector);
+    return apply(d, actions, reinjector);
 }
 
-EomResult Transaction::apply(const core::Decision& d, const core::Plan& plan, MessageActions& actions,
-                             Reinjector& reinjector) {
+core::TransformOptions Transaction::options_for(const core::Decision& d, const core::EnvelopeGroup& g) const {
+    core::TransformOptions o = services_->transform;
+    if (!services_->cipher_auto) return o;
+    std::vector<const std::vector<std::string>*> caps;
+    for (size_t i : g.recipients) caps.push_back(&d.recipients[i].capabilities);
+    o.envelope = core::choose_envelope(caps, o.envelope);
+    return o;
+}
+
+void Transaction::harvest_inbound() {
+    const Services& s = *services_;
+    if (!s.harvest_enabled || !s.harvest_store || s.harvest_validator == nullptr || s.harvest_domains.empty()) return;
+    const bool inbound = std::any_of(rcpts_.begin(), rcpts_.end(),
+                                     [&](const auto& r) { return core::in_domains(r->address, s.harvest_domains); });
+    if (!inbound) return;
+    if (message_->body.size() > s.harvest_max_size) {
+        log("harvest: not inspected, larger than harvest.max_size");
+        return;
+    }
+    try {
+        std::string raw;
+        raw.reserve(static_cast<size_t>(message_->body.size()) + 4096);
+        for (const core::HeaderField& f : message_->headers) raw += core::serialize_field(f, "\r\n");
+        raw += "\r\n";
+        message_->body.for_each_chunk([&](std::string_view c) { raw.append(c); });
+        std::string sender = sender_;
+        if (sender.size() >= 2 && sender.front() == '<' && sender.back() == '>') sender = sender.substr(1, sender.size() - 2);
+        core::HarvestOptions o;
+        o.validator = s.harvest_validator;
+        for (const crypto::KeyMaterial& k : s.harvest_keys) o.keys.push_back(&k);
+        const core::HarvestReport report = core::harvest(raw, &sender, o);
+        if (!report.skipped.empty()) {
+            log("harvest: skipped: " + report.skipped);
+            return;
+        }
+        if (report.certificates.empty()) {
+            for (const std::string& n : report.notes)
+                if (n != "no S/MIME signature") log("harvest: " + n);
+            return;
+        }
+        const std::time_t now = std::time(nullptr);
+        for (const core::HarvestedCertificate& h : report.certificates) {
+            std::string caps;
+            for (const std::string& c : h.capabilities) caps += (caps.empty() ? "" : ",") + c;
+            s.harvest_store->save({h.email, h.certificate, now, now, h.capabilities, h.signer_fingerprint, h.from_key_preference});
+            log("harvest: kept <" + h.email + "> cert=" + h.certificate.fingerprint_sha256() + " from " + h.signature +
+                " capabilities=" + (caps.empty() ? "-" : caps));
+        }
+    } catch (const std::exception& e) {
+        log(std::string("harvest: error, the message passes unchanged: ") + e.what());
+    }
+}
+
+EomResult Transaction::apply(const core::Decision& d, MessageActions& actions, Reinjector& reinjector) {
     const auto rcpts_of = [&](const core::EnvelopeGroup& g) {
         std::vector<std::string> out;
         for (size_t i : g.recipients) out.push_back(d.recipients[i].address);
@@ -265,9 +321,10 @@ EomResult Transaction::apply(const core::Decision& d, const core::Plan& plan, Me
     // Copies first: if one cannot be handed over, nothing in this transaction has changed yet.
     for (size_t gi = 1; gi < d.groups.size(); ++gi) {
         const core::EnvelopeGroup& g = d.groups[gi];
+        const core::TransformOptions opts = options_for(d, g);
         const std::string err = reinjector.send(sender_, rcpts_of(g), [&](crypto::ByteSink& out) {
             if (g.encrypted) {
-                core::write_transformed(*message_, plan, g.certificates, services_->transform, out);
+                core::write_transformed(*message_, core::plan_encryption(*message_, opts), g.certificates, opts, out);
             } else {
                 write_plain(*message_, out);
             }
@@ -284,6 +341,8 @@ EomResult Transaction::apply(const core::Decision& d, const core::Plan& plan, Me
                     " recipient(s), " + std::to_string(d.groups.size() > 0 ? d.groups.size() - 1 : 0) + " copies split off";
         return r;
     }
+    const core::TransformOptions opts = options_for(d, d.groups[0]);
+    const core::Plan plan = core::plan_encryption(*message_, opts);
     for (const core::HeaderEdit& e : plan.edits) {
         switch (e.op) {
         case core::HeaderEdit::Op::Change: actions.change_header(e.name, e.index, e.value); break;
@@ -291,8 +350,10 @@ EomResult Transaction::apply(const core::Decision& d, const core::Plan& plan, Me
         case core::HeaderEdit::Op::Append: actions.add_header(e.name, e.value); break;
         }
     }
-    core::write_encrypted_body(*message_, d.groups[0].certificates, services_->transform, actions.replace_body());
-    r.summary = "encrypted for " + std::to_string(d.groups[0].recipients.size()) + " recipient(s) (" +
+    core::write_encrypted_body(*message_, d.groups[0].certificates, opts, actions.replace_body());
+    r.summary = std::string("encrypted (") + crypto::cipher_name(opts.envelope.cipher) +
+                (opts.envelope.rsa_padding == crypto::RsaPadding::Oaep ? ", RSA-OAEP" : "") + ") for " +
+                std::to_string(d.groups[0].recipients.size()) + " recipient(s) (" +
                 std::to_string(d.groups[0].certificates.size()) + " certificate(s)), " +
                 std::to_string(d.groups.size() - 1) + " copies split off";
     return r;

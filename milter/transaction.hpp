@@ -88,7 +88,9 @@ private:
     struct Rcpt;
     void log(const std::string& line) const;
     std::vector<lookup::LookupResult> collect_lookups();
-    EomResult apply(const core::Decision& d, const core::Plan& plan, MessageActions& actions, Reinjector& reinjector);
+    EomResult apply(const core::Decision& d, MessageActions& actions, Reinjector& reinjector);
+    core::TransformOptions options_for(const core::Decision& d, const core::EnvelopeGroup& g) const;
+    void harvest_inbound();  // never throws, never changes the message
 
     std::shared_ptr<const Services> services_;
     std::string tag_;  // session id, then the queue id

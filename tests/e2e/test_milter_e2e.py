@@ -117,7 +117,7 @@ def require_never_plain(gw, required):
 def basic_recipients():
     return {"bob": ("bob@partner.example", "rsa"), "carol": ("carol@partner.example", "rsa"),
             "dave": ("dave@partner.example", "rsa"), "erin": ("erin@partner.example", "ec"),
-            "frank": ("frank@secure.example", "rsa")}
+            "frank": ("frank@secure.example", "rsa"), "pat": ("pat@partner.example", "rsa")}
 
 
 BASIC_POLICY = "# e2e policy\n@secure.example require\n*                opportunistic\n"
@@ -248,6 +248,31 @@ def group_basic(gw):
     ds = gw.wait_deliveries(mid, 1)
     if check("malformed MIME: delivered once, encrypted", reply_ok(r) and len(ds) == 1 and ds[0].encrypted, r):
         check_decrypts(gw, "malformed MIME", ds[0], "bob", msg)
+
+    # Automatic key exchange: partner Pat (in no directory) sends one signed message in; it is
+    # delivered unchanged, and the next message to Pat leaves encrypted to Pat's certificate.
+    pat = gw.ids["pat"]
+    mid = new_id("inbound-signed")
+    entity = os.path.join(gw.tmp, "entity.txt")
+    with open(entity, "wb") as f:
+        f.write(b"Content-Type: text/plain; charset=us-ascii\r\n\r\nHere are the figures you asked for.\r\n")
+    signed = subprocess.run(["openssl", "cms", "-sign", "-binary", "-in", entity, "-signer", pat.cert, "-inkey", pat.key,
+                             "-from", pat.addr, "-to", "colleague@bank.example", "-subject", "Figures"],
+                            capture_output=True, check=True).stdout
+    signed = b"Message-ID: " + mid.encode() + b"\n" + signed.replace(b"\r\n", b"\n")
+    r = gw.send(pat.addr, ["colleague@bank.example"], signed)
+    ds = gw.wait_deliveries(mid, 1)
+    check("inbound signed: delivered once, unchanged", reply_ok(r) and len(ds) == 1 and not ds[0].encrypted
+          and sink_body_equal(ds[0], signed), r)
+    check("inbound signed: the milter kept Pat's certificate", f"harvest: kept <{pat.addr}>" in gw.log(), gw.log()[-600:])
+    mid = new_id("to-pat")
+    msg = compose("01-plain-ascii.eml", mid, to=[pat.addr])
+    r = gw.send(sender, [pat.addr], msg)
+    ds = gw.wait_deliveries(mid, 1)
+    if check("next outbound to Pat: encrypted to the harvested certificate",
+             reply_ok(r) and len(ds) == 1 and ds[0].encrypted and gw.recipients_of(ds[0]) == ["pat"],
+             (r, [gw.recipients_of(d) for d in ds if d.encrypted])):
+        check_decrypts(gw, "to Pat", ds[0], "pat", msg)
 
     # Internal domains are never encrypted.
     mid = new_id("internal")

@@ -8,6 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
 namespace core = sealmilter::core;
 namespace crypto = sealmilter::crypto;
 namespace lookup = sealmilter::lookup;
@@ -334,6 +338,66 @@ TEST_F(TransactionTest, TooBigOnceEncryptedIsRefusedWith552BeforeAnythingChanges
     mta_ = again;
     const auto ok = run(msg, {"bob@partner.example"});
     EXPECT_EQ(ok.verdict, milter::EomResult::Verdict::Accept) << ok.summary << " real size " << actual;
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(TransactionTest, CipherAutoFollowsTheRecipientsCapabilities) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    for (const bool gcm : {true, false}) {
+        lookup::SourceAnswer a;
+        a.outcome = lookup::Outcome::Found;
+        a.candidates = {bob.cert};
+        a.capabilities = gcm ? std::vector<std::string>{"aes256-gcm", "aes256-cbc"} : std::vector<std::string>{"aes256-cbc"};
+        directory_.answers["bob@partner.example"] = a;
+        rebuild([](milter::Services& s) { s.cipher_auto = true; });
+        FakeMta fresh;
+        mta_ = fresh;
+        const auto r = run(kMsg, {"bob@partner.example"});
+        ASSERT_EQ(r.verdict, milter::EomResult::Verdict::Accept) << r.summary;
+        const std::string out = delivered(kMsg);
+        EXPECT_EQ(out.find("smime-type=authEnveloped-data") != std::string::npos, gcm) << out.substr(0, 600);
+        EXPECT_NE(r.summary.find(gcm ? "aes-256-gcm" : "aes-256-cbc"), std::string::npos) << r.summary;
+        EXPECT_FALSE(open_with(out, bob).empty());
+    }
+}
+
+TEST_F(TransactionTest, InboundSignedMailIsHarvestedAndPassesUnchanged) {
+    char tmpl[] = "/tmp/sealmilter-harvest-tx-XXXXXX";
+    const std::string dir = ::mkdtemp(tmpl);
+    const std::string nss = std::string(SEALMILTER_SOURCE_DIR) + "/tests/data/nss-smime/";
+    lookup::ValidatorOptions vo;
+    vo.trust_anchor_files = {nss + "TestCA.pem"};
+    lookup::Validator nss_validator(vo);
+    rebuild([&](milter::Services& s) {
+        s.harvest_enabled = true;
+        s.harvest_validator = &nss_validator;
+        s.harvest_store = std::make_shared<lookup::HarvestStore>(dir);
+        s.harvest_domains = {"example.com"};
+    });
+    std::ifstream in(nss + "alice.dsig.SHA256.multipart.eml", std::ios::binary);
+    std::ostringstream raw;
+    raw << in.rdbuf();
+    const auto r = run(raw.str(), {"bob@example.com"});
+    EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Accept) << r.summary;
+    EXPECT_FALSE(mta_.body_replaced);
+    EXPECT_TRUE(mta_.edits.empty());
+    const auto recs = lookup::HarvestStore(dir).records("alice@example.com");
+    ASSERT_EQ(recs.size(), 1u);
+    bool logged = false;
+    for (const std::string& l : logs_) logged = logged || l.find("harvest: kept <alice@example.com>") != std::string::npos;
+    EXPECT_TRUE(logged);
+    // Mail to a domain that is not inbound is not inspected.
+
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    FakeMta fresh;
+    mta_ = fresh;
+    run(raw.str(), {"someone@elsewhere.example"});
+    EXPECT_TRUE(lookup::HarvestStore(dir).records("alice@example.com").empty());
+    std::filesystem::remove_all(dir);
 }
 
 }  // namespace
