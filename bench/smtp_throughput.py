@@ -148,7 +148,7 @@ def main():
             for name, port in (("postfix", plain_port), ("milter", milter_port)):
                 lat[(label, name)] = latencies(port, size, a.latency_count)
                 drain(gw)
-        encrypted = "encrypted for 1 recipient" in gw.log()
+        encrypted = ") for 1 recipient(s)" in gw.log() and "encrypted (aes-256-cbc" in gw.log()
         if not encrypted:
             raise RuntimeError("the milter did not encrypt the benchmark messages")
     finally:
