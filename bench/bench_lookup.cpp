@@ -1,119 +1,159 @@
 // bench/bench_lookup.cpp — certificate lookup latency through the daemon's own lookup stack.
 //
-// usage: bench_lookup CONFIG ADDRESSES_FILE WARM_ITERATIONS
-// CONFIG is an INI file for cli::build_lookup (the stack `sealmilter run` builds): its
-// directory answers after an added delay (bench/lookup.sh puts a slow upstream behind nginx
-// with TLS + HTTP/2). ADDRESSES_FILE holds one address per line (50 with certificates), plus
-// one line "warmup ADDRESS" naming an address the directory does not know.
-// Prints key=value lines (milliseconds / per second) for bench/lookup.sh:
-//   cold_single_ms_*   one address per call, cache off (the directory answers every time)
-//   cold_50_ms_*       all 50 addresses in one call (one message's recipients), cache off
-//   warm_ms_p50/p99    one address per call from the SQLite cache, validation included
-//   warm_per_s_1t/2t   warm lookups per second on one / two threads
-// Every result is checked (Found, the right number of certificates); any other answer ends
-// the run with exit 1: a benchmark of failing lookups measures nothing.
+// usage: bench_lookup CONFIG ADDRESSES_FILE CACHE_PATH WARM_ITERATIONS
+// CONFIG is an INI file for cli::build_lookup (the stack `sealmilter run` builds; the cache is
+// on, at CACHE_PATH): its directory answers after an added delay (bench/lookup.sh puts a slow
+// upstream behind nginx with TLS + HTTP/2). ADDRESSES_FILE holds one address per line (the
+// recipients, all with certificates), plus one line "warmup ADDRESS" naming an address the
+// directory does not know.
+//
+// "Cold" means the cache holds nothing (purge_all() before every repetition), so the lookup
+// is what the daemon does for a new recipient: cache miss, directory, validation, cache write.
+// Cold lookups run the way milter/transaction.cpp starts them: one std::async thread per RCPT,
+// each calling chain->resolve({address}). Figures (key=value lines, milliseconds; *_cpu_ms is
+// this process's user + system time, all threads):
+//   cold_single_*   one recipient                                      (the baseline)
+//   cold_rcpt_*     N recipients, one async resolve each, all at once  (the milter)
+//   cold_rcpt_first_burst_*  the same, the first time (connections are opened; one run)
+//   cold_call_*     N recipients in one resolve() call  (`sealmilter encrypt` / `lookup`)
+//   cold_require_ms N `require` recipients: each RCPT waits for its own answer (one run)
+//   warm_ms_p50/p99, warm_per_s_1t/2t   one address per call from the SQLite cache,
+//                   validation included, on one thread / two threads sharing the stack
+// Every result is checked (Found, one certificate, answered by the expected step); anything
+// else ends the run with exit 1: a benchmark of failing lookups measures nothing.
 #include "cli/wiring.hpp"
 #include "conf/config.hpp"
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <exception>
 #include <fstream>
+#include <future>
 #include <iostream>
+#include <memory>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <sys/resource.h>
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
 using sealmilter::cli::LookupStack;
+using sealmilter::lookup::LookupResult;
+
+constexpr int kColdRuns = 11;  // of each kind; medians reported
 
 double ms_since(Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
 }
 
+// Nearest rank on the sorted samples.
 double percentile(std::vector<double> v, double p) {
     std::sort(v.begin(), v.end());
-    const auto i = static_cast<size_t>(p / 100.0 * static_cast<double>(v.size() - 1) + 0.5);
+    const auto i = static_cast<std::size_t>(std::lround(p / 100.0 * static_cast<double>(v.size() - 1)));
     return v[std::min(i, v.size() - 1)];
 }
 
-std::unique_ptr<LookupStack> stack_from(const std::string& text, const std::string& cache_path) {
-    auto config = sealmilter::conf::parse_config_text(text, "bench", {{"cache.path", cache_path}});
-    auto stack = sealmilter::cli::build_lookup(*config, [](const std::string& e) { std::cerr << "lookup: " << e << "\n"; });
-    if (!stack->errors.empty()) throw std::runtime_error("lookup stack: " + stack->errors.front());
-    return stack;
+void check(const LookupResult& r, const std::string& source) {
+    if (r.outcome != sealmilter::lookup::Outcome::Found || r.selected.size() != 1)
+        throw std::runtime_error("lookup of " + r.email + " did not find its certificate: " + r.reason);
+    if (r.source != source)
+        throw std::runtime_error("lookup of " + r.email + " answered by '" + r.source + "', expected " + source);
 }
 
-void expect_found(const std::vector<sealmilter::lookup::LookupResult>& results, size_t n) {
-    if (results.size() != n) throw std::runtime_error("wrong number of results");
-    for (const auto& r : results)
-        if (r.outcome != sealmilter::lookup::Outcome::Found || r.selected.size() != 1)
-            throw std::runtime_error("lookup of " + r.email + " did not find its certificate: " + r.reason);
+// As Transaction::recipient does it: a thread per recipient, started at once.
+void resolve_per_rcpt(const LookupStack& stack, const std::vector<std::string>& addresses) {
+    std::vector<std::future<LookupResult>> futures;
+    futures.reserve(addresses.size());
+    for (const std::string& a : addresses)
+        futures.push_back(std::async(std::launch::async, [&stack, a] { return stack.chain->resolve({a}).front(); }));
+    for (auto& f : futures) check(f.get(), "directory");
 }
 
-}  // namespace
+void resolve_one_call(const LookupStack& stack, const std::vector<std::string>& addresses) {
+    const std::vector<LookupResult> results = stack.chain->resolve(addresses);
+    if (results.size() != addresses.size()) throw std::runtime_error("wrong number of results");
+    for (const LookupResult& r : results) check(r, "directory");
+}
 
-int main(int argc, char** argv) try {
-    if (argc != 4) {
-        std::cerr << "usage: bench_lookup CONFIG ADDRESSES_FILE WARM_ITERATIONS\n";
-        return 2;
-    }
-    std::ifstream cf(argv[1]);
-    std::stringstream text;
-    text << cf.rdbuf();
-    std::vector<std::string> addresses;
-    std::string warmup;
-    std::ifstream af(argv[2]);
-    for (std::string line; std::getline(af, line);) {
-        if (line.rfind("warmup ", 0) == 0) warmup = line.substr(7);
-        else if (!line.empty()) addresses.push_back(line);
-    }
-    const long warm_iterations = std::stol(argv[3]);
-    if (addresses.size() < 2 || warmup.empty() || warm_iterations < 100) throw std::runtime_error("bad arguments");
+// A `require` recipient waits at RCPT, and the MTA sends the next RCPT after the reply.
+void resolve_require(const LookupStack& stack, const std::vector<std::string>& addresses) {
+    for (const std::string& a : addresses)
+        check(std::async(std::launch::async, [&stack, a] { return stack.chain->resolve({a}).front(); }).get(),
+              "directory");
+}
 
-    // Cold: no cache, so every lookup asks the directory. The first request (an unknown
-    // address) opens the TLS + HTTP/2 connection, as a running daemon has it open already.
-    auto cold = stack_from(text.str(), "");
-    cold->chain->resolve({warmup});
-    std::vector<double> single;
-    for (size_t i = 0; i < 10 && i < addresses.size(); ++i) {
-        const auto t0 = Clock::now();
-        expect_found(cold->chain->resolve({addresses[i]}), 1);
-        single.push_back(ms_since(t0));
-    }
-    std::vector<double> many;
-    for (int rep = 0; rep < 5; ++rep) {
-        const auto t0 = Clock::now();
-        expect_found(cold->chain->resolve(addresses), addresses.size());
-        many.push_back(ms_since(t0));
-    }
+struct Sample {
+    double wall_ms;
+    double cpu_ms;  // user + system time of this process (all its threads)
+};
 
-    // Warm: the SQLite cache answers (and the validator checks every answer, as in the daemon).
-    const std::string cache_path = std::string(argv[2]) + ".cache.db";
-    auto warm = stack_from(text.str(), cache_path);
-    expect_found(warm->chain->resolve(addresses), addresses.size());
+double cpu_ms_now() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    const auto ms = [](const timeval& t) {
+        return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_usec) / 1e3;
+    };
+    return ms(u.ru_utime) + ms(u.ru_stime);
+}
+
+// Runs `fn` on an empty cache; returns its wall and CPU time.
+template <typename Fn>
+Sample cold(const LookupStack& stack, Fn fn) {
+    stack.cache->purge_all();
+    const double cpu0 = cpu_ms_now();
+    const auto t0 = Clock::now();
+    fn();
+    return {ms_since(t0), cpu_ms_now() - cpu0};
+}
+
+void print_runs(const std::string& key, const std::vector<Sample>& samples) {
+    std::vector<double> wall;
+    std::vector<double> cpu;
+    for (const Sample& s : samples) {
+        wall.push_back(s.wall_ms);
+        cpu.push_back(s.cpu_ms);
+    }
+    std::cout << key << "_ms_p50=" << percentile(wall, 50) << "\n"
+              << key << "_ms_min=" << *std::min_element(wall.begin(), wall.end()) << "\n"
+              << key << "_ms_max=" << *std::max_element(wall.begin(), wall.end()) << "\n"
+              << key << "_cpu_ms_p50=" << percentile(cpu, 50) << "\n"
+              << key << "_runs=" << samples.size() << "\n";
+}
+
+void warm(const LookupStack& stack, const std::vector<std::string>& addresses, long iterations) {
     std::vector<double> lat;
-    lat.reserve(static_cast<size_t>(warm_iterations));
+    lat.reserve(static_cast<std::size_t>(iterations));
     const auto w0 = Clock::now();
-    for (long i = 0; i < warm_iterations; ++i) {
+    for (long i = 0; i < iterations; ++i) {
         const auto t0 = Clock::now();
-        const auto r = warm->chain->resolve({addresses[static_cast<size_t>(i) % addresses.size()]});
+        const std::vector<LookupResult> r =
+            stack.chain->resolve({addresses[static_cast<std::size_t>(i) % addresses.size()]});
         lat.push_back(ms_since(t0));
-        if (r[0].source != "cache") throw std::runtime_error("warm lookup not answered by the cache: " + r[0].source);
+        check(r.front(), "cache");
     }
-    const double warm_total_ms = ms_since(w0);
+    const double one_thread_ms = ms_since(w0);
+
+    const long per_thread = iterations / 2;
+    std::mutex failure_mutex;
+    std::exception_ptr failure;
     const auto t2 = Clock::now();
     std::vector<std::thread> threads;
-    std::exception_ptr failure;
-    for (int t = 0; t < 2; ++t)
+    for (long t = 0; t < 2; ++t)
         threads.emplace_back([&, t] {
             try {
-                for (long i = 0; i < warm_iterations / 2; ++i)
-                    expect_found(warm->chain->resolve({addresses[static_cast<size_t>(i + t) % addresses.size()]}), 1);
+                for (long i = 0; i < per_thread; ++i)
+                    check(stack.chain->resolve({addresses[static_cast<std::size_t>(i + t) % addresses.size()]}).front(),
+                          "cache");
             } catch (...) {
+                const std::lock_guard<std::mutex> lock(failure_mutex);
                 failure = std::current_exception();
             }
         });
@@ -121,18 +161,75 @@ int main(int argc, char** argv) try {
     if (failure) std::rethrow_exception(failure);
     const double two_thread_ms = ms_since(t2);
 
-    std::cout << "addresses=" << addresses.size() << "\n"
-              << "cold_single_ms_p50=" << percentile(single, 50) << "\n"
-              << "cold_single_ms_min=" << *std::min_element(single.begin(), single.end()) << "\n"
-              << "cold_single_ms_max=" << *std::max_element(single.begin(), single.end()) << "\n"
-              << "cold_50_ms_p50=" << percentile(many, 50) << "\n"
-              << "cold_50_ms_min=" << *std::min_element(many.begin(), many.end()) << "\n"
-              << "cold_50_ms_max=" << *std::max_element(many.begin(), many.end()) << "\n"
-              << "warm_iterations=" << warm_iterations << "\n"
+    std::cout << "warm_iterations=" << iterations << "\n"
               << "warm_ms_p50=" << percentile(lat, 50) << "\n"
               << "warm_ms_p99=" << percentile(lat, 99) << "\n"
-              << "warm_per_s_1t=" << static_cast<double>(warm_iterations) / (warm_total_ms / 1000.0) << "\n"
-              << "warm_per_s_2t=" << static_cast<double>(warm_iterations / 2 * 2) / (two_thread_ms / 1000.0) << "\n";
+              << "warm_per_s_1t=" << static_cast<double>(iterations) / (one_thread_ms / 1000.0) << "\n"
+              << "warm_per_s_2t=" << static_cast<double>(per_thread * 2) / (two_thread_ms / 1000.0) << "\n";
+}
+
+std::string read_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw std::runtime_error("cannot read " + path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+    if (argc != 5) {
+        std::cerr << "usage: bench_lookup CONFIG ADDRESSES_FILE CACHE_PATH WARM_ITERATIONS\n";
+        return 2;
+    }
+    std::vector<std::string> addresses;
+    std::string warmup;
+    std::istringstream list(read_file(argv[2]));
+    for (std::string line; std::getline(list, line);) {
+        if (line.rfind("warmup ", 0) == 0)
+            warmup = line.substr(7);
+        else if (!line.empty())
+            addresses.push_back(line);
+    }
+    const long warm_iterations = std::stol(argv[4]);
+    if (addresses.size() < 2 || warmup.empty() || warm_iterations < 100) throw std::runtime_error("bad arguments");
+
+    auto config = sealmilter::conf::parse_config_text(read_file(argv[1]), argv[1], {{"cache.path", argv[3]}});
+    auto stack =
+        sealmilter::cli::build_lookup(*config, [](const std::string& e) { std::cerr << "lookup: " << e << "\n"; });
+    if (!stack->errors.empty()) throw std::runtime_error("lookup stack: " + stack->errors.front());
+    if (!stack->cache) throw std::runtime_error("the benchmark needs the cache on");
+
+    // A running daemon has its first directory connection open already: open it (a 404).
+    stack->chain->resolve({warmup});
+
+    // The first time a message's recipients are looked up at once, the directory source opens
+    // the connections it needs; measured once on its own, then left out of the medians.
+    const Sample first_burst = cold(*stack, [&] { resolve_per_rcpt(*stack, addresses); });
+    // Baseline and candidates interleaved, so other load on the host hits them alike.
+    std::vector<Sample> single;
+    std::vector<Sample> rcpt;
+    std::vector<Sample> call;
+    for (int i = 0; i < kColdRuns; ++i) {
+        const std::string& one = addresses[static_cast<std::size_t>(i) % addresses.size()];
+        single.push_back(cold(*stack, [&] { resolve_per_rcpt(*stack, {one}); }));
+        rcpt.push_back(cold(*stack, [&] { resolve_per_rcpt(*stack, addresses); }));
+        call.push_back(cold(*stack, [&] { resolve_one_call(*stack, addresses); }));
+    }
+    const Sample require = cold(*stack, [&] { resolve_require(*stack, addresses); });
+
+    std::cout << "addresses=" << addresses.size() << "\n";
+    print_runs("cold_single", single);
+    print_runs("cold_rcpt", rcpt);
+    print_runs("cold_call", call);
+    std::cout << "cold_rcpt_first_burst_ms=" << first_burst.wall_ms << "\n"
+              << "cold_rcpt_first_burst_cpu_ms=" << first_burst.cpu_ms << "\n"
+              << "cold_require_ms=" << require.wall_ms << "\n";
+
+    // Warm: the cache holds all addresses (filled by the last cold run); the validator checks
+    // every answer, as in the daemon.
+    warm(*stack, addresses, warm_iterations);
     return 0;
 } catch (const std::exception& e) {
     std::cerr << "bench_lookup: " << e.what() << "\n";

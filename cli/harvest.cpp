@@ -66,6 +66,14 @@ int cmd_harvest(int argc, char** argv) {
             throw CliError(kIoErr, std::string("harvest.dir: ") + e.what());
         }
     }
+    if (p.vm.count("dry-run") == 0U && !report.certificates.empty()) {
+        // Queued first (nothing is lost), then one attempt now; the daemon retries the rest.
+        if (std::shared_ptr<lookup::Publisher> pub = make_publisher(*p.config, false, [](const std::string& l) { note(l); })) {
+            for (const core::HarvestedCertificate& h : report.certificates) pub->enqueue(h.email, lookup::HarvestStore::pem(h.certificate));
+            const size_t left = pub->flush_once();
+            if (left != 0U) note(std::to_string(left) + " publication(s) queued for retry by the daemon");
+        }
+    }
     return report.certificates.empty() ? 1 : 0;
 }
 

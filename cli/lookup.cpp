@@ -29,6 +29,7 @@ json result_json(const lookup::LookupResult& r) {
               {"reason", r.reason}};
     j["selected"] = json::array();
     for (const auto& c : r.selected) j["selected"].push_back(c.fingerprint_sha256());
+    j["capabilities"] = r.capabilities;  // SMIMECapabilities from harvested signed mail; [] = unknown
     j["steps"] = json::array();
     for (const auto& t : r.trace) {
         json step = {{"step", t.step}, {"outcome", lookup::to_string(t.outcome)}, {"reason", t.reason}};
@@ -42,6 +43,10 @@ json result_json(const lookup::LookupResult& r) {
 void print_text(const lookup::LookupResult& r) {
     std::cout << r.email << ": " << lookup::to_string(r.outcome);
     if (r.outcome == lookup::Outcome::Found) std::cout << " via " << r.source << " (" << r.selected.size() << " selected)";
+    if (!r.capabilities.empty()) {
+        std::cout << " capabilities";
+        for (size_t i = 0; i < r.capabilities.size(); ++i) std::cout << (i == 0 ? " " : ",") << r.capabilities[i];
+    }
     if (r.outcome != lookup::Outcome::Found) std::cout << " (" << r.reason << ")";
     std::cout << "\n";
     for (const auto& t : r.trace) {

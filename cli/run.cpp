@@ -82,6 +82,7 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& c) {
         if (s->harvest_domains.empty()) s->harvest_domains = s->policy_options.internal_domains;
         s->harvest_max_size = static_cast<unsigned long long>(c.get_int("harvest.max_size"));
         s->harvest_keys = load_harvest_keys(c.get_list("harvest.keys"));
+        s->publisher = make_publisher(c, true, log_line);
         if (s->harvest_domains.empty())
             log_line("harvest: off (neither harvest.domains nor policy.internal_domains names an inbound domain)");
     }

@@ -45,6 +45,24 @@ std::unique_ptr<lookup::Cache> open_cache(const conf::Config& c,
     return std::make_unique<lookup::Cache>(std::move(o));
 }
 
+std::shared_ptr<lookup::Publisher> make_publisher(const conf::Config& c, bool background,
+                                                  const std::function<void(const std::string&)>& log) {
+    if (c.get("directory.publish_url").empty()) return nullptr;
+    const lookup::DirectoryOptions d = directory_options(c);
+    lookup::PublishOptions o;
+    o.url_template = c.get("directory.publish_url");
+    o.bearer_token = d.bearer_token;
+    o.ca_file = d.ca_file;
+    o.timeout_ms = d.timeout_ms;
+    o.queue_dir = c.get("harvest.dir") + "/.publish";
+    try {
+        if (background) return std::make_shared<lookup::Publisher>(o, log);
+        return std::shared_ptr<lookup::Publisher>(lookup::Publisher::without_thread(o, log));
+    } catch (const std::runtime_error& e) {
+        throw CliError(kConfig, std::string("directory.publish_url: ") + e.what());
+    }
+}
+
 std::vector<crypto::KeyMaterial> load_harvest_keys(const std::vector<std::string>& files) {
     std::vector<crypto::KeyMaterial> out;
     for (const std::string& f : files) {

@@ -14,6 +14,7 @@
 #include "milter/services.hpp"
 #include "lookup/cache.hpp"
 #include "lookup/chain.hpp"
+#include "lookup/publisher.hpp"
 #include "lookup/validate.hpp"
 
 #include <functional>
@@ -44,6 +45,10 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& confi
 // The organisation's keys for opening enveloped inbound mail (harvest.keys, --key): PEM or
 // PKCS#12 without password. Throws CliError (kNoInput unreadable, kConfig unusable).
 std::vector<crypto::KeyMaterial> load_harvest_keys(const std::vector<std::string>& files);
+
+// The publisher of harvested certificates (directory.publish_url), or null when it is off.
+std::shared_ptr<lookup::Publisher> make_publisher(const conf::Config& config, bool background,
+                                                  const std::function<void(const std::string&)>& log);
 
 // Only the cache, for `cache list|purge`.
 std::unique_ptr<lookup::Cache> open_cache(const conf::Config& config,

@@ -54,6 +54,8 @@ const std::vector<OptionSpec>& option_table() {
          "comma list of PEM files with the trusted roots; empty = the system bundle"},
         {"lookup.crl_files", Type::String, "", "comma list of CRL files (PEM or DER) to check certificates against"},
         {"lookup.allow_expired", Type::Bool, "false", "use expired (otherwise valid) certificates"},
+        {"directory.publish_url", Type::String, "",
+         "harvested certificates are POSTed here (PEM, bearer token, retried from a persistent queue); empty = off"},
         {"harvest.enabled", Type::Bool, "true",
          "harvest sender certificates from signed mail to harvest.domains (the milter)"},
         {"harvest.dir", Type::String, "/var/lib/sealmilter/certs/harvested",

@@ -61,6 +61,8 @@ std::string read_file(const fs::path& p) {
 
 HarvestStore::HarvestStore(std::string dir) : dir_(std::move(dir)) {}
 
+std::string HarvestStore::pem(const crypto::Certificate& c) { return pem_of(c); }
+
 std::string HarvestStore::encode(const std::string& email) {
     static const char* hex = "0123456789ABCDEF";
     std::string out;

@@ -43,6 +43,7 @@ public:
     std::vector<HarvestRecord> records(const std::string& email, std::string* error = nullptr) const;
     // The directory name an address is kept under (percent-encoded, never "." or "..").
     static std::string encode(const std::string& email);
+    static std::string pem(const crypto::Certificate& c);  // the certificate as PEM text
 
 private:
     std::string dir_;

@@ -13,6 +13,7 @@
 #include "core/transform.hpp"
 #include "lookup/chain.hpp"
 #include "lookup/harvest_store.hpp"
+#include "lookup/publisher.hpp"
 #include "crypto/private_key.hpp"
 
 #include <atomic>
@@ -40,6 +41,7 @@ struct Services {
     std::vector<std::string> harvest_domains;
     unsigned long long harvest_max_size = 26214400;
     std::vector<crypto::KeyMaterial> harvest_keys;
+    std::shared_ptr<lookup::Publisher> publisher;  // directory.publish_url; null = off
     unsigned long long max_message_size = 104857600;
     unsigned long long mta_size_limit = 0;  // 0: not checked
     size_t memory_threshold = 1 << 20;

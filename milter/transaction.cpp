@@ -291,6 +291,7 @@ void Transaction::harvest_inbound() {
             s.harvest_store->save({h.email, h.certificate, now, now, h.capabilities, h.signer_fingerprint, h.from_key_preference});
             log("harvest: kept <" + h.email + "> cert=" + h.certificate.fingerprint_sha256() + " from " + h.signature +
                 " capabilities=" + (caps.empty() ? "-" : caps));
+            if (s.publisher) s.publisher->enqueue(h.email, lookup::HarvestStore::pem(h.certificate));
         }
     } catch (const std::exception& e) {
         log(std::string("harvest: error, the message passes unchanged: ") + e.what());

@@ -1,0 +1,71 @@
+// lookup/publisher.hpp — publishing harvested certificates to the directory (SPEC §6).
+//
+// Purpose:   directory.publish_url receives every certificate the gateway harvests, so that
+//            other systems of the organisation find it too: POST with Content-Type
+//            application/pem-certificate-chain and the directory's bearer token, TLS verified
+//            like lookups. Never on the mail path: enqueue() writes one file into a persistent
+//            queue directory and returns; a background thread POSTs, deletes the file on 2xx
+//            and otherwise retries with exponential backoff (initial_backoff_ms doubling up to
+//            max_backoff_ms). What is queued survives restarts; nothing is dropped.
+// Ownership: owns its thread; the destructor stops it (waiting for a request in flight, at
+//            most timeout_ms).
+// Threads:   enqueue() from any thread; one sender thread.
+// Errors:    enqueue() throws std::runtime_error when the queue cannot be written; sending
+//            failures are logged and retried, never thrown.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace sealmilter::lookup {
+
+struct PublishOptions {
+    std::string url_template;      // directory.publish_url ({email} {local} {domain} allowed)
+    std::string bearer_token;      // from directory.token_file
+    std::string ca_file;           // directory.ca_file; empty = system store
+    long timeout_ms = 5000;
+    std::string queue_dir;         // persistent queue (harvest.dir/.publish)
+    long initial_backoff_ms = 5000;
+    long max_backoff_ms = 600000;
+};
+
+class Publisher {
+public:
+    Publisher(PublishOptions options, std::function<void(const std::string&)> log);
+    ~Publisher();
+    Publisher(const Publisher&) = delete;
+    Publisher& operator=(const Publisher&) = delete;
+
+    // Queues `pem` (the certificate, PEM) for `email`; returns at once.
+    void enqueue(const std::string& email, const std::string& pem);
+    // Sends everything queued now, once, in the calling thread (the CLI); returns how many
+    // remain queued. Only for a Publisher made with start_thread = false.
+    size_t flush_once();
+    static std::unique_ptr<Publisher> without_thread(PublishOptions options, std::function<void(const std::string&)> log);
+
+private:
+    Publisher(PublishOptions options, std::function<void(const std::string&)> log, bool start_thread);
+    void run();
+    bool send(const std::string& email, const std::string& pem, std::string& error) const;
+    size_t pass(bool honour_backoff);  // one sweep over the queue
+
+    PublishOptions options_;
+    std::function<void(const std::string&)> log_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stop_ = false;
+    struct Retry {
+        long backoff_ms = 0;
+        std::chrono::steady_clock::time_point next{};
+    };
+    std::map<std::string, Retry> retry_;  // queue file -> when to try again
+    std::thread thread_;
+};
+
+}  // namespace sealmilter::lookup
