@@ -188,10 +188,10 @@ crypto::EnvelopeOptions choose_envelope(const std::vector<const std::vector<std:
     };
     if (all_have("aes256-gcm")) {
         base.cipher = crypto::Cipher::Aes256Gcm;
-    } else if (all_have("aes128-cbc") && !all_have("aes256-cbc")) {
-        base.cipher = crypto::Cipher::Aes128Cbc;
-    } else {
+    } else if (all_have("aes256-cbc")) {
         base.cipher = crypto::Cipher::Aes256Cbc;
+    } else {
+        base.cipher = crypto::Cipher::Aes128Cbc;  // every S/MIME receiver must read it (RFC 8551 §2.7)
     }
     base.rsa_padding = all_have("rsaes-oaep") ? crypto::RsaPadding::Oaep : crypto::RsaPadding::Pkcs1;
     return base;

@@ -76,10 +76,11 @@ std::vector<std::string> visible_recipients(const Message& m);
 // `lookups[i]` belongs to `envelope_rcpts[i]`; entries for recipients that need no lookup
 // (never / internal) are ignored.
 // crypto.cipher = auto (SPEC §5, RFC 8551 §2.7): AES-256-GCM only when every recipient of the
-// envelope advertised it, else AES-256-CBC (AES-128-CBC when every recipient advertised that but
-// not AES-256); RSA-OAEP only when every recipient advertised it. A recipient whose
-// capabilities are unknown (no signed mail seen) counts as AES-256-CBC, PKCS#1 v1.5: what every
-// S/MIME client reads. `base` supplies everything else.
+// envelope advertised it, else AES-256-CBC when every recipient advertised it, else AES-128-CBC
+// (which every S/MIME receiver must read, RFC 8551 §2.7); RSA-OAEP only when every recipient
+// advertised it. A recipient whose capabilities are unknown (no signed mail seen) counts as
+// AES-256-CBC and AES-128-CBC with PKCS#1 v1.5: what every client in use reads. `base`
+// supplies everything else.
 crypto::EnvelopeOptions choose_envelope(const std::vector<const std::vector<std::string>*>& capabilities,
                                         crypto::EnvelopeOptions base);
 

@@ -1,5 +1,6 @@
 // Harvesting sender certificates from signed mail: the NSS corpus (Thunderbird's engine made
 // these messages), messages signed here with chosen attributes, and the store/source.
+#include "core/decide.hpp"
 #include "core/harvest.hpp"
 #include "crypto/ossl.hpp"
 #include "lookup/chain.hpp"
@@ -399,6 +400,46 @@ TEST(HarvestSource, AnswersWithCapabilitiesAndNeverAheadOfThePinnedStore) {
     EXPECT_EQ(r2[0].source, "store");
     ASSERT_EQ(r2[0].selected.size(), 1u);
     EXPECT_EQ(r2[0].selected[0].fingerprint_sha256(), pinned.cert.fingerprint_sha256());
+}
+
+}  // namespace
+
+namespace {
+
+// The whole path: a signed message's capabilities, kept by the store, come back through the
+// lookup chain and decide the next envelope (crypto.cipher = auto).
+TEST_F(Signed, HarvestedCapabilitiesChooseTheNextEnvelope) {
+    for (const bool gcm : {true, false}) {
+        TempDir store_dir;
+        const std::vector<int> caps = gcm ? std::vector<int>{NID_aes_256_gcm, NID_aes_256_cbc} : std::vector<int>{NID_aes_256_cbc};
+        const HarvestReport r = run(signed_message("p@partner.example", entity_, sig(&partner_, caps)));
+        ASSERT_EQ(r.certificates.size(), 1u) << join(r.notes);
+        const auto& h = r.certificates[0];
+        sealmilter::lookup::HarvestStore(store_dir.path())
+            .save({h.email, h.certificate, 1, 1, h.capabilities, h.signer_fingerprint, h.from_key_preference});
+        sealmilter::lookup::HarvestSource source(store_dir.path());
+        sealmilter::lookup::Chain chain({"harvest"}, {&source}, *validator_, nullptr, sealmilter::lookup::EncryptTo::AllValid);
+        const auto found = chain.resolve({"p@partner.example"});
+        ASSERT_EQ(found[0].outcome, sealmilter::lookup::Outcome::Found);
+        const auto env = sealmilter::core::choose_envelope({&found[0].capabilities}, {});
+        EXPECT_EQ(env.cipher, gcm ? sealmilter::crypto::Cipher::Aes256Gcm : sealmilter::crypto::Cipher::Aes256Cbc);
+        // A second recipient without known capabilities keeps the envelope readable for both.
+        const std::vector<std::string> unknown;
+        EXPECT_EQ(sealmilter::core::choose_envelope({&found[0].capabilities, &unknown}, {}).cipher,
+                  sealmilter::crypto::Cipher::Aes256Cbc);
+    }
+}
+
+TEST(ChooseEnvelope, StrongestCommonCipherAndOaepOnlyWhenAllAdvertiseIt) {
+    using sealmilter::core::choose_envelope;
+    using sealmilter::crypto::Cipher;
+    using sealmilter::crypto::RsaPadding;
+    const std::vector<std::string> gcm_oaep = {"aes256-gcm", "aes256-cbc", "rsaes-oaep"};
+    const std::vector<std::string> cbc128 = {"aes128-cbc", "des-ede3-cbc"};
+    EXPECT_EQ(choose_envelope({&gcm_oaep}, {}).cipher, Cipher::Aes256Gcm);
+    EXPECT_EQ(choose_envelope({&gcm_oaep}, {}).rsa_padding, RsaPadding::Oaep);
+    EXPECT_EQ(choose_envelope({&gcm_oaep, &cbc128}, {}).cipher, Cipher::Aes128Cbc);
+    EXPECT_EQ(choose_envelope({&gcm_oaep, &cbc128}, {}).rsa_padding, RsaPadding::Pkcs1);
 }
 
 }  // namespace
