@@ -41,6 +41,32 @@ std::string slurp(const fs::path& p) {
     return s.str();
 }
 
+// A loopback port that refuses connections and that no other test can take: bound, never
+// listening, until release() (right before the recorder starts on it).
+class ReservedPort {
+public:
+    ReservedPort() {
+        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        if (fd_ >= 0 && bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+            getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+            port_ = ntohs(a.sin_port);
+    }
+    ~ReservedPort() { release(); }
+    int port() const { return port_; }
+    void release() {
+        if (fd_ >= 0) close(fd_);
+        fd_ = -1;
+    }
+
+private:
+    int fd_ = -1;
+    int port_ = 0;
+};
+
 const std::string kPem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 
 TEST(Publisher, RetriesWhileTheEndpointIsDownAndDeliversWhenItIsBack) {
@@ -48,7 +74,8 @@ TEST(Publisher, RetriesWhileTheEndpointIsDownAndDeliversWhenItIsBack) {
     const std::string queue = dir + "/queue";
     const std::string received = dir + "/received";
     fs::create_directories(received);
-    const int port = http::free_loopback_port();
+    ReservedPort reserved;
+    const int port = reserved.port();
     ASSERT_GT(port, 0);
     PublishOptions o;
     o.url_template = "http://127.0.0.1:" + std::to_string(port) + "/certs/{email}";
@@ -69,19 +96,20 @@ TEST(Publisher, RetriesWhileTheEndpointIsDownAndDeliversWhenItIsBack) {
         EXPECT_TRUE(wait_for([&] {
             const std::lock_guard<std::mutex> lock(log_mutex);
             return log.size() >= 2;
-        }, 5000));
+        }, 20000));
         EXPECT_EQ(count_files(queue, ".req"), 1u);
     }  // the daemon stops with the request still queued
     EXPECT_EQ(count_files(queue, ".req"), 1u);
 
     // The endpoint comes back; a new publisher (the restarted daemon) finds the queue.
+    reserved.release();
     http::Child recorder;
     ASSERT_TRUE(recorder.spawn({"python3", http::support_dir() + "/publish_recorder.py", std::to_string(port), received},
                                true, dir + "/recorder.log"));
     ASSERT_EQ(recorder.read_line(15000), std::to_string(port));
     {
         Publisher pub(o, [](const std::string&) {});
-        EXPECT_TRUE(wait_for([&] { return count_files(queue, ".req") == 0; }, 10000));
+        EXPECT_TRUE(wait_for([&] { return count_files(queue, ".req") == 0; }, 30000));
     }
     ASSERT_EQ(count_files(received, ".req"), 1u);
     const std::string got = slurp(received + "/1.req");
@@ -92,7 +120,8 @@ TEST(Publisher, RetriesWhileTheEndpointIsDownAndDeliversWhenItIsBack) {
 
 TEST(Publisher, FlushOnceSendsNowAndKeepsFailuresQueued) {
     const std::string dir = http::make_temp_dir("publish");
-    const int port = http::free_loopback_port();
+    ReservedPort reserved;
+    const int port = reserved.port();
     PublishOptions o;
     o.url_template = "http://127.0.0.1:" + std::to_string(port) + "/certs/{email}";
     o.queue_dir = dir + "/queue";
@@ -102,6 +131,7 @@ TEST(Publisher, FlushOnceSendsNowAndKeepsFailuresQueued) {
     pub->enqueue("b@partner.example", kPem);
     EXPECT_EQ(pub->flush_once(), 2u);  // endpoint down: both stay
     fs::create_directories(dir + "/received");
+    reserved.release();
     http::Child recorder;
     ASSERT_TRUE(recorder.spawn({"python3", http::support_dir() + "/publish_recorder.py", std::to_string(port), dir + "/received"},
                                true, dir + "/recorder.log"));
