@@ -86,6 +86,11 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& c) {
         if (s->harvest_domains.empty())
             log_line("harvest: off (neither harvest.domains nor policy.internal_domains names an inbound domain)");
     }
+    {
+        auto journal = std::make_shared<milter::Journal>(s->spool_dir + "/reinjected");
+        if (const size_t pruned = journal->prune(); pruned != 0) log_line("re-injection journal: pruned " + std::to_string(pruned) + " old entries");
+        s->journal = journal;
+    }
     s->log = log_line;
     return s;
 }

@@ -14,6 +14,7 @@
 #include "lookup/chain.hpp"
 #include "lookup/harvest_store.hpp"
 #include "lookup/publisher.hpp"
+#include "milter/journal.hpp"
 #include "crypto/private_key.hpp"
 
 #include <atomic>
@@ -42,6 +43,7 @@ struct Services {
     unsigned long long harvest_max_size = 26214400;
     std::vector<crypto::KeyMaterial> harvest_keys;
     std::shared_ptr<lookup::Publisher> publisher;  // directory.publish_url; null = off
+    std::shared_ptr<const Journal> journal;  // copies already re-injected; null = none (tests)
     unsigned long long max_message_size = 104857600;
     unsigned long long mta_size_limit = 0;  // 0: not checked
     size_t memory_threshold = 1 << 20;

@@ -323,6 +323,13 @@ EomResult Transaction::apply(const core::Decision& d, MessageActions& actions, R
     for (size_t gi = 1; gi < d.groups.size(); ++gi) {
         const core::EnvelopeGroup& g = d.groups[gi];
         const core::TransformOptions opts = options_for(d, g);
+        // A retry of a message whose copies went out before its verdict was lost: that copy
+        // is not sent twice (milter/journal.hpp).
+        const std::string key = services_->journal ? Journal::key(*message_, sender_, rcpts_of(g)) : std::string();
+        if (services_->journal && services_->journal->contains(key)) {
+            log("copy for " + std::to_string(g.recipients.size()) + " recipient(s) was handed over by an earlier attempt; not sent again");
+            continue;
+        }
         const std::string err = reinjector.send(sender_, rcpts_of(g), [&](crypto::ByteSink& out) {
             if (g.encrypted) {
                 core::write_transformed(*message_, core::plan_encryption(*message_, opts), g.certificates, opts, out);
@@ -333,6 +340,8 @@ EomResult Transaction::apply(const core::Decision& d, MessageActions& actions, R
         if (!err.empty())
             return tempfail("451 4.7.0 the message could not be split for its recipients (re-injection failed); try again later",
                             "tempfailed: re-injection failed: " + err);
+        if (services_->journal && !services_->journal->record(key))
+            log("cannot write the re-injection journal in milter.spool_dir: a retry of this message may duplicate this copy");
     }
     for (size_t gi = 1; gi < d.groups.size(); ++gi)
         for (size_t i : d.groups[gi].recipients) actions.delete_recipient(rcpts_[i]->arg);

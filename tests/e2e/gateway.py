@@ -26,6 +26,28 @@ import time
 POSTFIX_START_TRIES = 3
 
 
+class Results:
+    """Named checks of one test script: `check(name, cond, detail)`, then `summary(label)`."""
+
+    def __init__(self):
+        self.passed, self.failed = 0, []
+
+    def check(self, name, cond, detail=""):
+        if cond:
+            self.passed += 1
+            print(f"ok   {name}", flush=True)
+        else:
+            self.failed.append(f"{name}: {detail}")
+            print(f"FAIL {name}: {detail}", flush=True)
+        return cond
+
+    def summary(self, label):
+        print(f"{label}: {self.passed} passed, {len(self.failed)} failed")
+        for f in self.failed:
+            print("  " + f)
+        return 1 if self.failed else 0
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -281,12 +303,19 @@ class Gateway:
         self._stop(self.milter)
         self.milter = None
 
-    def milter_rss_peak_kib(self):
+    def milter_status_kib(self, field):
+        """A /proc/PID/status figure of the daemon in KiB: VmHWM (peak RSS) or VmRSS."""
         with open(f"/proc/{self.milter.pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
         return None
+
+    def milter_rss_peak_kib(self):
+        return self.milter_status_kib("VmHWM")
+
+    def milter_rss_kib(self):
+        return self.milter_status_kib("VmRSS")
 
     def hup_milter(self):
         os.kill(self.milter.pid, signal.SIGHUP)

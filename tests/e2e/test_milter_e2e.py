@@ -21,22 +21,14 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gateway import Gateway, inner_expected, sink_body_equal, wire_form  # noqa: E402
+from gateway import Results, Gateway, inner_expected, sink_body_equal, wire_form  # noqa: E402
 
-PASSED = 0
-FAILED = []
+RESULTS = Results()
+check = RESULTS.check
+FAILED = RESULTS.failed
 DATA = None  # tests/data/messages
 
 
-def check(name, cond, detail=""):
-    global PASSED
-    if cond:
-        PASSED += 1
-        print(f"ok   {name}", flush=True)
-    else:
-        FAILED.append(f"{name}: {detail}")
-        print(f"FAIL {name}: {detail}", flush=True)
-    return cond
 
 
 def corpus(name):
@@ -644,10 +636,7 @@ def main():
             print("--- postfix maillog (tail) ---\n" + gw.maillog()[-3000:])
         for f in gw.stop():
             FAILED.append("sealmilter: " + f)
-    print(f"e2e-{a.group}: {PASSED} passed, {len(FAILED)} failed")
-    for f in FAILED:
-        print("  " + f)
-    return 1 if FAILED else 0
+    return RESULTS.summary(f"e2e-{a.group}")
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ public:
     std::string send(const std::string& sender, const std::vector<std::string>& rcpts,
                      const std::function<void(crypto::ByteSink&)>& write) override {
         if (!fail.empty()) return fail;
+        if (fail_after >= 0 && static_cast<long>(copies.size()) >= fail_after) return "scripted failure after " + std::to_string(fail_after);
         crypto::StringSink s;
         write(s);
         copies.push_back({sender, rcpts, s.out});
@@ -56,6 +57,7 @@ public:
     };
     std::vector<Copy> copies;
     std::string fail;
+    long fail_after = -1;  // >= 0: copies after this many fail
 };
 
 std::unique_ptr<core::Message> parse(const std::string& raw) {
@@ -397,6 +399,46 @@ TEST_F(TransactionTest, InboundSignedMailIsHarvestedAndPassesUnchanged) {
     mta_ = fresh;
     run(raw.str(), {"someone@elsewhere.example"});
     EXPECT_TRUE(lookup::HarvestStore(dir).records("alice@example.com").empty());
+    std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+
+namespace {
+
+TEST_F(TransactionTest, ARetryNeverSendsACopyTwice) {
+    char tmpl[] = "/tmp/sealmilter-journal-XXXXXX";
+    const std::string dir = ::mkdtemp(tmpl);
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    const auto dave = make_identity({.email = "dave@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    give_cert(dave, "dave@partner.example");
+    rebuild([&](milter::Services& s) { s.journal = std::make_shared<milter::Journal>(dir); });
+    const std::string msg = "From: noreply@bank.example\r\nTo: bob@partner.example, carol@partner.example\r\n"
+                            "Message-ID: <once@bank.example>\r\nSubject: Statement\r\n\r\nbalance\r\n";
+    const std::vector<std::string> rcpts = {"bob@partner.example", "carol@partner.example", "dave@partner.example"};
+    // First attempt: the first copy goes out, the second fails: the message is tempfailed.
+    reinjector_.fail_after = 1;
+    const auto r1 = run(msg, rcpts);
+    ASSERT_EQ(r1.verdict, milter::EomResult::Verdict::Tempfail) << r1.summary;
+    ASSERT_EQ(reinjector_.copies.size(), 1u);
+    const auto first_rcpts = reinjector_.copies[0].rcpts;
+    // The sender retries: only the copy that did not go out is sent now.
+    reinjector_.fail_after = -1;
+    FakeMta fresh;
+    mta_ = fresh;
+    const auto r2 = run(msg, rcpts);
+    ASSERT_EQ(r2.verdict, milter::EomResult::Verdict::Accept) << r2.summary;
+    ASSERT_EQ(reinjector_.copies.size(), 2u);
+    EXPECT_NE(reinjector_.copies[1].rcpts, first_rcpts);
+    EXPECT_EQ(mta_.deleted.size(), 2u);  // both split-off groups leave this transaction
+    // A different message (other content) is not mistaken for the retry.
+    FakeMta third;
+    mta_ = third;
+    const auto r3 = run("From: noreply@bank.example\r\nTo: bob@partner.example, carol@partner.example\r\n"
+                        "Message-ID: <once@bank.example>\r\nSubject: Statement\r\n\r\nanother balance\r\n", rcpts);
+    ASSERT_EQ(r3.verdict, milter::EomResult::Verdict::Accept) << r3.summary;
+    EXPECT_EQ(reinjector_.copies.size(), 4u);
     std::filesystem::remove_all(dir);
 }
 

@@ -20,6 +20,10 @@ Routes (by path prefix; the rest of the path is the expanded address and is igno
   /redirect-file/   302 to file:///etc/passwd
   /gzip/            a gzip bomb (10 MB of zeros, ~10 kB) labelled Content-Encoding: gzip
   /deep/            JSON nested 100,000 levels deep
+  /xml/             an XML document labelled application/xml
+  /html/            an HTML error page labelled text/html, status 200
+  /NAME/            with --www DIR, any other first segment: DIR/NAME.json as application/json
+                    when it exists (certificates the test made), else 400
 """
 import argparse
 import gzip
@@ -31,6 +35,7 @@ import threading
 import time
 
 STALL_SECONDS = 30
+WWW = None  # --www: directory of NAME.json answers for /file/NAME/
 JUNK_BYTES = 10 * 1024 * 1024
 
 
@@ -117,6 +122,13 @@ class Handler(socketserver.StreamRequestHandler):
             w(simple(200, "OK", GZIP_BOMB, extra=[("Content-Encoding", "gzip")]))
         elif path.startswith("/deep/"):
             w(simple(200, "OK", DEEP))
+        elif path.startswith("/xml/"):
+            w(simple(200, "OK", b'<?xml version="1.0"?><certificates><pem>MIIB</pem></certificates>', "application/xml"))
+        elif path.startswith("/html/"):
+            w(simple(200, "OK", b"<html><body><h1>Service temporarily unavailable</h1></body></html>", "text/html"))
+        elif WWW is not None and os.path.isfile(os.path.join(WWW, os.path.basename(path.split("/")[1]) + ".json")):
+            with open(os.path.join(WWW, os.path.basename(path.split("/")[1]) + ".json"), "rb") as f:
+                w(simple(200, "OK", f.read()))
         else:
             w(simple(400, "Bad Request", b"unknown route", "text/plain"))
 
@@ -129,7 +141,10 @@ class Server(socketserver.ThreadingTCPServer):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lifetime", type=float, default=120.0)
+    ap.add_argument("--www", default=None)
     args = ap.parse_args()
+    global WWW
+    WWW = args.www
     server = Server(("127.0.0.1", 0), Handler)
     print(server.server_address[1], flush=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

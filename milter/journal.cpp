@@ -1,0 +1,97 @@
+// milter/journal.cpp — the re-injection journal (see journal.hpp).
+#include "milter/journal.hpp"
+
+#include "core/mime.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+#include <system_error>
+
+namespace fs = std::filesystem;
+
+namespace sealmilter::milter {
+namespace {
+
+// The fields that identify a message across a retry. Not Date, Received or anything else the
+// MTA may add or regenerate on the second attempt (Postfix adds a missing Date with the time
+// of each attempt).
+bool identifies(const std::string& name) {
+    std::string n;
+    for (char c : name) n += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    while (!n.empty() && (n.back() == ' ' || n.back() == '\t')) n.pop_back();
+    return n == "message-id" || n == "from" || n == "to" || n == "cc" || n == "subject" || n == "content-type";
+}
+
+}  // namespace
+
+Journal::Journal(std::string dir, long long max_age_s) : dir_(std::move(dir)), max_age_s_(max_age_s) {
+    std::error_code ec;
+    fs::create_directories(dir_, ec);
+}
+
+std::string Journal::key(const core::Message& m, const std::string& sender, std::vector<std::string> recipients) {
+    std::sort(recipients.begin(), recipients.end());
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    if (ctx == nullptr || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) {
+        EVP_MD_CTX_free(ctx);
+        throw std::runtime_error("SHA-256 unavailable");
+    }
+    const auto feed = [&](std::string_view s) { EVP_DigestUpdate(ctx, s.data(), s.size()); };
+    feed(sender);
+    feed(std::string_view("\0", 1));
+    for (const std::string& r : recipients) {
+        feed(r);
+        feed(std::string_view("\0", 1));
+    }
+    for (const core::HeaderField& f : m.headers) {
+        if (!identifies(f.name)) continue;
+        feed(f.name);
+        feed(":");
+        feed(f.value);
+        feed(std::string_view("\0", 1));
+    }
+    m.body.for_each_chunk([&](std::string_view c) { feed(c); });
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    EVP_DigestFinal_ex(ctx, md, &n);
+    EVP_MD_CTX_free(ctx);
+    static const char* hex = "0123456789abcdef";
+    std::string out;
+    for (unsigned int i = 0; i < n; ++i) {
+        out += hex[md[i] >> 4];
+        out += hex[md[i] & 15];
+    }
+    return out;
+}
+
+bool Journal::contains(const std::string& key) const {
+    std::error_code ec;
+    const fs::path p = fs::path(dir_) / key;
+    if (!fs::exists(p, ec)) return false;
+    const auto age = std::chrono::duration_cast<std::chrono::seconds>(fs::file_time_type::clock::now() - fs::last_write_time(p, ec));
+    return !ec && age.count() < max_age_s_;
+}
+
+bool Journal::record(const std::string& key) const {
+    std::ofstream out(fs::path(dir_) / key, std::ios::trunc);
+    return static_cast<bool>(out);
+}
+
+size_t Journal::prune() const {
+    size_t removed = 0;
+    std::error_code ec;
+    const auto now = fs::file_time_type::clock::now();
+    for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code e2;
+        const auto t = fs::last_write_time(it->path(), e2);
+        if (!e2 && std::chrono::duration_cast<std::chrono::seconds>(now - t).count() >= max_age_s_ && fs::remove(it->path(), e2))
+            ++removed;
+    }
+    return removed;
+}
+
+}  // namespace sealmilter::milter
