@@ -249,7 +249,9 @@ def main():
             canary(gw, name)
         rss = gw.milter_rss_peak_kib() if gw.milter else None
         print(f"figure: milter peak RSS over the catalogue: {rss} KiB")
-        check("milter peak RSS under 512 MiB over the whole catalogue", rss is not None and rss < 512 * 1024, rss)
+        # Generous: ~46 MiB in a release build, ~400 MiB under AddressSanitizer (its quarantine).
+        bound = 1024 if os.environ.get("ASAN_OPTIONS") else 256
+        check(f"milter peak RSS under {bound} MiB over the whole catalogue", rss is not None and rss < bound * 1024, rss)
         bad = [d.path for d in gw.deliveries(new_only=False) if any(r.endswith("@hostile.example") for r in d.rcpts)
                and not d.encrypted]
         check("no plaintext reached a require recipient", not bad, bad[:3])
