@@ -67,30 +67,44 @@ EncryptedForm detect_pkcs7(const Message& m, const ContentType& ct) {
     const std::string der = decode_base64_head(m.body.head(256));
     if (content_info_is(der, kOidEnveloped, sizeof kOidEnveloped)) return EncryptedForm::SmimeEnveloped;
     if (content_info_is(der, kOidAuthEnveloped, sizeof kOidAuthEnveloped)) return EncryptedForm::SmimeAuthEnveloped;
-    if (der.size() >= 2) return EncryptedForm::None;  // a readable CMS of another type (signed)
-    const std::string st = lower(ct.param("smime-type"));  // body unreadable: trust the label
-    if (st == "enveloped-data") return EncryptedForm::SmimeEnveloped;
-    if (st == "authenveloped-data") return EncryptedForm::SmimeAuthEnveloped;
+    // Anything else — a signed CMS, or a body that is not CMS at all whatever its label says —
+    // is not encrypted and gets encrypted: a label never lets plaintext through.
+    (void)ct;
     return EncryptedForm::None;
 }
 
 // True when some line of the body starts with the OpenPGP armor header (RFC 4880 §6.2).
-bool has_pgp_armor(const Message& m) {
-    static constexpr std::string_view kArmor = "-----BEGIN PGP MESSAGE-----";
-    bool found = false;
-    std::string line_head;  // the first bytes of the current line, at most kArmor.size()
+// Inline PGP: the whole text body is one armored PGP message, with nothing but whitespace
+// around it. A text that merely contains or quotes an armored block is plaintext.
+bool is_pgp_armor_only(const Message& m) {
+    static constexpr std::string_view kBegin = "-----BEGIN PGP MESSAGE-----";
+    static constexpr std::string_view kEnd = "-----END PGP MESSAGE-----";
+    enum class State { Before, Inside, After, Bad } state = State::Before;
+    std::string line;
+    const auto end_line = [&] {
+        std::string_view l(line);
+        while (!l.empty() && (l.back() == '\r' || l.back() == ' ' || l.back() == '\t')) l.remove_suffix(1);
+        const bool blank = l.find_first_not_of(" \t") == std::string_view::npos;
+        switch (state) {
+        case State::Before: state = blank ? State::Before : (l == kBegin ? State::Inside : State::Bad); break;
+        case State::Inside: if (l == kEnd) state = State::After; break;
+        case State::After: if (!blank) state = State::Bad; break;
+        case State::Bad: break;
+        }
+        line.clear();
+    };
     m.body.for_each_chunk([&](std::string_view chunk) {
         for (char c : chunk) {
-            if (found) return;
+            if (state == State::Bad) return;
             if (c == '\n') {
-                line_head.clear();
-            } else if (line_head.size() < kArmor.size()) {
-                line_head += c;
-                found = line_head == kArmor;
+                end_line();
+            } else if (line.size() < 256) {
+                line += c;  // armor lines are short; a longer line only needs its first bytes
             }
         }
     });
-    return found;
+    if (!line.empty()) end_line();
+    return state == State::After;
 }
 
 }  // namespace
@@ -187,8 +201,10 @@ EncryptedForm detect_encrypted(const Message& m) {
     const ContentType ct = top_level_content_type(m);
     if (ct.type == "application" && (ct.subtype == "pkcs7-mime" || ct.subtype == "x-pkcs7-mime"))
         return detect_pkcs7(m, ct);
-    if (ct.type == "multipart" && ct.subtype == "encrypted") return EncryptedForm::PgpMime;
-    if (ct.type == "text" && has_pgp_armor(m)) return EncryptedForm::PgpInline;
+    // RFC 3156: PGP/MIME names its protocol; other multipart/encrypted labels are not trusted.
+    if (ct.type == "multipart" && ct.subtype == "encrypted" && lower(ct.param("protocol")) == "application/pgp-encrypted")
+        return EncryptedForm::PgpMime;
+    if (ct.type == "text" && is_pgp_armor_only(m)) return EncryptedForm::PgpInline;
     return EncryptedForm::None;
 }
 

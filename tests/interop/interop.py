@@ -260,7 +260,9 @@ def encrypted_reason(msg):
     if mt in ('application/pkcs7-mime', 'application/x-pkcs7-mime'):
         st = params.get('smime-type')
         if st is not None:
-            if st in ('enveloped-data', 'authenveloped-data'):
+            # The label alone is not enough: the body must be enveloped CMS.
+            if st in ('enveloped-data', 'authenveloped-data') and \
+                    cms_content_type_of_body(msg) in (OID_ENVELOPED, OID_AUTH_ENVELOPED):
                 return '%s; smime-type=%s' % (mt, st)
             return None
         if params.get('name') == 'smime.p7m':
@@ -269,10 +271,17 @@ def encrypted_reason(msg):
             return '%s; name=smime.p7m without smime-type' % mt
         return None
     if mt == 'multipart/encrypted':
-        return 'multipart/encrypted'
+        # RFC 3156: only PGP/MIME that names its protocol counts.
+        if params.get('protocol', '').lower() == 'application/pgp-encrypted':
+            return 'multipart/encrypted'
+        return None
     if mt == 'text/plain':
+        # Inline PGP only when the whole body is one armored message (whitespace around it).
         _b, _s, body = split_message(msg)
-        if re.search(rb'(?m)^-----BEGIN PGP MESSAGE-----\r?$', body):
+        lines = [l.rstrip(b'\r \t') for l in body.replace(b'\r\n', b'\n').split(b'\n')]
+        lines = [l for l in lines if l.strip(b' \t')] or [b'']
+        if (lines[0] == b'-----BEGIN PGP MESSAGE-----' and lines[-1] == b'-----END PGP MESSAGE-----'
+                and lines.count(b'-----END PGP MESSAGE-----') == 1):
             return 'text/plain with an inline PGP message'
     return None
 
@@ -1325,8 +1334,9 @@ def synthetic_encrypted(ctx, base, eol):
                       b'--b1', b'Content-Type: application/octet-stream', b'', b'-----BEGIN PGP MESSAGE-----',
                       b'', b'hQEMA1234', b'-----END PGP MESSAGE-----', b'', b'--b1--', b''])),
         'text/plain inline PGP': msg(b'Content-Type: text/plain; charset=us-ascii',
-                                     eol.join([b'Hi,', b'', b'-----BEGIN PGP MESSAGE-----', b'', b'hQEMA5678',
+                                     eol.join([b'', b'-----BEGIN PGP MESSAGE-----', b'', b'hQEMA5678',
                                                b'-----END PGP MESSAGE-----', b''])),
+
     }
 
 
@@ -1405,6 +1415,26 @@ def g_passthrough(ctx):
             assert encrypted_reason(data), name
             items.append(('synthetic %s %s' % (name, eoln), data, 'rsa2048', sets[0][1]))
     run_parallel(ctx, pt, items)
+
+    # Look-alikes are plaintext and get encrypted: text around an armored block, a
+    # multipart/encrypted that does not name PGP/MIME, an S/MIME label over a non-CMS body.
+    lookalikes = {
+        'text/plain quoting PGP': b'Content-Type: text/plain; charset=us-ascii\r\n\r\nHi, account 4711.\r\n\r\n'
+                                  b'-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA5678\r\n-----END PGP MESSAGE-----\r\n',
+        'multipart/encrypted without protocol': b'Content-Type: multipart/encrypted; boundary="b2"\r\n\r\n--b2\r\n'
+                                                b'\r\nplain text 4711\r\n--b2--\r\n',
+        'S/MIME label over plaintext': b'Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\n\r\n'
+                                       b'The balance is 4711 EUR.\r\n',
+    }
+    for name, data in lookalikes.items():
+        assert not encrypted_reason(data), name
+        rc, out, err = run([b, 'encrypt', '--to', rsa.email, '--cert', rsa.cert_pem], data)
+        errs = []
+        if rc != 0:
+            errs.append('exit %d: %s' % (rc, short(err)))
+        elif b'4711' in out or b'application/pkcs7-mime; smime-type=enveloped-data; name="smime.p7m"' not in out:
+            errs.append('not encrypted: %s' % short(out))
+        ctx.res.check('look-alike %s' % name, 'encrypted, not passed through', errs)
 
     # Mixed RSA + EC recipients in one call: refused with 65, message mentions NSS/Thunderbird.
     plain = [p for p in corpus if not encrypted_reason(read(p))][:3]

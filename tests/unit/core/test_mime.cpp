@@ -103,20 +103,37 @@ INSTANTIATE_TEST_SUITE_P(
         return n;
     });
 
-TEST(Detect, PgpArmorMustStartALine) {
+TEST(Detect, InlinePgpOnlyWhenTheWholeBodyIsOneArmoredMessage) {
     EXPECT_EQ(core::detect_encrypted(*parse("Subject: x\n\nquote: -----BEGIN PGP MESSAGE-----\n")),
               core::EncryptedForm::None);
-    EXPECT_EQ(core::detect_encrypted(*parse("Subject: x\n\nhi\r\n-----BEGIN PGP MESSAGE-----\r\n")),
+    EXPECT_EQ(core::detect_encrypted(*parse(
+                  "Subject: x\n\n\r\n-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA\r\n-----END PGP MESSAGE-----\r\n\r\n")),
               core::EncryptedForm::PgpInline);
+    // Plaintext around (or after) an armored block is plaintext: it is encrypted.
+    EXPECT_EQ(core::detect_encrypted(*parse(
+                  "Subject: x\n\nhi, the account number is 4711\r\n-----BEGIN PGP MESSAGE-----\r\nhQEMA\r\n"
+                  "-----END PGP MESSAGE-----\r\n")),
+              core::EncryptedForm::None);
+    EXPECT_EQ(core::detect_encrypted(*parse(
+                  "Subject: x\n\n-----BEGIN PGP MESSAGE-----\nhQEMA\n-----END PGP MESSAGE-----\nPS: secret\n")),
+              core::EncryptedForm::None);
+    EXPECT_EQ(core::detect_encrypted(*parse("Subject: x\n\n-----BEGIN PGP MESSAGE-----\nhQEMA\n")),
+              core::EncryptedForm::None);  // never closed
+    // multipart/encrypted must say it is PGP/MIME.
+    EXPECT_EQ(core::detect_encrypted(*parse("Content-Type: multipart/encrypted; boundary=b\n\n--b\n\nplain\n--b--\n")),
+              core::EncryptedForm::None);
     // Only text bodies are scanned: an attachment mentioning armor is not inline PGP.
     EXPECT_EQ(core::detect_encrypted(*parse("Content-Type: application/octet-stream\n\n-----BEGIN PGP MESSAGE-----\n")),
               core::EncryptedForm::None);
 }
 
-TEST(Detect, SmimeLabelWithUnreadableBodyTrustsLabel) {
+TEST(Detect, SmimeLabelWithoutEnvelopedCmsIsNotTrusted) {
     EXPECT_EQ(core::detect_encrypted(*parse(
                   "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\n\n!!!!\n")),
-              core::EncryptedForm::SmimeEnveloped);
+              core::EncryptedForm::None);
+    EXPECT_EQ(core::detect_encrypted(*parse(
+                  "Content-Type: application/pkcs7-mime; smime-type=enveloped-data\n\nThe balance is 4711 EUR.\n")),
+              core::EncryptedForm::None);
 }
 
 }  // namespace
