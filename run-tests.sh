@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run-tests.sh — the README's second command: every test.
-#   1. release build with -Werror: all ctest labels (unit, transform, protocol, interop, e2e)
-#   2. ASan + UBSan build: the same suites again, failing on any sanitizer report
+#   1. release build with -Werror: all ctest labels (unit, transform, protocol, interop, e2e,
+#      hostile, soak)
+#   2. ASan + UBSan build: the same suites again but soak, failing on any sanitizer report
 # Set SEALMILTER_SKIP_ASAN=1 to skip the second pass locally.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,5 +16,12 @@ if [[ "${SEALMILTER_SKIP_ASAN:-0}" != "1" ]]; then
   scripts/build.sh build-asan -DCMAKE_BUILD_TYPE=Debug -DSEALMILTER_SANITIZE=ON -DSEALMILTER_BENCH=OFF
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  (cd build-asan && ctest -j "$jobs" --output-on-failure)
+  # The soak runs once (release pass): it is paced, not CPU-bound, and takes minutes.
+  (cd build-asan && ctest -j "$jobs" --output-on-failure -LE soak)
+fi
+
+# 3. the libFuzzer harnesses (fuzz/; clang, ASan + UBSan), SEALMILTER_FUZZ_SECONDS each (default
+#    30), failing on any crash. SEALMILTER_SKIP_FUZZ=1 skips them.
+if [[ "${SEALMILTER_SKIP_FUZZ:-0}" != "1" ]]; then
+  scripts/fuzz.sh "${SEALMILTER_FUZZ_SECONDS:-30}"
 fi

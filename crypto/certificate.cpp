@@ -2,6 +2,7 @@
 #include "crypto/certificate.hpp"
 
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/obj_mac.h>
 #include <openssl/pem.h>
 
@@ -169,6 +170,17 @@ std::vector<unsigned char> Certificate::der() const {
 
 ParsedCertificates parse_certificates(std::string_view bytes) {
     ParsedCertificates result;
+    // One DER certificate that is the whole input comes first: its bytes may contain the PEM
+    // marker text (a SAN, a subject, by chance the signature) — found by fuzz/.
+    if (!bytes.empty() && static_cast<unsigned char>(bytes[0]) == 0x30) {
+        const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+        X509_ptr x(d2i_X509(nullptr, &p, static_cast<long>(bytes.size())));
+        if (x && p == reinterpret_cast<const unsigned char*>(bytes.data()) + bytes.size()) {
+            result.certificates.emplace_back(std::move(x));
+            return result;
+        }
+        ERR_clear_error();
+    }
     if (bytes.find("-----BEGIN") != std::string_view::npos) {
         BIO_ptr mem(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
         if (!mem) throw_openssl("BIO_new_mem_buf");

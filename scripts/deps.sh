@@ -10,6 +10,7 @@ PACKAGES=(
   libnss3-tools python3 time
   nginx-light
   postfix swaks miltertest
+  clang libclang-rt-14-dev llvm-14
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,278 @@
+// fuzz/fuzz_support.cpp — see fuzz_support.hpp.
+#include "fuzz/fuzz_support.hpp"
+
+#include "core/decrypt.hpp"
+#include "core/mime.hpp"
+#include "core/transform.hpp"
+#include "crypto/base64.hpp"
+#include "crypto/envelope.hpp"
+#include "crypto/ossl.hpp"
+
+#include <openssl/evp.h>
+#include <openssl/x509v3.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#ifndef SEALMILTER_SOURCE_DIR
+#error "SEALMILTER_SOURCE_DIR must name the source tree (set by fuzz/CMakeLists.txt)"
+#endif
+
+namespace sealmilter::fuzz {
+namespace {
+
+const std::string kNss = std::string(SEALMILTER_SOURCE_DIR) + "/tests/data/nss-smime/";
+
+class FrozenClock final : public lookup::Clock {
+public:
+    std::time_t now() const override { return kFrozenNow; }
+};
+
+void add_ext(X509* x, int nid, const char* value) {
+    X509V3_CTX ctx;
+    X509V3_set_ctx(&ctx, x, x, nullptr, nullptr, 0);
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+    if (ext == nullptr) crypto::throw_openssl(std::string("X509V3_EXT_conf_nid ") + value);
+    X509_add_ext(x, ext, -1);
+    X509_EXTENSION_free(ext);
+}
+
+// A self-signed end-entity certificate for `email`, valid for ten years from now.
+Identity make_identity(bool ec, const char* email) {
+    crypto::EVP_PKEY_ptr key =
+        crypto::owned_or_throw<crypto::EVP_PKEY_ptr>(ec ? EVP_EC_gen("prime256v1") : EVP_RSA_gen(2048), "keygen");
+    crypto::X509_ptr x(X509_new());
+    X509_set_version(x.get(), 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x.get()), ec ? 2 : 1);
+    X509_gmtime_adj(X509_getm_notBefore(x.get()), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x.get()), 86400L * 3650);
+    X509_NAME* name = X509_get_subject_name(x.get());
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>("sealmilter fuzz"), -1,
+                               -1, 0);
+    X509_set_issuer_name(x.get(), name);
+    X509_set_pubkey(x.get(), key.get());
+    add_ext(x.get(), NID_subject_alt_name, (std::string("email:") + email).c_str());
+    add_ext(x.get(), NID_key_usage,
+            ec ? "critical,keyAgreement,digitalSignature" : "critical,keyEncipherment,digitalSignature");
+    add_ext(x.get(), NID_ext_key_usage, "emailProtection");
+    if (X509_sign(x.get(), key.get(), EVP_sha256()) == 0) crypto::throw_openssl("X509_sign");
+    Identity id;
+    id.material.key = std::move(key);
+    id.material.certificate.emplace(std::move(x));
+    return id;
+}
+
+struct State {
+    Identity rsa;
+    Identity ec;
+    crypto::KeyMaterial bob;
+    FrozenClock clock;
+    std::unique_ptr<lookup::Validator> validator;
+};
+
+State& state() {
+    static State* s = [] {
+        auto* st = new State;  // deliberately never freed: lives as long as the fuzzer process
+        st->rsa = make_identity(false, "rsa@fuzz.example");
+        st->ec = make_identity(true, "ec@fuzz.example");
+        crypto::KeyLoad bob = crypto::load_key_material(kNss + "Bob.p12", "nss");
+        if (!bob.material) {
+            std::fprintf(stderr, "fuzz setup: %s\n", bob.error.c_str());
+            std::abort();
+        }
+        st->bob = std::move(*bob.material);
+        lookup::ValidatorOptions vo;
+        vo.trust_anchor_files = {kNss + "TestCA.pem"};
+        vo.clock = &st->clock;
+        st->validator = std::make_unique<lookup::Validator>(std::move(vo));
+        return st;
+    }();
+    return *s;
+}
+
+size_t count_named(const std::vector<core::HeaderField>& fields, std::string_view name) {
+    size_t n = 0;
+    for (const core::HeaderField& f : fields) n += core::is_header_named(f, name) ? 1 : 0;
+    return n;
+}
+
+// Runs of CR directly before an LF are dropped: with "\n" output a value's trailing lone CR
+// merges into the line break, which changes nothing a reader sees.
+std::string without_cr_before_lf(std::string s) {
+    std::string out;
+    out.reserve(s.size());
+    for (char c : s) {
+        if (c == '\n')
+            while (!out.empty() && out.back() == '\r') out.pop_back();
+        out += c;
+    }
+    return out;
+}
+
+std::string decode_base64(const std::string& text) {
+    std::string compact;
+    compact.reserve(text.size());
+    for (char c : text)
+        if (c != '\r' && c != '\n') compact += c;
+    FUZZ_CHECK(compact.size() % 4 == 0, "base64 body length " + std::to_string(compact.size()));
+    std::string out(compact.size() / 4 * 3, '\0');
+    const int n =
+        EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                        reinterpret_cast<const unsigned char*>(compact.data()), static_cast<int>(compact.size()));
+    FUZZ_CHECK(n >= 0, "the encrypted body is not base64");
+    size_t pad = 0;
+    while (pad < 2 && pad < compact.size() && compact[compact.size() - 1 - pad] == '=') ++pad;
+    out.resize(static_cast<size_t>(n) - pad);
+    return out;
+}
+
+void check_base64_lines(const std::string& body, const std::string& eol) {
+    size_t start = 0;
+    while (start < body.size()) {
+        size_t end = body.find(eol, start);
+        FUZZ_CHECK(end != std::string::npos, "a base64 line without its line ending");
+        FUZZ_CHECK(end - start <= 76, "base64 line of " + std::to_string(end - start) + " characters");
+        start = end + eol.size();
+    }
+}
+
+void check_outer_headers(const std::vector<core::HeaderField>& outer) {
+    FUZZ_CHECK(count_named(outer, "Content-Type") == 1,
+               "outer Content-Type fields: " + std::to_string(count_named(outer, "Content-Type")));
+    FUZZ_CHECK(count_named(outer, "Content-Transfer-Encoding") == 1, "outer Content-Transfer-Encoding fields");
+    FUZZ_CHECK(count_named(outer, "Content-Disposition") == 1, "outer Content-Disposition fields");
+    for (const char* n : {"Content-ID", "Content-Description", "Content-Language"})
+        FUZZ_CHECK(count_named(outer, n) == 0, std::string("plaintext ") + n + " left in the outer header");
+    FUZZ_CHECK(count_named(outer, "MIME-Version") >= 1, "no MIME-Version");
+}
+
+}  // namespace
+
+void fail(const char* file, int line, const char* cond, const std::string& detail) {
+    std::fprintf(stderr, "fuzz check failed: %s:%d: %s (%s)\n", file, line, cond, detail.c_str());
+    std::fflush(stderr);
+    std::abort();
+}
+
+void init() {
+    core::ensure_gmime();
+    (void)state();
+}
+
+uint64_t hash_of(std::string_view bytes) noexcept {
+    uint64_t h = 1469598103934665603ULL;
+    for (char c : bytes) {
+        h ^= static_cast<unsigned char>(c);
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+const Identity& rsa_recipient() {
+    return state().rsa;
+}
+const Identity& ec_recipient() {
+    return state().ec;
+}
+const crypto::KeyMaterial& nss_bob_key() {
+    return state().bob;
+}
+const lookup::Validator& nss_validator() {
+    return *state().validator;
+}
+
+bool hits_open_pem_marker_bug(std::string_view der) noexcept {
+    return der.find("-----BEGIN") != std::string_view::npos;
+}
+
+std::string body_bytes(const core::Message& m) {
+    std::string out;
+    m.body.for_each_chunk([&](std::string_view c) { out.append(c); });
+    return out;
+}
+
+std::string reference_crlf(std::string_view in) {
+    std::string out;
+    out.reserve(in.size() + in.size() / 8);
+    char prev = '\0';
+    for (char c : in) {
+        if (c == '\n' && prev != '\r') out += '\r';
+        out += c;
+        prev = c;
+    }
+    return out;
+}
+
+TransformVariant transform_variant(uint64_t h) {
+    TransformVariant v;
+    v.ec = (h & 0x7) != 0;  // RSA 1 in 8: its decryption costs ~1 ms
+    v.gcm = ((h >> 3) & 1) != 0;
+    v.oaep = ((h >> 4) & 1) != 0;
+    v.protect_headers = ((h >> 5) & 3) == 0;
+    v.lf = ((h >> 7) & 3) == 0;
+    v.decrypt_message = ((h >> 9) & 3) == 0;
+    v.memory_limit = ((h >> 11) & 3) == 0 ? 16 : (1 << 20);
+    return v;
+}
+
+void exercise_transform(const core::Message& m, const TransformVariant& v) {
+    core::TransformOptions opts;
+    opts.envelope.cipher = v.gcm ? crypto::Cipher::Aes256Gcm : crypto::Cipher::Aes256Cbc;
+    opts.envelope.rsa_padding = v.oaep ? crypto::RsaPadding::Oaep : crypto::RsaPadding::Pkcs1;
+    opts.protect_headers = v.protect_headers;
+    opts.eol = v.lf ? "\n" : "\r\n";
+
+    for (const core::HeaderField& f : m.headers)
+        if (core::is_header_named(f, "Content-Type")) (void)core::parse_content_type(f.value);
+    const core::Plan plan = core::plan_encryption(m, opts);
+    if (plan.kind == core::PlanKind::PassThrough) {
+        FUZZ_CHECK(!plan.reason.empty(), "pass-through without a reason");
+        FUZZ_CHECK(core::detect_encrypted(m) != core::EncryptedForm::None, "pass-through of unencrypted mail");
+        return;
+    }
+    const std::vector<core::HeaderField> outer = core::apply_edits(m.headers, plan.edits);
+    check_outer_headers(outer);
+
+    const Identity& who = v.ec ? ec_recipient() : rsa_recipient();
+    crypto::StringSink out;
+    core::write_transformed(m, plan, {who.cert()}, opts, out);
+
+    // What the MTA would deliver, read back.
+    core::Message back;
+    core::MessageSplitter splitter(back);
+    splitter.feed(out.out.data(), out.out.size());
+    splitter.finish();
+    FUZZ_CHECK(back.headers.size() == outer.size(), "the written header re-splits into " +
+                                                        std::to_string(back.headers.size()) + " fields, planned " +
+                                                        std::to_string(outer.size()));
+    for (size_t i = 0; i < outer.size(); ++i) {
+        const std::string want = without_cr_before_lf(core::serialize_field(outer[i], opts.eol));
+        const std::string got = without_cr_before_lf(core::serialize_field(back.headers[i], opts.eol));
+        FUZZ_CHECK(want == got, "header field " + std::to_string(i) + " changed on the way out");
+    }
+    const core::EncryptedForm form = core::detect_encrypted(back);
+    FUZZ_CHECK(form == (v.gcm ? core::EncryptedForm::SmimeAuthEnveloped : core::EncryptedForm::SmimeEnveloped),
+               std::string("our own output is detected as ") + core::to_string(form));
+
+    const std::string b64 = body_bytes(back);
+    check_base64_lines(b64, opts.eol);
+    const std::string der = decode_base64(b64);
+    crypto::BIO_ptr in(BIO_new_mem_buf(der.data(), static_cast<int>(der.size())));
+    FUZZ_CHECK(in != nullptr, "BIO_new_mem_buf");
+    crypto::StringSink plain;
+    const crypto::DecryptOutcome d = crypto::decrypt_envelope(in.get(), who.material, plain);
+    FUZZ_CHECK(d.status == crypto::DecryptStatus::Ok, "our own envelope does not decrypt: " + d.detail);
+    const std::string expected = core::inner_header_section(m, opts) + reference_crlf(body_bytes(m));
+    FUZZ_CHECK(plain.out == expected, "the decrypted entity differs from the original (" +
+                                          std::to_string(plain.out.size()) + " vs " + std::to_string(expected.size()) +
+                                          " bytes)");
+
+    if (v.decrypt_message) {
+        crypto::StringSink whole;
+        const crypto::DecryptOutcome dm = core::decrypt_message(back, who.material, opts.eol, whole);
+        FUZZ_CHECK(dm.status == crypto::DecryptStatus::Ok, "decrypt_message fails on our own output: " + dm.detail);
+    }
+}
+
+}  // namespace sealmilter::fuzz
