@@ -10,6 +10,8 @@
 //            to be attached to the log line or exception at the failure site.
 #pragma once
 
+#include "base/handle.hpp"
+
 #include <openssl/bio.h>
 #include <openssl/cms.h>
 #include <openssl/evp.h>
@@ -23,11 +25,7 @@
 
 namespace sealmilter::crypto {
 
-template <auto Fn>
-struct Deleter {
-    template <typename T>
-    void operator()(T* p) const noexcept { Fn(p); }
-};
+using base::Deleter;  // the one stateless deleter (base/handle.hpp)
 
 using BIO_ptr = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
 using X509_ptr = std::unique_ptr<X509, Deleter<X509_free>>;
