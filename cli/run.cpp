@@ -56,6 +56,7 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& c) {
     if (!stack->errors.empty()) throw CliError(kConfig, stack->errors.front());
     s->chain = stack->chain.get();
     s->keepalive = stack;
+    s->resolver = std::make_shared<lookup::Resolver>(*stack->chain);
     s->policy = load_policy(c);
     s->policy_options.default_mode = *core::parse_mode(c.get("policy.default_mode"));
     s->policy_options.no_cert_tempfail = c.get("policy.no_cert_action") == "tempfail";

@@ -14,6 +14,7 @@
 #include "lookup/chain.hpp"
 #include "lookup/harvest_store.hpp"
 #include "lookup/publisher.hpp"
+#include "lookup/resolver.hpp"
 #include "milter/journal.hpp"
 #include "crypto/private_key.hpp"
 
@@ -27,6 +28,9 @@ namespace sealmilter::milter {
 struct Services {
     std::shared_ptr<void> keepalive;  // owns the lookup stack the chain borrows from
     const lookup::Chain* chain = nullptr;
+    // RCPT-time lookups (bounded workers, bursts batched); declared after keepalive so it is
+    // destroyed (its workers joined) before the chain it borrows.
+    std::shared_ptr<lookup::Resolver> resolver;
     core::PolicyTable policy;
     core::PolicyOptions policy_options;
     core::TransformOptions transform;  // eol is CRLF on the milter wire

@@ -101,13 +101,10 @@ Reply Transaction::recipient(const std::string& arg) {
     r->arg = arg;
     r->address = bare_address(arg);
     const core::RecipientDecision pre = core::classify(r->address, services_->policy, services_->policy_options, false);
-    if (pre.mode != core::Mode::Never && services_->chain != nullptr) {
-        // Each lookup on its own thread: a message's recipients resolve concurrently, and the
-        // snapshot (and so the chain) stays alive until the lookup is done.
-        std::shared_ptr<const Services> keep = services_;
-        const std::string address = r->address;
-        r->lookup = std::async(std::launch::async, [keep, address] { return keep->chain->resolve({address}).front(); })
-                        .share();
+    if (pre.mode != core::Mode::Never && services_->resolver != nullptr) {
+        // The bounded resolver batches the message's recipients (lookup/resolver.hpp); the
+        // snapshot, and so the resolver, stays alive as long as this transaction.
+        r->lookup = services_->resolver->start(r->address);
         r->lookup_started = true;
     }
     if (pre.mode == core::Mode::Require && r->lookup_started) {

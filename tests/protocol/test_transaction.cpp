@@ -88,6 +88,7 @@ protected:
     void rebuild(const std::function<void(milter::Services&)>& tweak) {
         auto s = std::make_shared<milter::Services>();
         s->chain = chain_.get();
+        s->resolver = std::make_shared<lookup::Resolver>(*chain_);
         s->policy = core::PolicyTable::parse("@customers.bank.example require\n* opportunistic\n", "policy");
         s->spool_dir = "/tmp";
         s->memory_threshold = 4096;  // exercise the file spool

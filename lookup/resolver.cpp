@@ -1,0 +1,78 @@
+// lookup/resolver.cpp — see resolver.hpp.
+#include "lookup/resolver.hpp"
+
+#include <algorithm>
+
+namespace sealmilter::lookup {
+
+Resolver::Resolver(const Chain& chain, ResolverOptions options) : chain_(chain), options_(options) {
+    options_.workers = std::max<size_t>(1, options_.workers);
+    options_.max_batch = std::max<size_t>(1, options_.max_batch);
+    threads_.reserve(options_.workers);
+    for (size_t i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { run(); });
+}
+
+Resolver::~Resolver() {
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = true;
+    }
+    ready_.notify_all();
+    for (std::thread& t : threads_) t.join();
+}
+
+std::shared_future<LookupResult> Resolver::start(const std::string& address) {
+    Item item{address, {}};
+    std::shared_future<LookupResult> f = item.promise.get_future().share();
+    {
+        const std::lock_guard<std::mutex> lock(mutex_);
+        queue_.push_back(std::move(item));
+    }
+    ready_.notify_one();
+    return f;
+}
+
+void Resolver::run() {
+    for (;;) {
+        std::vector<Item> batch;
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            if (queue_.empty()) return;  // stopping and drained
+            const size_t n = std::min(queue_.size(), options_.max_batch);
+            for (size_t i = 0; i < n; ++i) {
+                batch.push_back(std::move(queue_.front()));
+                queue_.pop_front();
+            }
+        }
+        resolve_batch(batch);
+    }
+}
+
+void Resolver::resolve_batch(std::vector<Item>& batch) const {
+    std::vector<std::string> addresses;
+    addresses.reserve(batch.size());
+    for (const Item& i : batch) addresses.push_back(i.address);
+    std::vector<LookupResult> results;
+    std::string failure;
+    try {
+        results = chain_.resolve(addresses);
+    } catch (const std::exception& e) {
+        failure = e.what();
+    } catch (...) {
+        failure = "unknown exception";
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+        if (i < results.size()) {
+            batch[i].promise.set_value(std::move(results[i]));
+            continue;
+        }
+        LookupResult r;
+        r.email = normalize_address(batch[i].address);
+        r.outcome = Outcome::TempError;
+        r.reason = failure.empty() ? "the lookup chain gave no answer" : "internal error in the lookup: " + failure;
+        batch[i].promise.set_value(std::move(r));
+    }
+}
+
+}  // namespace sealmilter::lookup
