@@ -14,7 +14,7 @@ Resolver::Resolver(const Chain& chain, ResolverOptions options) : chain_(chain),
 
 Resolver::~Resolver() {
     {
-        const std::lock_guard<std::mutex> lock(mutex_);
+        const base::MutexLock lock(mutex_);
         stopping_ = true;
     }
     ready_.notify_all();
@@ -25,7 +25,7 @@ std::shared_future<LookupResult> Resolver::start(const std::string& address) {
     Item item{address, {}};
     std::shared_future<LookupResult> f = item.promise.get_future().share();
     {
-        const std::lock_guard<std::mutex> lock(mutex_);
+        const base::MutexLock lock(mutex_);
         queue_.push_back(std::move(item));
     }
     ready_.notify_one();
@@ -36,8 +36,9 @@ void Resolver::run() {
     for (;;) {
         std::vector<Item> batch;
         {
-            std::unique_lock<std::mutex> lock(mutex_);
-            ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+            base::UniqueMutexLock lock(mutex_);
+            // The predicate runs with the lock held (inside wait); the analysis cannot see that.
+            ready_.wait(lock, [this]() SEALMILTER_NO_THREAD_SAFETY_ANALYSIS { return stopping_ || !queue_.empty(); });
             if (queue_.empty()) return;  // stopping and drained
             const size_t n = std::min(queue_.size(), options_.max_batch);
             for (size_t i = 0; i < n; ++i) {

@@ -16,6 +16,7 @@
 //            invariant), every address of that batch gets a TempError naming the failure.
 #pragma once
 
+#include "base/mutex.hpp"
 #include "lookup/chain.hpp"
 
 #include <condition_variable>
@@ -54,10 +55,10 @@ private:
 
     const Chain& chain_;
     ResolverOptions options_;
-    std::mutex mutex_;
-    std::condition_variable ready_;
-    std::deque<Item> queue_;  // guarded by mutex_
-    bool stopping_ = false;   // guarded by mutex_
+    base::Mutex mutex_;
+    std::condition_variable_any ready_;
+    std::deque<Item> queue_ SEALMILTER_GUARDED_BY(mutex_);
+    bool stopping_ SEALMILTER_GUARDED_BY(mutex_) = false;
     std::vector<std::thread> threads_;
 };
 
