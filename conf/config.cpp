@@ -1,6 +1,8 @@
 // conf/config.cpp — option table, INI parsing with file:line errors (see config.hpp).
 #include "conf/config.hpp"
 
+#include "base/ascii.hpp"
+
 #include <boost/program_options/value_semantic.hpp>
 
 #include <algorithm>
@@ -17,13 +19,13 @@ namespace sealmilter::conf {
 
 const std::vector<OptionSpec>& option_table() {
     static const std::vector<OptionSpec> table = {
-        {"milter.socket", Type::String, "inet:8891@127.0.0.1",
+        {"milter.socket", Type::MilterSocket, "inet:8891@127.0.0.1",
          "where the MTA connects: inet:PORT@HOST or unix:PATH"},
         {"milter.dry_run", Type::Bool, "false", "log every decision, change no mail"},
-        {"milter.reinject", Type::String, "127.0.0.1:10027",
+        {"milter.reinject", Type::HostPort, "127.0.0.1:10027",
          "HOST:PORT of the MTA's milter-bypassing SMTP service for split copies"},
-        {"milter.reinject_timeout_ms", Type::Int, "30000", "timeout of each re-injection step", {}, 100, 600000},
-        {"policy.file", Type::String, "/etc/sealmilter/policy",
+        {"milter.reinject_timeout_ms", Type::Millis, "30000", "timeout of each re-injection step", {}, 100, 600000},
+        {"policy.file", Type::Path, "/etc/sealmilter/policy",
          "the recipient policy table; when the default file is absent, policy.default_mode applies to all"},
         {"policy.default_mode", Type::Enum, "opportunistic", "mode when no policy line matches",
          {"require", "opportunistic", "never"}},
@@ -32,58 +34,58 @@ const std::vector<OptionSpec>& option_table() {
         {"policy.on_lookup_error", Type::Enum, "tempfail",
          "opportunistic recipient whose lookup failed: tempfail (451 4.7.1) or pass (deliver plain)",
          {"tempfail", "pass"}},
-        {"policy.internal_domains", Type::String, "", "comma list of domains (and subdomains) never encrypted"},
+        {"policy.internal_domains", Type::DomainList, "", "comma list of domains (and subdomains) never encrypted"},
         {"policy.subject_tag", Type::String, "[secure]",
          "a Subject containing this raises the message to require (the tag is removed); empty = off"},
-        {"policy.trigger_header", Type::String, "X-Sealmilter-Encrypt",
+        {"policy.trigger_header", Type::HeaderName, "X-Sealmilter-Encrypt",
          "a header with value yes raises the message to require (the header is removed); empty = off"},
-        {"milter.max_message_size", Type::Int, "104857600",
+        {"milter.max_message_size", Type::Size, "104857600",
          "messages larger than this (bytes) are refused with 552 5.3.4", {}, 1024, 4LL << 30},
-        {"milter.mta_size_limit", Type::Int, "0",
+        {"milter.mta_size_limit", Type::Size, "0",
          "the MTA's own limit (Postfix message_size_limit); a message that would exceed it once encrypted is "
          "refused with 552 5.3.4 and a sentence saying why; 0 = not checked (the MTA refuses it itself)",
          {}, 0, 8LL << 30},
-        {"milter.spool_dir", Type::String, "/var/spool/sealmilter",
+        {"milter.spool_dir", Type::Path, "/var/spool/sealmilter",
          "where message bodies beyond the in-memory threshold are spooled (temp files, unlinked at once)"},
-        {"milter.memory_threshold", Type::Int, "1048576",
+        {"milter.memory_threshold", Type::Size, "1048576",
          "bytes of a message body held in memory before spooling to milter.spool_dir", {}, 0, 1LL << 30},
         {"lookup.order", Type::List, "store,cache,directory,harvest",
          "comma list of certificate sources, tried in order: store, cache, directory, harvest",
          {"store", "cache", "directory", "harvest"}},
-        {"lookup.trust_anchors", Type::String, "",
+        {"lookup.trust_anchors", Type::PathList, "",
          "comma list of PEM files with the trusted roots; empty = the system bundle"},
-        {"lookup.crl_files", Type::String, "", "comma list of CRL files (PEM or DER) to check certificates against"},
+        {"lookup.crl_files", Type::PathList, "", "comma list of CRL files (PEM or DER) to check certificates against"},
         {"lookup.allow_expired", Type::Bool, "false", "use expired (otherwise valid) certificates"},
-        {"directory.publish_url", Type::String, "",
+        {"directory.publish_url", Type::UrlTemplate, "",
          "harvested certificates are POSTed here (PEM, bearer token, retried from a persistent queue); empty = off"},
         {"harvest.enabled", Type::Bool, "true",
          "harvest sender certificates from signed mail to harvest.domains (the milter)"},
-        {"harvest.dir", Type::String, "/var/lib/sealmilter/certs/harvested",
+        {"harvest.dir", Type::Path, "/var/lib/sealmilter/certs/harvested",
          "where harvested certificates are kept (one directory per address)"},
-        {"harvest.domains", Type::String, "",
+        {"harvest.domains", Type::DomainList, "",
          "comma list: mail to these domains (and subdomains) is inbound and harvested; empty = policy.internal_domains"},
-        {"harvest.max_size", Type::Int, "26214400", "larger messages are not inspected for signatures", {}, 0, 1LL << 32},
-        {"harvest.keys", Type::String, "",
+        {"harvest.max_size", Type::Size, "26214400", "larger messages are not inspected for signatures", {}, 0, 1LL << 32},
+        {"harvest.keys", Type::PathList, "",
          "comma list of the organisation's private keys (PEM, or PKCS#12 without password) that open enveloped "
          "inbound mail to look for signatures inside; empty = signatures inside envelopes are not seen"},
-        {"store.dir", Type::String, "/var/lib/sealmilter/certs",
+        {"store.dir", Type::Path, "/var/lib/sealmilter/certs",
          "admin-pinned certificates (PEM/DER files; harvested ones in harvested/)"},
-        {"directory.url", Type::String, "",
+        {"directory.url", Type::UrlTemplate, "",
          "URL template with {email} {local} {domain}, e.g. https://dir.example/v1/certs/{email}; empty = off"},
-        {"directory.timeout_ms", Type::Int, "5000", "whole-request timeout of a directory lookup", {}, 100, 120000},
-        {"directory.token_file", Type::String, "", "file holding the bearer token (never the token itself)"},
-        {"directory.ca_file", Type::String, "", "PEM CA bundle to verify the directory's TLS certificate; empty = system"},
-        {"directory.max_body", Type::Int, "1048576", "largest directory answer accepted (bytes)", {}, 1024, 67108864},
+        {"directory.timeout_ms", Type::Millis, "5000", "whole-request timeout of a directory lookup", {}, 100, 120000},
+        {"directory.token_file", Type::SecretFile, "", "file holding the bearer token (never the token itself)"},
+        {"directory.ca_file", Type::Path, "", "PEM CA bundle to verify the directory's TLS certificate; empty = system"},
+        {"directory.max_body", Type::Size, "1048576", "largest directory answer accepted (bytes)", {}, 1024, 67108864},
         {"directory.trusted", Type::Bool, "false",
          "trust certificates from the directory without a chain to lookup.trust_anchors (other checks apply)"},
-        {"directory.client_cert", Type::String, "", "PEM client certificate for TLS client authentication; empty = none"},
-        {"directory.client_key", Type::String, "", "PEM private key of directory.client_cert"},
+        {"directory.client_cert", Type::Path, "", "PEM client certificate for TLS client authentication; empty = none"},
+        {"directory.client_key", Type::SecretFile, "", "PEM private key of directory.client_cert"},
         {"directory.follow_redirects", Type::Bool, "false", "follow HTTP redirects (at most 3, https/http only)"},
-        {"cache.path", Type::String, "/var/lib/sealmilter/cache.db", "SQLite cache file (WAL); empty = no cache"},
-        {"cache.min_ttl", Type::Int, "3600", "shortest life of a positive entry (s)", {}, 0, 31536000},
-        {"cache.max_ttl", Type::Int, "86400", "longest life of a positive entry (s)", {}, 0, 31536000},
-        {"cache.negative_ttl", Type::Int, "3600", "life of an authoritative 'no certificate' entry (s)", {}, 0, 31536000},
-        {"cache.max_stale", Type::Int, "604800", "how long an expired entry may be served while sources fail (s)", {},
+        {"cache.path", Type::Path, "/var/lib/sealmilter/cache.db", "SQLite cache file (WAL); empty = no cache"},
+        {"cache.min_ttl", Type::Seconds, "3600", "shortest life of a positive entry (s)", {}, 0, 31536000},
+        {"cache.max_ttl", Type::Seconds, "86400", "longest life of a positive entry (s)", {}, 0, 31536000},
+        {"cache.negative_ttl", Type::Seconds, "3600", "life of an authoritative 'no certificate' entry (s)", {}, 0, 31536000},
+        {"cache.max_stale", Type::Seconds, "604800", "how long an expired entry may be served while sources fail (s)", {},
          0, 31536000},
         {"crypto.encrypt_to", Type::Enum, "all_valid",
          "all_valid: every usable certificate of a recipient; newest: the one with the latest notBefore",
@@ -98,6 +100,16 @@ const std::vector<OptionSpec>& option_table() {
          "RFC 9788 header protection: the full header section goes inside, outer Subject is replaced"},
         {"crypto.protected_subject", Type::String, "[...]",
          "the outer Subject when crypto.protect_headers is on"},
+        {"crypto.archive_cert", Type::Path, "",
+         "PEM certificate every encrypted envelope is also encrypted to (archive/escrow); validated like a "
+         "recipient's at start and reload; empty = off"},
+        {"directory.max_connections", Type::Int, "4",
+         "most concurrent connections to one directory host (requests beyond share them, HTTP/2 multiplexed)",
+         {}, 1, 256},
+        {"log.level", Type::Enum, "info", "least severe level logged: error, warning, info or debug",
+         {"error", "warning", "info", "debug"}},
+        {"log.target", Type::Enum, "stderr", "stderr (journald) or syslog (facility mail, like Postfix)",
+         {"stderr", "syslog"}},
     };
     return table;
 }
@@ -110,65 +122,30 @@ const OptionSpec* find_spec(std::string_view key) {
     return it == t.end() ? nullptr : &*it;
 }
 
-std::string trim_copy(std::string_view s) {
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-    return std::string(s);
-}
+std::string trim_copy(std::string_view s) { return std::string(base::trim(s)); }
 
-std::string join_choices(const OptionSpec& spec) {
-    std::string list;
-    for (auto c : spec.choices) list += (list.empty() ? "" : ", ") + std::string(c);
-    return list;
-}
-
-[[noreturn]] void bad_value(const OptionSpec& spec, const std::string& v, const std::string& where,
-                            const std::string& why) {
-    throw ConfigError(where + ": bad value '" + v + "' for " + std::string(spec.key) + ": " + why);
-}
-
-// Returns the normalised value or throws ConfigError(where + message).
+// Returns the normalised value or throws ConfigError naming `where`.
 std::string validate(const OptionSpec& spec, const std::string& raw, const std::string& where) {
-    const std::string v = trim_copy(raw);
-    const auto fail = [&](const std::string& why) { bad_value(spec, v, where, why); };
-    switch (spec.type) {
-    case Type::String: return v;
-    case Type::Bool:
-        if (v == "true" || v == "yes" || v == "on" || v == "1") return "true";
-        if (v == "false" || v == "no" || v == "off" || v == "0") return "false";
-        bad_value(spec, v, where, "expected true or false");
-    case Type::Int: {
-        errno = 0;
-        char* end = nullptr;
-        const long long n = std::strtoll(v.c_str(), &end, 10);
-        if (v.empty() || *end != '\0' || errno != 0) fail("expected an integer");
-        if (n < spec.min || n > spec.max)
-            fail("expected " + std::to_string(spec.min) + ".." + std::to_string(spec.max));
-        return std::to_string(n);
-    }
-    case Type::List: {
-        std::string out;
-        std::vector<std::string> seen;
-        std::istringstream items(v);
-        std::string item;
-        while (std::getline(items, item, ',')) {
-            item = trim_copy(item);
-            if (item.empty()) continue;
-            if (std::find(spec.choices.begin(), spec.choices.end(), item) == spec.choices.end())
-                bad_value(spec, v, where, "'" + item + "' is not one of " + join_choices(spec));
-            if (std::find(seen.begin(), seen.end(), item) != seen.end())
-                bad_value(spec, v, where, "'" + item + "' is listed twice");
-            seen.push_back(item);
-            out += (out.empty() ? "" : ",") + item;
-        }
-        return out;
-    }
-    case Type::Enum: {
-        if (std::find(spec.choices.begin(), spec.choices.end(), v) != spec.choices.end()) return v;
-        bad_value(spec, v, where, "expected one of " + join_choices(spec));
-    }
-    }
-    bad_value(spec, v, where, "unknown type");
+    std::string why;
+    const KindLimits limits{spec.min, spec.max, &spec.choices};
+    if (std::optional<std::string> v = validate_kind(spec.type, raw, limits, why)) return *v;
+    throw ConfigError(where + ": bad value '" + trim_copy(raw) + "' for " + std::string(spec.key) + ": " + why);
+}
+
+// Keys that only make sense together; the error names where the second one was set.
+void check_together(const Config& c) {
+    const auto fail = [&](const char* key, const std::string& why) {
+        const std::string& at = c.origin(key);
+        throw ConfigError((at == "default" ? std::string("configuration") : at) + ": " + key + ": " + why);
+    };
+    if (c.get("directory.client_cert").empty() != c.get("directory.client_key").empty())
+        fail(c.get("directory.client_cert").empty() ? "directory.client_key" : "directory.client_cert",
+             "directory.client_cert and directory.client_key must be set together");
+    const std::string& url = c.get("directory.url");
+    if (!url.empty() && url.find("{email}") == std::string::npos && url.find("{local}") == std::string::npos)
+        fail("directory.url", "neither {email} nor {local} in the template: every address would ask the same URL");
+    if (c.get_int("cache.min_ttl") > c.get_int("cache.max_ttl"))
+        fail("cache.min_ttl", "larger than cache.max_ttl");
 }
 
 }  // namespace
@@ -208,7 +185,10 @@ public:
             set(section + "." + trim_copy(std::string_view(t).substr(0, eq)), t.substr(eq + 1), where);
         }
     }
-    std::shared_ptr<const Config> done() { return cfg_; }
+    std::shared_ptr<const Config> done() {
+        check_together(*cfg_);
+        return cfg_;
+    }
 
 private:
     std::shared_ptr<Config> cfg_;

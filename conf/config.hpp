@@ -1,13 +1,16 @@
 // conf/config.hpp — the one option table and the immutable Config built from it.
 //
-// Purpose:   every configuration key is declared once (name, type, default, allowed values,
-//            help); the INI file (SPEC §3) and `--section.key=value` command-line overrides
-//            are both checked against it. Unknown keys and bad values are errors that name
+// Purpose:   every configuration key is declared once (name, value kind, default, allowed
+//            values, help); the INI file (SPEC §3) and `--section.key=value` command-line
+//            overrides are both checked against it by the kind's validator (conf/kinds.hpp),
+//            then keys that only make sense together are checked together. Unknown keys and bad values are errors that name
 //            the file and line (or the command-line option).
 // Ownership: load_config() returns shared_ptr<const Config>; a snapshot never changes.
 // Threads:   a Config is immutable and may be read from any thread.
 // Errors:    ConfigError (derived from std::runtime_error) with a "file:line: ..." message.
 #pragma once
+
+#include "conf/kinds.hpp"
 
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/variables_map.hpp>
@@ -22,7 +25,6 @@
 
 namespace sealmilter::conf {
 
-enum class Type { String, Bool, Int, Enum, List };  // List: comma-separated choices, no repeats
 
 struct OptionSpec {
     std::string_view key;  // "section.key"
@@ -30,7 +32,7 @@ struct OptionSpec {
     std::string_view default_value;
     std::string_view help;
     std::vector<std::string_view> choices = {};  // Type::Enum, Type::List
-    long long min = 0;                            // Type::Int
+    long long min = 0;                            // Type::Int, Seconds, Millis, Size
     long long max = 0;
 };
 
