@@ -79,23 +79,25 @@ static void disable_nagle_on_listeners(void) {
 }
 
 int main(int argc, char** argv) {
-    struct smfiDesc desc = {0};
+    /* sealmilter's registration (milter/adapter.cpp serve()): same actions, same callbacks. */
+    struct smfiDesc desc = {
+        .xxfi_name = "noop_milter",
+        .xxfi_version = SMFI_VERSION,
+        .xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_DELRCPT,
+        .xxfi_connect = on_connect,
+        .xxfi_envfrom = on_envelope,
+        .xxfi_envrcpt = on_envelope,
+        .xxfi_header = on_header,
+        .xxfi_body = on_body,
+        .xxfi_eom = on_other,
+        .xxfi_abort = on_other,
+        .xxfi_close = on_other,
+        .xxfi_negotiate = on_negotiate,
+    };
     if (argc != 2) {
         fprintf(stderr, "usage: noop_milter unix:/path | inet:PORT@HOST\n");
         return 2;
     }
-    desc.xxfi_name = "noop_milter";
-    desc.xxfi_version = SMFI_VERSION;
-    desc.xxfi_flags = SMFIF_ADDHDRS | SMFIF_CHGHDRS | SMFIF_CHGBODY | SMFIF_DELRCPT;
-    desc.xxfi_connect = on_connect;
-    desc.xxfi_envfrom = on_envelope;
-    desc.xxfi_envrcpt = on_envelope;
-    desc.xxfi_header = on_header;
-    desc.xxfi_body = on_body;
-    desc.xxfi_eom = on_other;
-    desc.xxfi_abort = on_other;
-    desc.xxfi_close = on_other;
-    desc.xxfi_negotiate = on_negotiate;
     if (smfi_setconn(argv[1]) != MI_SUCCESS || smfi_register(desc) != MI_SUCCESS ||
         smfi_opensocket(1) != MI_SUCCESS) {
         fprintf(stderr, "noop_milter: cannot listen on %s\n", argv[1]);

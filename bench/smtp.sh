@@ -11,11 +11,12 @@
 # Postfix alone, the no-op filter (bench/noop_milter.c, sealmilter's protocol steps), OpenDKIM
 # (its own config and a throw-away RSA-2048 key from opendkim-genkey in a temp dir, started and
 # stopped by PID) and sealmilter encrypting; each milter on a unix socket and on inet. It runs
-# smtp-source into each (10 KiB and 100 KiB, 300 messages, 5 rounds, configurations interleaved
-# per round, order rotated),
-# reads CPU per message per process group (Postfix, milter, load generator, sink) from /proc,
-# measures DATA -> 250 latency, checks that OpenDKIM signs and sealmilter encrypts in this run,
-# and replaces the "smtp" section of BENCHMARKS.md (bench/sections.py). About 5 minutes on 2 cores.
+# smtp-source into each (10 KiB and 100 KiB, 300 messages per run, 5 rounds; a round runs every
+# configuration once, order rotated), reads CPU per message per process group (Postfix, milter,
+# load generator, sink) from /proc, measures DATA -> 250 latency, checks that OpenDKIM signs and
+# sealmilter encrypts in this run, and replaces the "smtp" section of BENCHMARKS.md
+# (bench/sections.py). About 5 minutes on 2 cores; the machine's load is recorded beside the
+# figures (the ratios from interleaved rounds are what to compare).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$ROOT/build
