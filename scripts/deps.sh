@@ -9,7 +9,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libnss3-tools python3 time
   nginx-light
-  postfix swaks miltertest
+  postfix swaks miltertest opendkim opendkim-tools
   clang libclang-rt-14-dev llvm-14
 )
 missing=()
