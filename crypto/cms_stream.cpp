@@ -7,9 +7,15 @@
 
 namespace sealmilter::crypto {
 
-CmsStream::CmsStream(CMS_ContentInfo* cms, ByteSink& out) : sink_(make_sink_bio(out)) {
-    chain_ = BIO_new_CMS(sink_.get(), cms);
-    if (chain_ == nullptr) throw_openssl("BIO_new_CMS");
+CmsStream::CmsStream(CMS_ContentInfo* cms, ByteSink& out, Layout layout) : cms_(cms), out_(out), layout_(layout) {
+    if (layout_ == Layout::Embedded) {
+        sink_ = make_sink_bio(out_);
+        chain_ = BIO_new_CMS(sink_.get(), cms_);
+    } else {
+        sink_ = owned_or_throw<BIO_ptr>(BIO_new(BIO_s_null()), "BIO_new(null)");
+        chain_ = CMS_dataInit(cms_, sink_.get());
+    }
+    if (chain_ == nullptr) throw_openssl("CMS stream init");
 }
 
 void CmsStream::release() noexcept {
@@ -42,6 +48,15 @@ void CmsStream::finish(const char* what) {
     // AuthEnvelopedData the filter chain reports 0 although the structure was completed.
     // Failures surface on the error queue (or from our sink) instead.
     ERR_clear_error();
+    if (layout_ == Layout::Detached) {
+        if (CMS_dataFinal(cms_, chain_) != 1) throw_openssl(what);
+        release();
+        const BIO_ptr der = make_sink_bio(out_);
+        const int ok = i2d_CMS_bio(der.get(), cms_);
+        rethrow_pending(der.get());
+        if (ok != 1) throw_openssl(what);
+        return;
+    }
     const long flushed = BIO_flush(chain_);
     rethrow_pending(sink_.get());
     if (ERR_peek_error() != 0) throw_openssl(std::string(what) + " (flush returned " + std::to_string(flushed) + ")");

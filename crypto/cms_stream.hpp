@@ -1,8 +1,11 @@
 // crypto/cms_stream.hpp — the streaming BIO chain that EnvelopeWriter and SignedDataWriter share.
 //
-// Purpose:   BIO_new_CMS over a ByteSink adapter: bytes written go through the CMS filter
-//            (encrypting or digesting), the BER structure comes out into the sink as it grows,
-//            and finish() completes it (apps/cms.c's streaming output, without SMIME_write).
+// Purpose:   Layout::Embedded: BIO_new_CMS over a ByteSink adapter: bytes written go through
+//            the CMS filter (encrypting or digesting), the BER structure comes out into the sink
+//            as it grows, and finish() completes it (apps/cms.c's streaming output).
+//            Layout::Detached (a detached signature): the bytes only pass the digest BIOs
+//            (CMS_dataInit over a null BIO, as SMIME_write_ASN1's ASN1_OP_DETACHED_PRE does);
+//            finish() signs (CMS_dataFinal) and writes the whole DER structure to the sink.
 // Ownership: borrows the CMS_ContentInfo and the ByteSink; owns the filter BIOs and frees
 //            them on finish() or destruction.
 // Threads:   one thread's.
@@ -16,7 +19,8 @@ namespace sealmilter::crypto {
 
 class CmsStream {
 public:
-    CmsStream(CMS_ContentInfo* cms, ByteSink& out);
+    enum class Layout { Embedded, Detached };
+    CmsStream(CMS_ContentInfo* cms, ByteSink& out, Layout layout = Layout::Embedded);
     ~CmsStream() { release(); }
     CmsStream(const CmsStream&) = delete;
     CmsStream& operator=(const CmsStream&) = delete;
@@ -28,7 +32,10 @@ public:
 private:
     void release() noexcept;
 
-    BIO_ptr sink_;          // our ByteSink adapter, the tail of the chain
+    CMS_ContentInfo* cms_;
+    ByteSink& out_;
+    Layout layout_;
+    BIO_ptr sink_;          // the tail of the chain: our ByteSink adapter, or a null BIO
     BIO* chain_ = nullptr;  // head of the CMS chain ending in sink_ (owned until released)
 };
 

@@ -271,7 +271,8 @@ SignedDataWriter::SignedDataWriter(const KeyMaterial& signer, const SignOptions&
             throw_openssl("CMS_add1_cert");
     if (options.signing_time) add_signing_time(si, *options.signing_time);
     if (!options.capabilities.empty()) add_capabilities(si, options.capabilities);
-    stream_ = std::make_unique<CmsStream>(cms_.get(), der_out);
+    stream_ = std::make_unique<CmsStream>(cms_.get(), der_out,
+                                          options.detached ? CmsStream::Layout::Detached : CmsStream::Layout::Embedded);
 }
 
 SignedDataWriter::~SignedDataWriter() = default;

@@ -46,7 +46,7 @@ struct SignerDetails {
     std::string digest;                      // "SHA256", or the dotted OID of an unknown one
     // SMIMECapabilities in the sender's order, named as capability_name() names them; empty
     // when the attribute is absent.
-    std::vector<std::string> capabilities;
+    std::vector<std::string> capabilities{};
     // The certificate SMIMEEncryptionKeyPreference names, when it is among the SignedData's
     // certificates; key_preference_note says why not when the attribute is present but
     // unusable ("" otherwise).
@@ -83,10 +83,10 @@ struct SignOptions {
     Digest digest = Digest::Sha256;
     bool detached = true;  // false: opaque, the content is encapsulated
     // signingTime (RFC 5652 §11.3); std::nullopt: the time of signing.
-    std::optional<std::time_t> signing_time;
+    std::optional<std::time_t> signing_time{};
     // SMIMECapabilities to announce, strongest first: names as capability_name() gives them
     // or dotted OIDs. Empty: no SMIMECapabilities attribute.
-    std::vector<std::string> capabilities;
+    std::vector<std::string> capabilities{};
 };
 
 class SignedDataWriter {

@@ -98,7 +98,7 @@ TEST(Base64Decoder, RowsGiveTheSameResultWhateverTheFeeding) {
         {"lf, spaces and tabs", " TW Fu\n\tTWE=\n", "ManMa"},
         {"line break inside a group", "TW\r\nFu", "Man"},
         {"garbage skipped and counted", "TW*Fu!", "Man", 2},
-        {"8-bit garbage", "TW\xc3\xa4Fu", "Man", 2},
+        {"8-bit garbage", "TW\xc3\xa4" "Fu", "Man", 2},
         {"data after padding is garbage", "TQ==TWFu", "M", 4},
         {"padding then whitespace", "TQ==\r\n\r\n", "M"},
         {"extra padding", "TQ====", "M"},
