@@ -25,8 +25,8 @@ public:
     CmsStream(const CmsStream&) = delete;
     CmsStream& operator=(const CmsStream&) = delete;
 
-    void write(const char* data, size_t len);
-    // Flushes the chain, which finalises the structure; `what` names the caller in errors.
+    void write(const char* data, size_t len);  // CryptoError after finish()
+    // Idempotent. Flushes the chain, which finalises the structure; `what` names the caller in errors.
     void finish(const char* what);
 
 private:

