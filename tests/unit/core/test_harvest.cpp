@@ -1,5 +1,6 @@
 // Harvesting sender certificates from signed mail: the NSS corpus (Thunderbird's engine made
 // these messages), messages signed here with chosen attributes, and the store/source.
+#include "base/file.hpp"
 #include "core/decide.hpp"
 #include "core/harvest.hpp"
 #include "crypto/envelope.hpp"
@@ -14,9 +15,7 @@
 #include <openssl/pem.h>
 
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 namespace fs = std::filesystem;
 using sealmilter::core::harvest;
@@ -30,12 +29,7 @@ namespace {
 
 const std::string kNss = std::string(SEALMILTER_SOURCE_DIR) + "/tests/data/nss-smime/";
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
+std::string slurp(const std::string& path) { return sealmilter::base::read_file(path); }
 
 std::set<std::string> harvested(const HarvestReport& r) {
     std::set<std::string> out;

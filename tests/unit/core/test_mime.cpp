@@ -1,12 +1,11 @@
 // Canonicalisation, Content-Type parsing, already-encrypted detection, and the entity walker.
 #include "core/mime.hpp"
 
+#include "base/file.hpp"
 #include "core/entity_walk.hpp"
 
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <iterator>
 
 namespace core = sealmilter::core;
 
@@ -20,10 +19,7 @@ std::unique_ptr<core::Message> parse(const std::string& raw) {
     return m;
 }
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using sealmilter::base::read_file;
 
 struct CanonRow {
     const char* name;
