@@ -4,6 +4,7 @@
 #include "core/harvest.hpp"
 
 #include "base/ascii.hpp"
+#include "base/handle.hpp"
 #include "core/entity_walk.hpp"
 #include "crypto/envelope.hpp"
 #include "crypto/signed_data.hpp"
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <optional>
 
 namespace sealmilter::core {
@@ -159,21 +161,21 @@ std::optional<std::string> single_from(const MimeEntity& top, std::string& why) 
         return std::nullopt;
     }
     ensure_gmime();
-    InternetAddressList* list = internet_address_list_parse(nullptr, top.field("from")->c_str());
+    const std::unique_ptr<InternetAddressList, base::Deleter<g_object_unref>> list(
+        internet_address_list_parse(nullptr, top.field("from")->c_str()));
     std::optional<std::string> out;
-    if (list == nullptr || internet_address_list_length(list) != 1) {
+    if (!list || internet_address_list_length(list.get()) != 1) {
         why = "From does not name exactly one address";
-    } else {
-        InternetAddress* a = internet_address_list_get_address(list, 0);
-        if (!INTERNET_ADDRESS_IS_MAILBOX(a)) {
-            why = "From is a group";
-        } else {
-            const char* addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
-            if (addr != nullptr && std::strchr(addr, '@') != nullptr) out = lookup::normalize_address(addr);
-            else why = "From has no usable address";
-        }
+        return out;
     }
-    if (list != nullptr) g_object_unref(list);
+    InternetAddress* a = internet_address_list_get_address(list.get(), 0);  // borrowed
+    if (!INTERNET_ADDRESS_IS_MAILBOX(a)) {
+        why = "From is a group";
+        return out;
+    }
+    const char* addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
+    if (addr != nullptr && std::strchr(addr, '@') != nullptr) out = lookup::normalize_address(addr);
+    else why = "From has no usable address";
     return out;
 }
 
