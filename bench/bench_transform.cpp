@@ -30,15 +30,16 @@
 #include "core/transform.hpp"
 #include "crypto/base64.hpp"
 #include "crypto/certificate.hpp"
+#include "crypto/certificate_builder.hpp"
 #include "crypto/envelope.hpp"
 
 #include <benchmark/benchmark.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
-#include <openssl/x509v3.h>
 
 #include <cstdio>
+#include <ctime>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -85,39 +86,20 @@ public:
 
 // ---- recipients ------------------------------------------------------------------------
 
-void add_ext(X509* x, int nid, const char* value) {
-    X509V3_CTX ctx;
-    X509V3_set_ctx_nodb(&ctx);
-    X509V3_set_ctx(&ctx, x, x, nullptr, nullptr, 0);
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-    if (ext == nullptr) crypto::throw_openssl(std::string("X509V3_EXT_conf_nid ") + value);
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-}
-
 // RSA-2048, self-signed, keyUsage keyEncipherment, SAN email: what a recipient would publish.
 crypto::Certificate make_recipient(int n) {
-    crypto::EVP_PKEY_ptr key(EVP_RSA_gen(2048));
-    if (!key) crypto::throw_openssl("EVP_RSA_gen");
-    crypto::X509_ptr x(X509_new());
-    if (!x) crypto::throw_openssl("X509_new");
-    X509_set_version(x.get(), 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x.get()), 1000 + n);
-    X509_gmtime_adj(X509_getm_notBefore(x.get()), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x.get()), 86400L * 30);
-    const std::string cn = "Bench Recipient " + std::to_string(n);
-    const std::string email = "rcpt" + std::to_string(n) + "@example.net";
-    X509_NAME* name = X509_get_subject_name(x.get());
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(cn.c_str()), -1,
-                               -1, 0);
-    X509_set_issuer_name(x.get(), name);
-    X509_set_pubkey(x.get(), key.get());
-    add_ext(x.get(), NID_basic_constraints, "critical,CA:FALSE");
-    add_ext(x.get(), NID_key_usage, "critical,keyEncipherment");
-    add_ext(x.get(), NID_ext_key_usage, "emailProtection");
-    add_ext(x.get(), NID_subject_alt_name, ("email:" + email).c_str());
-    if (X509_sign(x.get(), key.get(), EVP_sha256()) == 0) crypto::throw_openssl("X509_sign");
-    crypto::Certificate cert(std::move(x));
+    crypto::EVP_PKEY_ptr key = crypto::generate_rsa_key(2048);
+    const std::time_t now = std::time(nullptr);
+    crypto::Certificate cert = crypto::CertificateBuilder()
+                                   .public_key(key.get())
+                                   .common_name("Bench Recipient " + std::to_string(n))
+                                   .serial(static_cast<uint64_t>(1000 + n))
+                                   .validity(now - 3600, now + 86400L * 30)
+                                   .basic_constraints(false)
+                                   .key_usage(crypto::kKeyEncipherment)
+                                   .extended_key_usage({"emailProtection"})
+                                   .add_email_san("rcpt" + std::to_string(n) + "@example.net")
+                                   .build();
     if (const std::string why = cert.encryption_unsuitability(); !why.empty())
         throw std::runtime_error("generated recipient unsuitable: " + why);
     return cert;

@@ -1,39 +1,14 @@
 // core/decrypt.cpp — S/MIME decryption of a whole message (see decrypt.hpp).
 #include "core/decrypt.hpp"
 
+#include "core/entity_walk.hpp"
 #include "core/mime.hpp"
-
-#include <openssl/evp.h>
+#include "crypto/signed_data.hpp"
 
 #include <optional>
 
 namespace sealmilter::core {
 namespace {
-
-// Decodes a base64 body chunk by chunk (EVP_DecodeUpdate skips line breaks).
-std::string decode_base64_body(const BodySpool& body, bool* ok) {
-    std::string der;
-    std::unique_ptr<EVP_ENCODE_CTX, crypto::Deleter<EVP_ENCODE_CTX_free>> ctx(EVP_ENCODE_CTX_new());
-    if (!ctx) crypto::throw_openssl("EVP_ENCODE_CTX_new");
-    EVP_DecodeInit(ctx.get());
-    *ok = true;
-    body.for_each_chunk([&](std::string_view chunk) {
-        if (!*ok) return;
-        const size_t old = der.size();
-        der.resize(old + chunk.size() / 4 * 3 + 80);
-        int n = 0;
-        if (EVP_DecodeUpdate(ctx.get(), reinterpret_cast<unsigned char*>(der.data() + old), &n,
-                             reinterpret_cast<const unsigned char*>(chunk.data()), static_cast<int>(chunk.size())) < 0)
-            *ok = false;
-        der.resize(old + static_cast<size_t>(std::max(n, 0)));
-    });
-    int n = 0;
-    unsigned char tail[80];
-    if (*ok && EVP_DecodeFinal(ctx.get(), tail, &n) < 0) *ok = false;
-    if (*ok) der.append(reinterpret_cast<char*>(tail), static_cast<size_t>(n));
-    crypto::drain_errors();
-    return der;
-}
 
 // Feeds decrypted bytes straight into a MessageSplitter: the plaintext is never held whole.
 class SplitterSink final : public crypto::ByteSink {
@@ -84,79 +59,53 @@ bool has_protected_headers(const Message& inner) {
 // only finds the envelope; verification belongs to the harvest path.
 struct Envelope {
     std::string der;
-    crypto::DecryptOutcome problem;  // status Ok when der is set
+    crypto::DecryptOutcome problem{crypto::DecryptStatus::NotEncrypted, "more than 8 nested signature layers"};
 };
 
-std::string body_string(const Message& m) {
-    std::string out;
-    m.body.for_each_chunk([&](std::string_view c) { out.append(c); });
-    return out;
+// The message as one CRLF entity, the form core/entity_walk reads (one copy of the message:
+// the envelope's DER is held whole for d2i anyway).
+std::string crlf_text(const Message& m) {
+    std::string text;
+    for (const HeaderField& f : m.headers) text += serialize_field(f, "\r\n");
+    text += "\r\n";
+    CrlfCanonicalizer canon;
+    std::string scratch;
+    m.body.for_each_chunk([&](std::string_view c) { text.append(canon.feed(c, scratch)); });
+    return text;
 }
 
-std::unique_ptr<Message> parse_entity(std::string_view bytes) {
-    auto m = std::make_unique<Message>();
-    MessageSplitter s(*m);
-    s.feed(bytes.data(), bytes.size());
-    s.finish();
-    return m;
-}
-
-// RFC 2046 §5.1.1: the first body part of a multipart, without the line break that belongs
-// to the following delimiter.
-std::optional<std::string> first_part(const std::string& body, const std::string& boundary) {
-    const std::string delim = "--" + boundary;
-    const auto find_delim = [&](size_t from) {
-        for (size_t p = body.find(delim, from); p != std::string::npos; p = body.find(delim, p + 1))
-            if (p == 0 || body[p - 1] == '\n') return p;
-        return std::string::npos;
-    };
-    const size_t open = find_delim(0);
-    if (open == std::string::npos) return std::nullopt;
-    const size_t start = body.find('\n', open);
-    if (start == std::string::npos) return std::nullopt;
-    const size_t next = find_delim(start + 1);
-    if (next == std::string::npos) return std::nullopt;
-    size_t end = next;
-    if (end > start + 1 && body[end - 1] == '\n') --end;
-    if (end > start + 1 && body[end - 1] == '\r') --end;
-    return body.substr(start + 1, end - start - 1);
-}
-
-std::optional<std::string> signed_content(const std::string& der) {
-    crypto::BIO_ptr in(BIO_new_mem_buf(der.data(), static_cast<int>(der.size())));
-    crypto::CMS_ptr cms(in ? d2i_CMS_bio(in.get(), nullptr) : nullptr);
-    crypto::drain_errors();
-    if (!cms || OBJ_obj2nid(CMS_get0_type(cms.get())) != NID_pkcs7_signed) return std::nullopt;
-    ASN1_OCTET_STRING** content = CMS_get0_content(cms.get());  // borrowed
-    if (content == nullptr || *content == nullptr) return std::nullopt;  // detached
-    return std::string(reinterpret_cast<const char*>(ASN1_STRING_get0_data(*content)),
-                       static_cast<size_t>(ASN1_STRING_length(*content)));
+// One layer: a multipart/signed leads to its first part, an opaque signature to its content,
+// an envelope ends the walk; anything else is not an S/MIME encrypted message.
+Next peel(const MimeEntity& e, Envelope& env) {
+    const std::optional<ContentType>& ct = e.content_type();
+    const std::string type = ct && !ct->type.empty() ? e.media_type() : "text/plain";
+    if (type == "multipart/signed") {
+        std::vector<std::string_view> parts = Next::children(e).parts;
+        if (!parts.empty()) return Next::into_parts({parts[0]});
+        env.problem = {crypto::DecryptStatus::NotEncrypted, "a signed layer without content"};
+    } else if (type == "application/pkcs7-mime" || type == "application/x-pkcs7-mime") {
+        bool clean = false;
+        std::string der = e.decoded_body(&clean);
+        if (!clean || der.empty()) {
+            env.problem = {crypto::DecryptStatus::NotCms, "the S/MIME body is not valid base64"};
+            return Next::stop();
+        }
+        const std::optional<crypto::SignedData> sd = crypto::SignedData::parse(der, nullptr);
+        const std::optional<std::string> inner = sd ? sd->content() : std::nullopt;
+        if (inner) return Next::into(to_crlf(*inner));
+        env.der = std::move(der);  // decrypt_envelope says what it is when it is no envelope
+        env.problem = {crypto::DecryptStatus::Ok, {}};
+    } else {
+        env.problem = {crypto::DecryptStatus::NotEncrypted, "not an S/MIME message (Content-Type is " + type + ")"};
+    }
+    return Next::stop();
 }
 
 Envelope find_envelope(const Message& outer) {
-    const Message* cur = &outer;
-    std::unique_ptr<Message> owned;
+    Envelope env;
     constexpr int kMaxLayers = 8;  // bounded: hostile nesting cannot loop
-    for (int layer = 0; layer < kMaxLayers; ++layer) {
-        const ContentType ct = top_level_content_type(*cur);
-        std::optional<std::string> inner;
-        if (ct.type == "multipart" && ct.subtype == "signed") {
-            inner = first_part(body_string(*cur), ct.param("boundary"));
-        } else if (ct.type == "application" && (ct.subtype == "pkcs7-mime" || ct.subtype == "x-pkcs7-mime")) {
-            bool ok = false;
-            std::string der = decode_base64_body(cur->body, &ok);
-            if (!ok || der.empty()) return {{}, {crypto::DecryptStatus::NotCms, "the S/MIME body is not valid base64"}};
-            inner = signed_content(der);
-            if (!inner) return {std::move(der), {crypto::DecryptStatus::Ok, {}}};
-        } else {
-            return {{}, {crypto::DecryptStatus::NotEncrypted,
-                         "not an S/MIME message (Content-Type is " + ct.type + "/" + ct.subtype + ")"}};
-        }
-        if (!inner) return {{}, {crypto::DecryptStatus::NotEncrypted, "a signed layer without content"}};
-        owned = parse_entity(*inner);
-        cur = owned.get();
-    }
-    return {{}, {crypto::DecryptStatus::NotEncrypted, "more than 8 nested signature layers"}};
+    walk_entities(crlf_text(outer), {kMaxLayers - 1, kMaxLayers}, [&](const MimeEntity& e, int) { return peel(e, env); });
+    return env;
 }
 
 }  // namespace

@@ -17,11 +17,13 @@
 // Ownership: borrows everything; the report owns its certificates.
 // Threads:   re-entrant (the Validator is thread-safe).
 // Errors:    never throws for content problems (they become notes); throws only on broken
-//            invariants or allocation failure. Nesting deeper than max_depth is a note.
+//            invariants or allocation failure. Nesting deeper than max_depth, or more than
+//            max_parts entities, is a note (core/entity_walk.hpp does the walking).
 #pragma once
 
 #include "crypto/certificate.hpp"
 #include "crypto/private_key.hpp"
+#include "crypto/signed_data.hpp"
 #include "lookup/validate.hpp"
 
 #include <ctime>
@@ -35,6 +37,7 @@ struct HarvestOptions {
     const lookup::Validator* validator = nullptr;       // required
     std::vector<const crypto::KeyMaterial*> keys;         // to open enveloped layers (optional)
     int max_depth = 40;                                   // MIME / CMS nesting levels entered
+    size_t max_parts = 10000;                             // entities visited in all
 };
 
 struct HarvestedCertificate {
@@ -61,6 +64,6 @@ struct HarvestReport {
 HarvestReport harvest(std::string_view raw_message, const std::string* envelope_sender, const HarvestOptions& options);
 
 // The SMIMECapabilities name of an algorithm OID (dotted), or the dotted OID itself.
-std::string capability_name(const std::string& dotted_oid);
+using crypto::capability_name;
 
 }  // namespace sealmilter::core

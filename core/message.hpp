@@ -7,6 +7,8 @@
 // Errors:    I/O failures throw std::system_error (the transaction is then tempfailed).
 #pragma once
 
+#include "base/ascii.hpp"
+
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -24,8 +26,9 @@ struct HeaderField {
     std::string value;
 };
 
-bool iequals(std::string_view a, std::string_view b) noexcept;
-std::string_view trim(std::string_view s) noexcept;
+// ASCII-only (base/ascii.hpp); here so that core's callers keep writing core::iequals / trim.
+using base::iequals;
+using base::trim;
 bool is_header_named(const HeaderField& f, std::string_view name) noexcept;  // trims, ignores case
 
 // The six MIME content header fields that describe the body and move inside the envelope

@@ -1,8 +1,10 @@
 // core/mime.cpp — Content-Type parsing via GMime, canonicalisation, encryption detection.
 #include "core/mime.hpp"
 
+#include "base/ascii.hpp"
+#include "crypto/base64.hpp"
+
 #include <gmime/gmime.h>
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cctype>
@@ -18,12 +20,7 @@ struct GObjectUnref {
 };
 using ContentTypePtr = std::unique_ptr<GMimeContentType, GObjectUnref>;
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
+using base::to_lower;
 
 std::string unfold(std::string_view v) {
     std::string out;
@@ -38,19 +35,11 @@ constexpr unsigned char kOidEnveloped[] = {0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0
 constexpr unsigned char kOidAuthEnveloped[] = {0x06, 0x0B, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D,
                                                0x01, 0x09, 0x10, 0x01, 0x17};
 
-// Decodes the first base64 characters of the body (whitespace skipped) into a few bytes.
+// Decodes the first bytes of a base64 body (enough for the ContentInfo's OID).
 std::string decode_base64_head(const std::string& text) {
-    std::string compact;
-    for (char c : text) {
-        if (std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '=') compact += c;
-        if (compact.size() >= 64) break;
-    }
-    compact.resize(compact.size() / 4 * 4);
-    std::string out(compact.size() / 4 * 3 + 1, '\0');
-    const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                  reinterpret_cast<const unsigned char*>(compact.data()),
-                                  static_cast<int>(compact.size()));
-    out.resize(n < 0 ? 0 : static_cast<size_t>(n));
+    crypto::Base64Decoder d;
+    std::string out;
+    d.feed(text, out);
     return out;
 }
 
@@ -115,7 +104,7 @@ void ensure_gmime() {
 }
 
 std::string ContentType::param(const std::string& name) const {
-    auto it = params.find(lower(name));
+    auto it = params.find(to_lower(name));
     return it == params.end() ? std::string() : it->second;
 }
 
@@ -127,15 +116,15 @@ std::optional<ContentType> parse_content_type(std::string_view raw_value) {
     ContentType out;
     const char* type = g_mime_content_type_get_media_type(ct.get());
     const char* sub = g_mime_content_type_get_media_subtype(ct.get());
-    out.type = lower(type != nullptr ? type : "");
-    out.subtype = lower(sub != nullptr ? sub : "");
+    out.type = to_lower(type != nullptr ? type : "");
+    out.subtype = to_lower(sub != nullptr ? sub : "");
     GMimeParamList* params = g_mime_content_type_get_parameters(ct.get());  // borrowed
     const int n = params != nullptr ? g_mime_param_list_length(params) : 0;
     for (int i = 0; i < n; ++i) {
         GMimeParam* p = g_mime_param_list_get_parameter_at(params, i);  // borrowed
         const char* name = g_mime_param_get_name(p);
         const char* value = g_mime_param_get_value(p);
-        if (name != nullptr) out.params.emplace(lower(name), value != nullptr ? value : "");
+        if (name != nullptr) out.params.emplace(to_lower(name), value != nullptr ? value : "");
     }
     return out;
 }
@@ -202,7 +191,7 @@ EncryptedForm detect_encrypted(const Message& m) {
     if (ct.type == "application" && (ct.subtype == "pkcs7-mime" || ct.subtype == "x-pkcs7-mime"))
         return detect_pkcs7(m, ct);
     // RFC 3156: PGP/MIME names its protocol; other multipart/encrypted labels are not trusted.
-    if (ct.type == "multipart" && ct.subtype == "encrypted" && lower(ct.param("protocol")) == "application/pgp-encrypted")
+    if (ct.type == "multipart" && ct.subtype == "encrypted" && to_lower(ct.param("protocol")) == "application/pgp-encrypted")
         return EncryptedForm::PgpMime;
     if (ct.type == "text" && is_pgp_armor_only(m)) return EncryptedForm::PgpInline;
     return EncryptedForm::None;

@@ -161,4 +161,75 @@ void rethrow_pending(BIO* sink_bio) {
     }
 }
 
+// ---- decoding ------------------------------------------------------------------------
+
+namespace {
+
+constexpr signed char kSkip = -1;     // whitespace
+constexpr signed char kGarbage = -2;  // outside the alphabet
+constexpr signed char kPad = -3;      // '='
+
+struct DecodeTable {
+    signed char value[256];
+    DecodeTable() {
+        static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for (signed char& v : value) v = kGarbage;
+        for (int i = 0; i < 64; ++i) value[static_cast<unsigned char>(kAlphabet[i])] = static_cast<signed char>(i);
+        for (const char c : {' ', '\t', '\r', '\n'}) value[static_cast<unsigned char>(c)] = kSkip;
+        value[static_cast<unsigned char>('=')] = kPad;
+    }
+};
+
+const DecodeTable& decode_table() {
+    static const DecodeTable table;
+    return table;
+}
+
+}  // namespace
+
+void Base64Decoder::feed(std::string_view text, std::string& out) {
+    const DecodeTable& t = decode_table();
+    out.reserve(out.size() + text.size() / 4 * 3 + 3);
+    for (const char c : text) {
+        const signed char v = t.value[static_cast<unsigned char>(c)];
+        if (v >= 0 && !ended_) {
+            bits_ = (bits_ << 6) | static_cast<uint32_t>(v);
+            if (++count_ == 4) {
+                const char group[3] = {static_cast<char>(bits_ >> 16), static_cast<char>(bits_ >> 8),
+                                       static_cast<char>(bits_)};
+                out.append(group, 3);
+                bits_ = 0;
+                count_ = 0;
+            }
+        } else if (v == kPad) {
+            ended_ = true;
+        } else if (v != kSkip) {
+            ++garbage_;  // outside the alphabet, or data after the padding
+        }
+    }
+}
+
+void Base64Decoder::finish(std::string& out) {
+    // 2 sextets = 12 bits -> 1 byte; 3 sextets = 18 bits -> 2 bytes (RFC 4648 §4 cases).
+    if (count_ == 2) {
+        out += static_cast<char>(bits_ >> 4);
+    } else if (count_ == 3) {
+        out += static_cast<char>(bits_ >> 10);
+        out += static_cast<char>(bits_ >> 2);
+    } else if (count_ == 1) {
+        truncated_ = true;
+    }
+    bits_ = 0;
+    count_ = 0;
+}
+
+std::string decode_base64(std::string_view text, bool* clean) {
+    Base64Decoder d;
+    std::string out;
+    d.feed(text, out);
+    d.finish(out);
+    if (clean != nullptr) *clean = d.clean();
+    return out;
+}
+
 }  // namespace sealmilter::crypto

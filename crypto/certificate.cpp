@@ -6,10 +6,10 @@
 #include <openssl/obj_mac.h>
 #include <openssl/pem.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <iterator>
+#include "base/encoding.hpp"
+#include "base/file.hpp"
+
+#include <system_error>
 
 namespace sealmilter::crypto {
 namespace {
@@ -98,15 +98,7 @@ std::string Certificate::fingerprint_sha256() const {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     if (X509_digest(x509_.get(), EVP_sha256(), md, &len) != 1) throw_openssl("X509_digest");
-    static constexpr char hex[] = "0123456789ABCDEF";
-    std::string out;
-    out.reserve(len * 3);
-    for (unsigned int i = 0; i < len; ++i) {
-        if (i != 0) out += ':';
-        out += hex[md[i] >> 4];
-        out += hex[md[i] & 0xF];
-    }
-    return out;
+    return base::to_hex_colons(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 
 std::time_t Certificate::not_before() const { return asn1_to_time(X509_get0_notBefore(x509_.get())); }
@@ -203,16 +195,23 @@ ParsedCertificates parse_certificates(std::string_view bytes) {
     return result;
 }
 
+std::optional<std::string> read_crypto_file(const std::string& path, std::string* error) {
+    try {
+        return base::read_file(path);
+    } catch (const std::system_error& e) {
+        if (error != nullptr) *error = "cannot read " + path + ": " + e.code().message();
+        return std::nullopt;
+    }
+}
+
 ParsedCertificates load_certificate_file(const std::string& path, bool* unreadable) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
+    ParsedCertificates r;
+    const std::optional<std::string> bytes = read_crypto_file(path, &r.error);
+    if (!bytes) {
         if (unreadable != nullptr) *unreadable = true;
-        ParsedCertificates r;
-        r.error = "cannot read " + path + ": " + std::strerror(errno);
         return r;
     }
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    ParsedCertificates r = parse_certificates(bytes);
+    r = parse_certificates(*bytes);
     if (!r.error.empty()) r.error = path + ": " + r.error;
     return r;
 }

@@ -11,6 +11,7 @@
 #include "crypto/ossl.hpp"
 
 #include <ctime>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,10 @@ ParsedCertificates parse_certificates(std::string_view bytes);
 // Reads and parses a file; error says "cannot read PATH: ..." when the file is unreadable.
 ParsedCertificates load_certificate_file(const std::string& path, bool* unreadable = nullptr);
 
-std::string format_time_utc(std::time_t t);  // "2031-01-26T14:38:35Z"
+std::string format_time_utc(std::time_t t);
+
+// A certificate or key file, whole (base::read_file); std::nullopt and *error = "cannot read
+// PATH: reason" when it cannot be read.
+std::optional<std::string> read_crypto_file(const std::string& path, std::string* error);  // "2031-01-26T14:38:35Z"
 
 }  // namespace sealmilter::crypto

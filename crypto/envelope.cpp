@@ -74,51 +74,23 @@ EnvelopeWriter::EnvelopeWriter(const std::vector<Certificate>& recipients, const
                                                   CMS_BINARY | CMS_PARTIAL | CMS_STREAM, nullptr, nullptr),
                                    "CMS_encrypt");
     for (const Certificate& c : recipients) add_recipient(cms_.get(), c, options);
-    sink_ = make_sink_bio(counter_);
-    chain_ = BIO_new_CMS(sink_.get(), cms_.get());
-    if (chain_ == nullptr) throw_openssl("BIO_new_CMS");
+    stream_ = std::make_unique<CmsStream>(cms_.get(), counter_);
 }
 
-void EnvelopeWriter::release_chain() noexcept {
-    // Free the filter BIOs BIO_new_CMS pushed in front of sink_, stopping at sink_ (which
-    // sink_ itself owns). Bounded by the chain length (a handful of BIOs).
-    while (chain_ != nullptr && chain_ != sink_.get()) {
-        BIO* next = BIO_pop(chain_);
-        BIO_free(chain_);
-        chain_ = next;
-    }
-    chain_ = nullptr;
-}
-
-EnvelopeWriter::~EnvelopeWriter() { release_chain(); }
+EnvelopeWriter::~EnvelopeWriter() = default;
 
 void EnvelopeWriter::write(const char* data, size_t len) {
     if (finished_) throw CryptoError("EnvelopeWriter: write after finish");
-    // BIO_write takes int; feed large buffers in slices.
-    while (len > 0) {
-        const int n = static_cast<int>(std::min<size_t>(len, 1 << 20));
-        const int w = BIO_write(chain_, data, n);
-        rethrow_pending(sink_.get());
-        if (w != n) throw_openssl("CMS stream write");
-        data += n;
-        len -= static_cast<size_t>(n);
-    }
+    stream_->write(data, len);
 }
 
 void EnvelopeWriter::finish() {
     if (finished_) return;
     finished_ = true;
-    // Like OpenSSL's own i2d_ASN1_bio_stream(), do not trust BIO_flush()'s return value: for
-    // AuthEnvelopedData the filter chain reports 0 although the structure was completed.
-    // Failures surface on the error queue (or from our sink) instead.
-    ERR_clear_error();
-    const long flushed = BIO_flush(chain_);
-    rethrow_pending(sink_.get());
-    if (ERR_peek_error() != 0) throw_openssl("CMS stream finalise (flush returned " + std::to_string(flushed) + ")");
+    stream_->finish("CMS stream finalise");
     // Measured with OpenSSL 3.0.x: AES-GCM AuthEnvelopedData over empty content yields no
     // output and no error. Never let that pass as an encrypted message.
     if (counter_.count == 0) throw CryptoError("CMS stream produced no output (empty content with AES-GCM)");
-    release_chain();
 }
 
 DecryptOutcome decrypt_envelope(BIO* der_in, const KeyMaterial& key, ByteSink& out) {

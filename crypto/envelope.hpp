@@ -14,8 +14,10 @@
 
 #include "crypto/base64.hpp"
 #include "crypto/certificate.hpp"
+#include "crypto/cms_stream.hpp"
 #include "crypto/private_key.hpp"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -45,8 +47,6 @@ public:
     void finish();  // completes the structure (padding, GCM tag, end-of-contents)
 
 private:
-    void release_chain() noexcept;
-
     // Counts what reaches the caller's sink: an empty result is an error, never a "success".
     class CountingSink final : public ByteSink {
     public:
@@ -63,8 +63,7 @@ private:
 
     CountingSink counter_;
     CMS_ptr cms_;
-    BIO_ptr sink_;          // our ByteSink adapter, the tail of the chain
-    BIO* chain_ = nullptr;  // head of the CMS chain ending in sink_ (owned until released)
+    std::unique_ptr<CmsStream> stream_;
     bool finished_ = false;
 };
 

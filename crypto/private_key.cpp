@@ -5,10 +5,8 @@
 #include <openssl/pem.h>
 #include <openssl/provider.h>
 
-#include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+
 
 namespace sealmilter::crypto {
 namespace {
@@ -79,13 +77,12 @@ KeyLoad from_pkcs12(const std::string& bytes, const std::string& passphrase) {
 
 KeyLoad load_key_material(const std::string& path, const std::string& passphrase) {
     KeyLoad r;
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
+    const std::optional<std::string> file = read_crypto_file(path, &r.error);
+    if (!file) {
         r.unreadable = true;
-        r.error = "cannot read " + path + ": " + std::strerror(errno);
         return r;
     }
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::string& bytes = *file;
     if (bytes.find("-----BEGIN") == std::string::npos) {
         r = from_pkcs12(bytes, passphrase);
         if (!r.error.empty()) r.error = path + ": " + r.error;

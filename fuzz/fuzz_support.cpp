@@ -5,11 +5,9 @@
 #include "core/mime.hpp"
 #include "core/transform.hpp"
 #include "crypto/base64.hpp"
+#include "crypto/certificate_builder.hpp"
 #include "crypto/envelope.hpp"
 #include "crypto/ossl.hpp"
-
-#include <openssl/evp.h>
-#include <openssl/x509v3.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -29,37 +27,20 @@ public:
     std::time_t now() const override { return kFrozenNow; }
 };
 
-void add_ext(X509* x, int nid, const char* value) {
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, x, x, nullptr, nullptr, 0);
-    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-    if (ext == nullptr) crypto::throw_openssl(std::string("X509V3_EXT_conf_nid ") + value);
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-}
-
 // A self-signed end-entity certificate for `email`, valid for ten years from now.
 Identity make_identity(bool ec, const char* email) {
-    crypto::EVP_PKEY_ptr key =
-        crypto::owned_or_throw<crypto::EVP_PKEY_ptr>(ec ? EVP_EC_gen("prime256v1") : EVP_RSA_gen(2048), "keygen");
-    crypto::X509_ptr x(X509_new());
-    X509_set_version(x.get(), 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x.get()), ec ? 2 : 1);
-    X509_gmtime_adj(X509_getm_notBefore(x.get()), -60);
-    X509_gmtime_adj(X509_getm_notAfter(x.get()), 86400L * 3650);
-    X509_NAME* name = X509_get_subject_name(x.get());
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>("sealmilter fuzz"), -1,
-                               -1, 0);
-    X509_set_issuer_name(x.get(), name);
-    X509_set_pubkey(x.get(), key.get());
-    add_ext(x.get(), NID_subject_alt_name, (std::string("email:") + email).c_str());
-    add_ext(x.get(), NID_key_usage,
-            ec ? "critical,keyAgreement,digitalSignature" : "critical,keyEncipherment,digitalSignature");
-    add_ext(x.get(), NID_ext_key_usage, "emailProtection");
-    if (X509_sign(x.get(), key.get(), EVP_sha256()) == 0) crypto::throw_openssl("X509_sign");
+    crypto::EVP_PKEY_ptr key = ec ? crypto::generate_ec_key("prime256v1") : crypto::generate_rsa_key(2048);
+    crypto::CertificateBuilder b;
+    b.public_key(key.get())
+        .common_name("sealmilter fuzz")
+        .serial(ec ? 2 : 1)
+        .valid_days(3650)
+        .add_email_san(email)
+        .key_usage(crypto::kDigitalSignature | (ec ? crypto::kKeyAgreement : crypto::kKeyEncipherment))
+        .extended_key_usage({"emailProtection"});
     Identity id;
+    id.material.certificate.emplace(b.build());
     id.material.key = std::move(key);
-    id.material.certificate.emplace(std::move(x));
     return id;
 }
 
@@ -111,19 +92,9 @@ std::string without_cr_before_lf(std::string s) {
 }
 
 std::string decode_base64(const std::string& text) {
-    std::string compact;
-    compact.reserve(text.size());
-    for (char c : text)
-        if (c != '\r' && c != '\n') compact += c;
-    FUZZ_CHECK(compact.size() % 4 == 0, "base64 body length " + std::to_string(compact.size()));
-    std::string out(compact.size() / 4 * 3, '\0');
-    const int n =
-        EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                        reinterpret_cast<const unsigned char*>(compact.data()), static_cast<int>(compact.size()));
-    FUZZ_CHECK(n >= 0, "the encrypted body is not base64");
-    size_t pad = 0;
-    while (pad < 2 && pad < compact.size() && compact[compact.size() - 1 - pad] == '=') ++pad;
-    out.resize(static_cast<size_t>(n) - pad);
+    bool clean = false;
+    std::string out = crypto::decode_base64(text, &clean);
+    FUZZ_CHECK(clean, "the encrypted body is not clean base64");
     return out;
 }
 

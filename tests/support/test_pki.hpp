@@ -1,4 +1,4 @@
-// tests/support/test_pki.hpp — throw-away keys and certificates for tests (OpenSSL C API).
+// tests/support/test_pki.hpp — throw-away keys and certificates for tests (crypto::CertificateBuilder).
 // Ownership: TestIdentity owns its key; certificates are ref-counted values.
 #pragma once
 

@@ -1,7 +1,9 @@
 // Harvesting sender certificates from signed mail: the NSS corpus (Thunderbird's engine made
 // these messages), messages signed here with chosen attributes, and the store/source.
+#include "base/file.hpp"
 #include "core/decide.hpp"
 #include "core/harvest.hpp"
+#include "crypto/envelope.hpp"
 #include "crypto/ossl.hpp"
 #include "lookup/chain.hpp"
 #include "lookup/harvest_store.hpp"
@@ -13,9 +15,7 @@
 #include <openssl/pem.h>
 
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 namespace fs = std::filesystem;
 using sealmilter::core::harvest;
@@ -29,12 +29,7 @@ namespace {
 
 const std::string kNss = std::string(SEALMILTER_SOURCE_DIR) + "/tests/data/nss-smime/";
 
-std::string slurp(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
+std::string slurp(const std::string& path) { return sealmilter::base::read_file(path); }
 
 std::set<std::string> harvested(const HarvestReport& r) {
     std::set<std::string> out;
@@ -348,6 +343,34 @@ TEST_F(Signed, TwentyMegabyteSignedAttachmentIsHarvested) {
     while (big.size() < 20 * 1024 * 1024) big += line + "\r\n";
     const HarvestReport r = run(signed_message("p@partner.example", big, sig(&partner_)));
     ASSERT_EQ(r.certificates.size(), 1u) << join(r.notes);
+}
+
+// Issue 10 defect: trial decryption with several keys. Without the recipient's certificate,
+// OpenSSL's MMA countermeasure makes a wrong RSA key "succeed" with a random content key, and
+// about one attempt in 256 passes the CBC padding check: harvest then walked garbage and never
+// tried the right key. The key list repeats one wrong key 2,000 times, so the old path fails
+// this test with probability > 0.999; the MMA-safe path (crypto::decrypt_envelope) never does.
+TEST_F(Signed, WrongKeysTriedFirstNeverHideTheRightOne) {
+    const TestIdentity own = make_identity({.email = "team@bank.example"});
+    const TestIdentity other = make_identity({.email = "old@bank.example", .key = "rsa1024"});
+    sealmilter::crypto::KeyMaterial right;
+    right.key = own.material().key;  // key files without their certificate, as a key history has
+    sealmilter::crypto::KeyMaterial wrong;
+    wrong.key = other.material().key;
+    const std::string inner = signed_message("p@partner.example", entity_, sig(&partner_));
+    sealmilter::crypto::StringSink der;
+    sealmilter::crypto::EnvelopeWriter w({own.cert}, {}, der);
+    w.write(inner.data(), inner.size());
+    w.finish();
+    const std::string msg = "From: p@partner.example\r\nTo: team@bank.example\r\nMIME-Version: 1.0\r\n"
+                            "Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n"
+                            "Content-Transfer-Encoding: base64\r\n\r\n" + base64_lines(der.out);
+    HarvestOptions o = options_;
+    o.keys.assign(2000, &wrong);
+    o.keys.push_back(&right);
+    const HarvestReport r = harvest(msg, nullptr, o);
+    ASSERT_EQ(r.certificates.size(), 1u) << join(r.notes).substr(0, 2000);
+    EXPECT_EQ(r.certificates[0].certificate.fingerprint_sha256(), partner_.cert.fingerprint_sha256());
 }
 
 // --- the store and the "harvest" source ----------------------------------------------------------

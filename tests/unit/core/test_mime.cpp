@@ -1,10 +1,11 @@
-// Canonicalisation, Content-Type parsing and already-encrypted detection.
+// Canonicalisation, Content-Type parsing, already-encrypted detection, and the entity walker.
 #include "core/mime.hpp"
+
+#include "base/file.hpp"
+#include "core/entity_walk.hpp"
 
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <iterator>
 
 namespace core = sealmilter::core;
 
@@ -18,10 +19,7 @@ std::unique_ptr<core::Message> parse(const std::string& raw) {
     return m;
 }
 
-std::string read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
+using sealmilter::base::read_file;
 
 struct CanonRow {
     const char* name;
@@ -137,3 +135,104 @@ TEST(Detect, SmimeLabelWithoutEnvelopedCmsIsNotTrusted) {
 }
 
 }  // namespace
+
+// ---- core/entity_walk -------------------------------------------------------------------
+
+namespace {
+
+struct Visit {
+    std::string type;
+    int depth;
+    bool operator==(const Visit&) const = default;
+};
+
+std::string mixed(const std::string& boundary, const std::vector<std::string>& parts) {
+    std::string out = "Content-Type: multipart/mixed; boundary=\"" + boundary + "\"\r\n\r\npreamble\r\n";
+    for (const std::string& p : parts) out += "--" + boundary + "\r\n" + p + "\r\n";
+    return out + "--" + boundary + "--\r\nepilogue\r\n";
+}
+
+std::vector<Visit> walk_types(const std::string& text, const core::WalkLimits& limits, core::WalkResult* result = nullptr) {
+    std::vector<Visit> seen;
+    const core::WalkResult r = core::walk_entities(text, limits, [&](const core::MimeEntity& e, int depth) {
+        seen.push_back({e.media_type(), depth});
+        if (e.media_type() == "application/x-layer") return core::Next::into(std::string(e.decoded_body()));
+        if (e.media_type() == "application/x-stop") return core::Next::stop();
+        return core::Next::children(e);
+    });
+    if (result != nullptr) *result = r;
+    return seen;
+}
+
+}  // namespace
+
+TEST(EntityWalk, VisitsDepthFirstIntoPartsAndLayers) {
+    const std::string text_part = "Content-Type: text/plain\r\n\r\nhello";
+    const std::string layer = "Content-Type: application/x-layer\r\nContent-Transfer-Encoding: base64\r\n\r\n" +
+                              std::string("Q29udGVudC1UeXBlOiBpbWFnZS9wbmcNCg0KeA==\r\n");  // "Content-Type: image/png\r\n\r\nx"
+    const std::string msg = "From: a@b.example\r\n" + mixed("o", {text_part, mixed("i", {text_part, layer}), "\r\nno header"});
+    core::WalkResult r;
+    const std::vector<Visit> seen = walk_types(msg, {}, &r);
+    const std::vector<Visit> want = {{"multipart/mixed", 0}, {"text/plain", 1},       {"multipart/mixed", 1},
+                                     {"text/plain", 2},      {"application/x-layer", 2}, {"image/png", 3},
+                                     {"", 1}};
+    EXPECT_EQ(seen, want);
+    EXPECT_EQ(r.visited, 7u);
+    EXPECT_FALSE(r.depth_cut || r.count_cut || r.stopped);
+}
+
+TEST(EntityWalk, BoundsCutDepthAndCountAndStopEndsTheWalk) {
+    std::string nested = "Content-Type: text/plain\r\n\r\nx";
+    for (int i = 0; i < 50; ++i) nested = mixed("n" + std::to_string(i), {nested});
+    core::WalkResult r;
+    EXPECT_EQ(walk_types(nested, {.max_depth = 40, .max_entities = 10000}, &r).size(), 41u);
+    EXPECT_TRUE(r.depth_cut);
+    EXPECT_FALSE(r.count_cut);
+
+    const std::string wide = mixed("w", std::vector<std::string>(20, "Content-Type: text/plain\r\n\r\nx"));
+    EXPECT_EQ(walk_types(wide, {.max_depth = 40, .max_entities = 5}, &r).size(), 5u);
+    EXPECT_TRUE(r.count_cut);
+
+    const std::string stop = mixed("s", {"Content-Type: application/x-stop\r\n\r\n", "Content-Type: text/plain\r\n\r\nx"});
+    EXPECT_EQ(walk_types(stop, {}, &r).size(), 2u);
+    EXPECT_TRUE(r.stopped);
+}
+
+TEST(EntityWalk, SplitMultipartRows) {
+    struct Row {
+        const char* name;
+        std::string body;
+        std::vector<std::string> parts;
+    };
+    const std::vector<Row> rows = {
+        {"preamble and epilogue", "pre\r\n--b\r\nA\r\n--b\r\nB\r\n--b--\r\nepi", {"A", "B"}},
+        {"delimiter first", "--b\r\nA\r\n--b--", {"A"}},
+        {"transport padding", "--b  \t\r\nA\r\n--b \r\nB\r\n--b--", {"A", "B"}},
+        {"boundary-like text is body", "--b\r\nA\r\n--bx\r\nstill A\r\n--b--", {"A\r\n--bx\r\nstill A"}},
+        {"no closing delimiter", "--b\r\nA\r\n--b\r\nB", {"A"}},
+        {"empty part", "--b\r\n\r\n--b--", {""}},
+        {"no delimiter at all", "just text", {}},
+    };
+    for (const Row& row : rows) {
+        std::vector<std::string> got;
+        for (std::string_view p : core::split_multipart(row.body, "b")) got.emplace_back(p);
+        EXPECT_EQ(got, row.parts) << row.name;
+    }
+    EXPECT_TRUE(core::split_multipart("--\r\nA\r\n----", "").empty());
+}
+
+TEST(EntityWalk, EntityFieldsAreUnfoldedAndBase64BodiesDecoded) {
+    const std::string crlf = core::to_crlf("Content-Type: application/octet-stream;\n name=x.bin\nX-Note:  a\n\tb \n"
+                                           "Content-Transfer-Encoding: BASE64\nnot a field\n\naGVs\nbG8=\n");
+    const core::MimeEntity e = core::MimeEntity::parse(crlf);
+    EXPECT_EQ(e.media_type(), "application/octet-stream");
+    EXPECT_EQ(e.content_type()->param("name"), "x.bin");
+    ASSERT_NE(e.field("x-note"), nullptr);
+    EXPECT_EQ(*e.field("x-note"), "a b");
+    EXPECT_EQ(e.count("content-type"), 1u);
+    bool clean = false;
+    EXPECT_EQ(e.decoded_body(&clean), "hello");
+    EXPECT_TRUE(clean);
+    EXPECT_EQ(core::MimeEntity::parse("\r\nbody only").body(), "body only");
+    EXPECT_EQ(core::to_crlf("a\nb\r\nc\r"), "a\r\nb\r\nc\r");
+}

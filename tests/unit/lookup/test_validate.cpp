@@ -7,6 +7,7 @@
 // certificates made by another implementation.
 #include "lookup/validate.hpp"
 
+#include "crypto/certificate_builder.hpp"
 #include "crypto/private_key.hpp"
 
 #include <gtest/gtest.h>
@@ -31,7 +32,6 @@ namespace fs = std::filesystem;
 
 using X509_CRL_ptr = std::unique_ptr<X509_CRL, crypto::Deleter<X509_CRL_free>>;
 using X509_REVOKED_ptr = std::unique_ptr<X509_REVOKED, crypto::Deleter<X509_REVOKED_free>>;
-using X509_EXTENSION_ptr = std::unique_ptr<X509_EXTENSION, crypto::Deleter<X509_EXTENSION_free>>;
 using ASN1_TIME_ptr = std::unique_ptr<ASN1_TIME, crypto::Deleter<ASN1_TIME_free>>;
 
 constexpr std::time_t kNow = 1811808000;  // 2027-06-01T00:00:00Z, inside the NSS corpus' validity
@@ -55,14 +55,13 @@ EVP_PKEY* shared_key(const std::string& kind) {
     const std::lock_guard lock(mu);
     crypto::EVP_PKEY_ptr& slot = keys[kind];
     if (!slot) {
-        EVP_PKEY* k = nullptr;
-        if (kind == "rsa1024") k = EVP_RSA_gen(1024);
-        if (kind == "rsa2048") k = EVP_RSA_gen(2048);
-        if (kind == "ec-p256") k = EVP_EC_gen("prime256v1");
-        if (kind == "ec-p384") k = EVP_EC_gen("secp384r1");
-        if (kind == "ec-secp256k1") k = EVP_EC_gen("secp256k1");
-        if (kind == "ed25519") k = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");
-        slot = crypto::owned_or_throw<crypto::EVP_PKEY_ptr>(k, "keygen");
+        if (kind.rfind("rsa", 0) == 0) slot = crypto::generate_rsa_key(static_cast<unsigned>(std::stoul(kind.substr(3))));
+        if (kind == "ec-p256") slot = crypto::generate_ec_key("prime256v1");
+        if (kind == "ec-p384") slot = crypto::generate_ec_key("secp384r1");
+        if (kind == "ec-secp256k1") slot = crypto::generate_ec_key("secp256k1");
+        if (kind == "ed25519")
+            slot = crypto::owned_or_throw<crypto::EVP_PKEY_ptr>(EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519"), "keygen");
+        if (!slot) throw crypto::CryptoError("unknown key kind " + kind);
     }
     return slot.get();
 }
@@ -78,65 +77,42 @@ struct LeafSpec {
     long not_after_days = 365;
 };
 
-void add_ext(X509* x, X509* issuer, int nid, const std::string& value) {
-    X509V3_CTX ctx;
-    X509V3_set_ctx(&ctx, issuer, x, nullptr, nullptr, 0);
-    X509_EXTENSION_ptr ext(X509V3_EXT_conf_nid(nullptr, &ctx, nid, value.c_str()));
-    if (!ext) crypto::throw_openssl("X509V3_EXT_conf_nid " + value);
-    if (X509_add_ext(x, ext.get(), -1) != 1) crypto::throw_openssl("X509_add_ext");  // copies
-}
-
-void add_name(X509_NAME* name, const char* field, const std::string& value) {
-    if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(value.c_str()),
-                                   -1, -1, 0) != 1)
-        crypto::throw_openssl("X509_NAME_add_entry_by_txt");
-}
-
-// An unsigned certificate for `key`; issuer == nullptr means self-issued.
-crypto::X509_ptr start_cert(const std::string& cn, const std::string& subject_email, EVP_PKEY* key,
-                            long not_before_days, long not_after_days, X509* issuer) {
-    static std::atomic<long> serial{1000};
-    crypto::X509_ptr x(X509_new());
-    if (!x) crypto::throw_openssl("X509_new");
-    X509_set_version(x.get(), X509_VERSION_3);
-    ASN1_INTEGER_set(X509_get_serialNumber(x.get()), serial++);
-    ASN1_TIME_set(X509_getm_notBefore(x.get()), kNow + not_before_days * kDay);
-    ASN1_TIME_set(X509_getm_notAfter(x.get()), kNow + not_after_days * kDay);
-    X509_NAME* name = X509_get_subject_name(x.get());
-    add_name(name, "O", "sealmilter tests");
-    add_name(name, "CN", cn);
-    if (!subject_email.empty()) add_name(name, "emailAddress", subject_email);
-    X509_set_issuer_name(x.get(), issuer != nullptr ? X509_get_subject_name(issuer) : name);
-    X509_set_pubkey(x.get(), key);
-    add_ext(x.get(), issuer != nullptr ? issuer : x.get(), NID_subject_key_identifier, "hash");
-    add_ext(x.get(), issuer != nullptr ? issuer : x.get(), NID_authority_key_identifier, "keyid");
-    return x;
-}
-
-Certificate finish(crypto::X509_ptr x, EVP_PKEY* issuer_key) {
-    if (X509_sign(x.get(), issuer_key, EVP_sha256()) == 0) crypto::throw_openssl("X509_sign");
-    return Certificate(std::move(x));
+// The fields every test certificate shares; issuer == nullptr means self-signed.
+crypto::CertificateBuilder start_cert(const std::string& cn, const std::string& subject_email, EVP_PKEY* key,
+                                      long not_before_days, long not_after_days, X509* issuer, EVP_PKEY* issuer_key) {
+    static std::atomic<uint64_t> serial{1000};
+    crypto::CertificateBuilder b;
+    b.public_key(key).organization("sealmilter tests").common_name(cn).subject_email(subject_email);
+    b.serial(serial++).validity(kNow + not_before_days * kDay, kNow + not_after_days * kDay);
+    b.subject_key_identifier().authority_key_identifier();
+    if (issuer != nullptr) {
+        X509_up_ref(issuer);
+        b.issuer(Certificate(crypto::X509_ptr(issuer)), issuer_key);
+    }
+    return b;
 }
 
 // Issues a leaf under issuer (nullptr: self-signed with the leaf's own key).
 Certificate issue_leaf(const LeafSpec& s, X509* issuer, EVP_PKEY* issuer_key) {
-    EVP_PKEY* key = shared_key(s.key);
-    crypto::X509_ptr x = start_cert("Leaf", s.subject_email, key, s.not_before_days, s.not_after_days, issuer);
-    if (!s.sans.empty()) {
-        std::string san;
-        for (const std::string& a : s.sans) san += (san.empty() ? "email:" : ",email:") + a;
-        add_ext(x.get(), issuer, NID_subject_alt_name, san);
-    }
+    crypto::CertificateBuilder b =
+        start_cert("Leaf", s.subject_email, shared_key(s.key), s.not_before_days, s.not_after_days, issuer, issuer_key);
+    for (const std::string& a : s.sans) b.add_email_san(a);
     std::string ku = s.key_usage;
     if (ku == "default") {
         ku = s.key.rfind("ec", 0) == 0 ? "keyAgreement,digitalSignature"
              : s.key == "ed25519"      ? "digitalSignature"
                                        : "keyEncipherment,digitalSignature";
     }
-    if (ku != "none") add_ext(x.get(), issuer, NID_key_usage, "critical," + ku);
-    if (!s.eku.empty()) add_ext(x.get(), issuer, NID_ext_key_usage, s.eku);
-    if (s.ca) add_ext(x.get(), issuer, NID_basic_constraints, "critical,CA:TRUE");
-    return finish(std::move(x), issuer_key != nullptr ? issuer_key : key);
+    if (ku != "none") b.key_usage(crypto::key_usage_from_names(ku));
+    std::vector<std::string> eku;
+    for (size_t at = 0; at < s.eku.size();) {
+        const size_t comma = std::min(s.eku.find(',', at), s.eku.size());
+        eku.push_back(s.eku.substr(at, comma - at));
+        at = comma + 1;
+    }
+    b.extended_key_usage(eku);
+    if (s.ca) b.basic_constraints(true);
+    return b.build();
 }
 
 struct TestCa {
@@ -146,12 +122,11 @@ struct TestCa {
 };
 
 TestCa make_ca(const std::string& cn, const TestCa* parent, long not_before_days = -3650, long not_after_days = 3650) {
-    crypto::EVP_PKEY_ptr key = crypto::owned_or_throw<crypto::EVP_PKEY_ptr>(EVP_EC_gen("prime256v1"), "keygen");
-    X509* issuer = parent != nullptr ? parent->cert.native() : nullptr;
-    crypto::X509_ptr x = start_cert(cn, "", key.get(), not_before_days, not_after_days, issuer);
-    add_ext(x.get(), issuer, NID_basic_constraints, "critical,CA:TRUE");
-    add_ext(x.get(), issuer, NID_key_usage, "critical,keyCertSign,cRLSign");
-    Certificate cert = finish(std::move(x), parent != nullptr ? parent->key.get() : key.get());
+    crypto::EVP_PKEY_ptr key = crypto::generate_ec_key("prime256v1");
+    crypto::CertificateBuilder b = start_cert(cn, "", key.get(), not_before_days, not_after_days,
+                                              parent != nullptr ? parent->cert.native() : nullptr,
+                                              parent != nullptr ? parent->key.get() : nullptr);
+    Certificate cert = b.basic_constraints(true).key_usage(crypto::kKeyCertSign | crypto::kCrlSign).build();
     return TestCa{std::move(key), std::move(cert)};
 }
 
