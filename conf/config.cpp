@@ -98,6 +98,12 @@ const std::vector<OptionSpec>& option_table() {
          "RFC 9788 header protection: the full header section goes inside, outer Subject is replaced"},
         {"crypto.protected_subject", Type::String, "[...]",
          "the outer Subject when crypto.protect_headers is on"},
+        {"crypto.archive_cert", Type::String, "",
+         "PEM certificate every encrypted envelope is also encrypted to (archive / escrow); empty = off"},
+        {"log.level", Type::Enum, "info", "lines above this severity are dropped",
+         {"error", "warning", "info", "debug"}},
+        {"log.target", Type::Enum, "stderr", "stderr (journald, the MTA's collector) or syslog (facility mail)",
+         {"stderr", "syslog"}},
     };
     return table;
 }

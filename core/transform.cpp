@@ -1,6 +1,8 @@
 // core/transform.cpp — planning and streaming the S/MIME transform (see transform.hpp).
 #include "core/transform.hpp"
 
+#include "base/ascii.hpp"
+
 #include <algorithm>
 #include <map>
 #include <stdexcept>
@@ -13,13 +15,6 @@ constexpr std::string_view kCtAuthEnveloped =
     " application/pkcs7-mime; smime-type=authEnveloped-data; name=\"smime.p7m\"";
 constexpr std::string_view kCte = " base64";
 constexpr std::string_view kCd = " attachment; filename=\"smime.p7m\"";
-
-std::string lower_name(std::string_view n) {
-    std::string out(trim(n));
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
 
 bool is_trace_field(std::string_view name) {
     return iequals(trim(name), "Received") || iequals(trim(name), "Return-Path");
@@ -87,7 +82,7 @@ Plan plan_encryption(const Message& m, const TransformOptions& options) {
     bool have_mime_version = false;
     std::map<std::string, int> occurrence;
     for (const HeaderField& f : m.headers) {
-        const int index = ++occurrence[lower_name(f.name)];
+        const int index = ++occurrence[base::to_lower(base::trim(f.name))];
         if (is_header_named(f, "MIME-Version")) have_mime_version = true;
         if (!is_content_header(f.name)) {
             if (options.protect_headers && index == 1 && is_header_named(f, "Subject"))

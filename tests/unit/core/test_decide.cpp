@@ -149,3 +149,54 @@ TEST(Decide, PlainAndEncryptedRecipientsSplit) {
 }
 
 }  // namespace
+
+namespace {
+
+// One decision and one reply text serve RCPT time and end of data (they used to be two copies
+// that disagreed: "... no usable certificate was found yet; ..." at end of data).
+struct ReplyRow {
+    const char* name;
+    lookup::Outcome lookup;
+    bool no_cert_tempfail;
+    const char* rcpt_reply;  // "" = accepted at RCPT
+};
+
+class RcptReplyTable : public ::testing::TestWithParam<ReplyRow> {};
+
+TEST_P(RcptReplyTable, Row) {
+    const ReplyRow& row = GetParam();
+    const std::string rcpt = row.lookup == lookup::Outcome::Found ? "bob@partner.example" : "jane@customers.bank.example";
+    core::PolicyOptions o;
+    o.no_cert_tempfail = row.no_cert_tempfail;
+    const lookup::LookupResult lr = row.lookup == lookup::Outcome::Found ? found(rcpt) : none(rcpt, row.lookup);
+    const core::RecipientDecision at_rcpt = core::decide_recipient(rcpt, policy(), o, false, &lr);
+    EXPECT_EQ(core::rcpt_reply(at_rcpt).value_or(""), row.rcpt_reply);
+    const auto at_eom = core::decide(*parse(kHeaders), {rcpt}, policy(), o, {lr});
+    ASSERT_EQ(at_eom.recipients.size(), 1u);
+    if (*row.rcpt_reply != '\0') {
+        EXPECT_EQ(at_eom.recipients[0].reply, row.rcpt_reply);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    OneText, RcptReplyTable,
+    ::testing::Values(
+        ReplyRow{"RequireMissRejects", lookup::Outcome::NotFound, false,
+                 "550 5.7.1 <jane@customers.bank.example>: encryption is required and no usable certificate was found"},
+        ReplyRow{"RequireMissTempfailsWhenConfigured", lookup::Outcome::NotFound, true,
+                 "451 4.7.1 <jane@customers.bank.example>: encryption is required but no usable certificate was "
+                 "found; try again later"},
+        ReplyRow{"RequireLookupErrorTempfails", lookup::Outcome::TempError, false,
+                 "451 4.7.1 <jane@customers.bank.example>: encryption is required but the certificate lookup "
+                 "failed; try again later"},
+        ReplyRow{"FoundIsAccepted", lookup::Outcome::Found, false, ""}),
+    [](const ::testing::TestParamInfo<ReplyRow>& row) { return std::string(row.param.name); });
+
+TEST(Decide, OpportunisticLookupErrorIsNotAnsweredAtRcpt) {
+    const lookup::LookupResult lr = none("bob@partner.example", lookup::Outcome::TempError);
+    const auto d = core::decide_recipient("bob@partner.example", policy(), {}, false, &lr);
+    EXPECT_EQ(d.outcome, core::Outcome::Tempfail);  // the message is tempfailed at end of data
+    EXPECT_FALSE(core::rcpt_reply(d).has_value());
+}
+
+}  // namespace
