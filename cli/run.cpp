@@ -141,6 +141,8 @@ int cmd_run(int argc, char** argv) {
         "logged and the running one kept. SIGTERM stops it.");
     Parsed p = parse_command(argc, argv, desc);
     if (p.help) return kOk;
+    // Before build_services(): the resolver's workers must inherit the blocked signals.
+    milter::block_daemon_signals();
     milter::ServicesHolder holder(build_services(*p.config));
     const base::Logger log = holder.get()->log;  // the daemon's own lines; messages use their snapshot's
     const std::string socket = p.config->get("milter.socket");

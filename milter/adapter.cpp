@@ -237,21 +237,27 @@ void disable_nagle_on_listeners(const base::Logger& log) {
 
 }  // namespace
 
-int serve(const std::string& socket, ServicesHolder& services, const std::function<void()>& reload,
-          const base::Logger& log) {
-    g_services = &services;
-    g_log = log;
-    // Signals. libmilter's own signal thread sigwait()s for SIGHUP, SIGTERM and SIGINT and
-    // stops the milter on any of them; SIGHUP must reload instead. So: all three are blocked
-    // in every thread (set here, before any thread exists, and inherited), the reload thread
-    // waits for SIGHUP alone, and libmilter's sigwait() (the one below) never includes SIGHUP.
-    // SIGTERM / SIGINT reach libmilter only: smfi_main() returns and the daemon exits 0.
+// Signals. libmilter's own signal thread sigwait()s for SIGHUP, SIGTERM and SIGINT and stops
+// the milter on any of them; SIGHUP must reload instead. So: all three are blocked in every
+// thread (inherited from the thread that blocks them first, hence before any thread exists:
+// the lookup resolver's workers start while the Services are built), the reload thread waits
+// for SIGHUP alone, and libmilter's sigwait() (the one below) never includes SIGHUP. A thread
+// that left SIGHUP unblocked would take it with the default action: the daemon dies.
+// SIGTERM / SIGINT reach libmilter only: smfi_main() returns and the daemon exits 0.
+void block_daemon_signals() {
     sigset_t blocked;
     sigemptyset(&blocked);
     sigaddset(&blocked, SIGHUP);
     sigaddset(&blocked, SIGTERM);
     sigaddset(&blocked, SIGINT);
     pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
+}
+
+int serve(const std::string& socket, ServicesHolder& services, const std::function<void()>& reload,
+          const base::Logger& log) {
+    g_services = &services;
+    g_log = log;
+    block_daemon_signals();  // normally done already, before the first thread
     std::thread([reload] {
         sigset_t hup;
         sigemptyset(&hup);

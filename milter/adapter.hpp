@@ -18,6 +18,10 @@
 
 namespace sealmilter::milter {
 
+// Blocks SIGHUP, SIGTERM and SIGINT in the calling thread (and so in every thread it starts
+// afterwards). Call it first in the daemon, before any thread exists; serve() relies on it.
+void block_daemon_signals();
+
 // Runs the milter on `socket` ("inet:PORT@HOST" or "unix:PATH") until smfi_stop() (SIGTERM /
 // SIGINT via libmilter). `reload` is called on SIGHUP from a dedicated thread.
 int serve(const std::string& socket, ServicesHolder& services, const std::function<void()>& reload,
