@@ -48,6 +48,11 @@ EomResult Session::end_of_message(const std::string& queue_id, MessageActions& a
     // On a throw the transaction stays until abort / the next MAIL, so the failure is logged
     // under its queue id.
     EomResult r = tx_->end_of_message(queue_id, actions, reinjector);
+    const core::MessageSummary& d = r.details;
+    std::string sources;
+    for (const std::string& s : d.sources) sources += (sources.empty() ? "" : ",") + s;
+    tx_->log().debug("lookups waited " + std::to_string(d.lookup_wait.count()) + " ms, planned in " +
+                     std::to_string(d.planning.count()) + " ms, sources " + (sources.empty() ? "-" : sources));
     tx_->log().log(r.verdict == EomResult::Verdict::Accept ? base::LogLevel::Info : base::LogLevel::Warning, r.summary);
     tx_.reset();
     return r;
