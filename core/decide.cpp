@@ -96,7 +96,7 @@ bool has_trigger(const Message& m, const PolicyOptions& o) {
         if (!o.subject_tag.empty() && is_header_named(f, "Subject") &&
             base::ifind(f.value, o.subject_tag) != std::string::npos)
             return true;
-        if (!o.trigger_header.empty() && is_header_named(f, o.trigger_header) && iequals(trim(f.value), "yes"))
+        if (!o.trigger_header.empty() && is_header_named(f, o.trigger_header) && base::iequals(base::trim(f.value), "yes"))
             return true;
     }
     return false;
