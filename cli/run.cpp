@@ -9,26 +9,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <iostream>
-#include <mutex>
+#include <optional>
 
 namespace po = boost::program_options;
 
 namespace sealmilter::cli {
 namespace {
 
-std::mutex g_log_mutex;
-
-void log_line(const std::string& line) {
-    const std::lock_guard<std::mutex> lock(g_log_mutex);
-    std::cerr << line << std::endl;  // journald / the MTA's log collector takes stderr
+// log.level and log.target; stderr (journald, the MTA's collector) by default.
+base::Logger make_logger(const conf::Config& c) {
+    const std::optional<base::LogLevel> level = base::parse_log_level(c.get("log.level"));
+    std::optional<base::Logger> log = base::Logger::for_target(c.get("log.target"), level.value_or(base::LogLevel::Info));
+    if (!log) throw CliError(kConfig, c.origin("log.target") + ": log.target must be stderr or syslog");
+    return *log;
 }
 
-core::PolicyTable load_policy(const conf::Config& c) {
+core::PolicyTable load_policy(const conf::Config& c, const base::Logger& log) {
     const std::string& path = c.get("policy.file");
     struct stat st {};
     if (path.empty() || (c.origin("policy.file") == "default" && stat(path.c_str(), &st) != 0)) {
-        log_line("policy: no table (" + (path.empty() ? std::string("policy.file is empty") : path + " is absent") +
+        log.info("policy: no table (" + (path.empty() ? std::string("policy.file is empty") : path + " is absent") +
                  "), policy.default_mode = " + c.get("policy.default_mode") + " for every recipient");
         return core::PolicyTable::parse("", "(none)");
     }
@@ -39,6 +39,29 @@ core::PolicyTable load_policy(const conf::Config& c) {
     }
 }
 
+// crypto.archive_cert: one certificate, validated for the address it names like any
+// recipient's certificate (SPEC §3); anything else refuses to start (or to reload).
+std::optional<crypto::Certificate> load_archive_cert(const conf::Config& c, const lookup::Validator& validator) {
+    const std::string& path = c.get("crypto.archive_cert");
+    if (path.empty()) return std::nullopt;
+    const std::string where = c.origin("crypto.archive_cert") + ": crypto.archive_cert " + path + ": ";
+    const crypto::ParsedCertificates parsed = crypto::load_certificate_file(path);
+    if (parsed.certificates.empty())
+        throw CliError(kConfig, where + (parsed.error.empty() ? "no certificate in the file" : parsed.error));
+    if (parsed.certificates.size() != 1)
+        throw CliError(kConfig, where + "holds " + std::to_string(parsed.certificates.size()) +
+                                    " certificates; exactly one is expected");
+    const crypto::Certificate& cert = parsed.certificates.front();
+    const std::vector<std::string> emails = cert.email_addresses();
+    if (emails.empty())
+        throw CliError(kConfig, where + "the certificate names no email address to validate it for");
+    const std::vector<lookup::Verdict> verdicts = validator.validate(emails.front(), {cert});
+    if (verdicts.empty() || !verdicts.front().usable)
+        throw CliError(kConfig, where + "not usable for <" + emails.front() + ">: " +
+                                    (verdicts.empty() ? "not validated" : verdicts.front().reason));
+    return cert;
+}
+
 std::pair<std::string, int> host_port(const std::string& v) {
     const size_t colon = v.rfind(':');
     if (colon == std::string::npos || colon == 0) throw CliError(kConfig, "milter.reinject must be HOST:PORT, got " + v);
@@ -47,52 +70,66 @@ std::pair<std::string, int> host_port(const std::string& v) {
     return {v.substr(0, colon), port};
 }
 
+core::PlanSettings plan_settings(const conf::Config& c, const LookupStack& stack, const base::Logger& log) {
+    core::PlanSettings p;
+    p.policy = load_policy(c, log);
+    p.policy_options.default_mode = *core::parse_mode(c.get("policy.default_mode"));
+    p.policy_options.no_cert_tempfail = c.get("policy.no_cert_action") == "tempfail";
+    p.policy_options.lookup_error_pass = c.get("policy.on_lookup_error") == "pass";
+    p.policy_options.internal_domains = c.get_list("policy.internal_domains");
+    p.policy_options.subject_tag = c.get("policy.subject_tag");
+    p.policy_options.trigger_header = c.get("policy.trigger_header");
+    p.transform = transform_options(c, "\r\n");
+    p.cipher_auto = c.get("crypto.cipher") == "auto";
+    p.dry_run = c.get_bool("milter.dry_run");
+    p.max_message_size = static_cast<unsigned long long>(c.get_int("milter.max_message_size"));
+    p.mta_size_limit = static_cast<unsigned long long>(c.get_int("milter.mta_size_limit"));
+    p.archive = load_archive_cert(c, *stack.validator);
+    if (p.archive) log.info("crypto.archive_cert: every encrypted envelope also to " + p.archive->fingerprint_sha256());
+    return p;
+}
+
+core::InboundSettings inbound_settings(const conf::Config& c, const LookupStack& stack,
+                                       const core::PlanSettings& plan, const base::Logger& log) {
+    core::InboundSettings h;
+    h.enabled = c.get_bool("harvest.enabled");
+    if (!h.enabled) return h;
+    h.validator = stack.validator.get();
+    h.store = std::make_shared<lookup::HarvestStore>(c.get("harvest.dir"));
+    h.domains = c.get_list("harvest.domains");
+    if (h.domains.empty()) h.domains = plan.policy_options.internal_domains;
+    h.max_size = static_cast<unsigned long long>(c.get_int("harvest.max_size"));
+    h.keys = load_harvest_keys(c.get_list("harvest.keys"));
+    h.publisher = make_publisher(c, true, log.as_function());
+    if (h.domains.empty())
+        log.info("harvest: off (neither harvest.domains nor policy.internal_domains names an inbound domain)");
+    return h;
+}
+
 }  // namespace
 
 std::shared_ptr<const milter::Services> build_services(const conf::Config& c) {
     auto s = std::make_shared<milter::Services>();
-    std::shared_ptr<LookupStack> stack = build_lookup(c, [](const std::string& e) { log_line("lookup: " + e); });
-    for (const std::string& n : stack->notes) log_line(n);
+    s->log = make_logger(c);
+    const base::Logger& log = s->log;
+    std::shared_ptr<LookupStack> stack = build_lookup(c, [log](const std::string& e) { log.warning("lookup: " + e); });
+    for (const std::string& n : stack->notes) log.info(n);
     if (!stack->errors.empty()) throw CliError(kConfig, stack->errors.front());
     s->chain = stack->chain.get();
     s->keepalive = stack;
     s->resolver = std::make_shared<lookup::Resolver>(*stack->chain);
-    s->policy = load_policy(c);
-    s->policy_options.default_mode = *core::parse_mode(c.get("policy.default_mode"));
-    s->policy_options.no_cert_tempfail = c.get("policy.no_cert_action") == "tempfail";
-    s->policy_options.lookup_error_pass = c.get("policy.on_lookup_error") == "pass";
-    s->policy_options.internal_domains = c.get_list("policy.internal_domains");
-    s->policy_options.subject_tag = c.get("policy.subject_tag");
-    s->policy_options.trigger_header = c.get("policy.trigger_header");
-    s->transform = transform_options(c, "\r\n");
+    s->plan = plan_settings(c, *stack, log);
     std::tie(s->reinject_host, s->reinject_port) = host_port(c.get("milter.reinject"));
     s->reinject_timeout_ms = static_cast<long>(c.get_int("milter.reinject_timeout_ms"));
-    s->dry_run = c.get_bool("milter.dry_run");
-    s->max_message_size = static_cast<unsigned long long>(c.get_int("milter.max_message_size"));
-    s->mta_size_limit = static_cast<unsigned long long>(c.get_int("milter.mta_size_limit"));
     s->memory_threshold = static_cast<size_t>(c.get_int("milter.memory_threshold"));
     s->spool_dir = c.get("milter.spool_dir");
     if (access(s->spool_dir.c_str(), W_OK | X_OK) != 0)
         throw CliError(kConfig, "milter.spool_dir " + s->spool_dir + " is not a writable directory");
-    s->cipher_auto = c.get("crypto.cipher") == "auto";
-    s->harvest_enabled = c.get_bool("harvest.enabled");
-    if (s->harvest_enabled) {
-        s->harvest_validator = stack->validator.get();
-        s->harvest_store = std::make_shared<lookup::HarvestStore>(c.get("harvest.dir"));
-        s->harvest_domains = c.get_list("harvest.domains");
-        if (s->harvest_domains.empty()) s->harvest_domains = s->policy_options.internal_domains;
-        s->harvest_max_size = static_cast<unsigned long long>(c.get_int("harvest.max_size"));
-        s->harvest_keys = load_harvest_keys(c.get_list("harvest.keys"));
-        s->publisher = make_publisher(c, true, log_line);
-        if (s->harvest_domains.empty())
-            log_line("harvest: off (neither harvest.domains nor policy.internal_domains names an inbound domain)");
-    }
-    {
-        auto journal = std::make_shared<milter::Journal>(s->spool_dir + "/reinjected");
-        if (const size_t pruned = journal->prune(); pruned != 0) log_line("re-injection journal: pruned " + std::to_string(pruned) + " old entries");
-        s->journal = journal;
-    }
-    s->log = log_line;
+    s->harvest = inbound_settings(c, *stack, s->plan, log);
+    auto journal = std::make_shared<milter::Journal>(s->spool_dir + "/reinjected");
+    if (const size_t pruned = journal->prune(); pruned != 0)
+        log.info("re-injection journal: pruned " + std::to_string(pruned) + " old entries");
+    s->journal = journal;
     return s;
 }
 
@@ -104,21 +141,24 @@ int cmd_run(int argc, char** argv) {
         "logged and the running one kept. SIGTERM stops it.");
     Parsed p = parse_command(argc, argv, desc);
     if (p.help) return kOk;
+    // Before build_services(): the resolver's workers must inherit the blocked signals.
+    milter::block_daemon_signals();
     milter::ServicesHolder holder(build_services(*p.config));
+    const base::Logger log = holder.get()->log;  // the daemon's own lines; messages use their snapshot's
     const std::string socket = p.config->get("milter.socket");
-    if (p.config->get_bool("milter.dry_run")) log_line("dry run: decisions are logged, no mail is changed");
+    if (p.config->get_bool("milter.dry_run")) log.info("dry run: decisions are logged, no mail is changed");
     // Same file, same command-line overrides: only what the files say can change.
-    const auto reload = [argc, argv, &holder] {
+    const auto reload = [argc, argv, &holder, log] {
         try {
             po::options_description d;
             Parsed again = parse_command(argc, argv, d);
             holder.set(build_services(*again.config));
-            log_line("reloaded the configuration");
+            log.info("reloaded the configuration");
         } catch (const std::exception& e) {
-            log_line(std::string("reload failed, keeping the running configuration: ") + e.what());
+            log.error(std::string("reload failed, keeping the running configuration: ") + e.what());
         }
     };
-    return milter::serve(socket, holder, reload, log_line);
+    return milter::serve(socket, holder, reload, log);
 }
 
 }  // namespace sealmilter::cli

@@ -1,6 +1,7 @@
 // core/decide.cpp — recipient verdicts and envelope grouping (see decide.hpp).
 #include "core/decide.hpp"
 
+#include "base/ascii.hpp"
 #include "core/mime.hpp"
 
 #include <gmime/gmime.h>
@@ -15,13 +16,6 @@ struct GObjectUnref {
     void operator()(void* p) const noexcept { g_object_unref(p); }
 };
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return c < 0x80 ? static_cast<char>(std::tolower(c)) : static_cast<char>(c); });
-    return out;
-}
-
 void collect(InternetAddressList* list, std::vector<std::string>& out, int depth) {
     if (list == nullptr || depth > 4) return;  // groups do not nest in RFC 5322; bound anyway
     const int n = internet_address_list_length(list);
@@ -29,19 +23,20 @@ void collect(InternetAddressList* list, std::vector<std::string>& out, int depth
         InternetAddress* a = internet_address_list_get_address(list, i);  // borrowed
         if (INTERNET_ADDRESS_IS_MAILBOX(a)) {
             const char* addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(a));
-            if (addr != nullptr && *addr != '\0') out.push_back(lower(addr));
+            if (addr != nullptr && *addr != '\0') out.push_back(base::to_lower(addr));
         } else if (INTERNET_ADDRESS_IS_GROUP(a)) {
             collect(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(a)), out, depth + 1);
         }
     }
 }
 
+// The one text of a `require` recipient's refusal, at RCPT time and (prefixed to "; the
+// message was not delivered to any recipient") at end of data.
 std::string reply_for(Outcome o, bool lookup_failed, const std::string& address) {
     if (o == Outcome::Reject)
         return "550 5.7.1 <" + address + ">: encryption is required and no usable certificate was found";
-    if (lookup_failed)
-        return "451 4.7.1 <" + address + ">: encryption is required but the certificate lookup failed; try again later";
-    return "451 4.7.1 <" + address + ">: encryption is required and no usable certificate was found yet; try again later";
+    return "451 4.7.1 <" + address + ">: encryption is required but " +
+           (lookup_failed ? "the certificate lookup failed" : "no usable certificate was found") + "; try again later";
 }
 
 void decide_one(RecipientDecision& r, const lookup::LookupResult* lr, const PolicyOptions& o) {
@@ -99,9 +94,9 @@ std::vector<std::string> visible_recipients(const Message& m) {
 bool has_trigger(const Message& m, const PolicyOptions& o) {
     for (const HeaderField& f : m.headers) {
         if (!o.subject_tag.empty() && is_header_named(f, "Subject") &&
-            lower(f.value).find(lower(o.subject_tag)) != std::string::npos)
+            base::ifind(f.value, o.subject_tag) != std::string::npos)
             return true;
-        if (!o.trigger_header.empty() && is_header_named(f, o.trigger_header) && iequals(trim(f.value), "yes"))
+        if (!o.trigger_header.empty() && is_header_named(f, o.trigger_header) && base::iequals(base::trim(f.value), "yes"))
             return true;
     }
     return false;
@@ -126,15 +121,27 @@ RecipientDecision classify(const std::string& address, const PolicyTable& policy
     return r;
 }
 
+RecipientDecision decide_recipient(const std::string& address, const PolicyTable& policy, const PolicyOptions& o,
+                                   bool raised, const lookup::LookupResult* lookup) {
+    RecipientDecision r = classify(address, policy, o, raised);
+    decide_one(r, lookup, o);
+    return r;
+}
+
+std::optional<std::string> rcpt_reply(const RecipientDecision& d) {
+    if (d.mode != Mode::Require || (d.outcome != Outcome::Reject && d.outcome != Outcome::Tempfail)) return std::nullopt;
+    return d.reply;
+}
+
 Decision decide(const Message& m, const std::vector<std::string>& envelope_rcpts, const PolicyTable& policy,
                 const PolicyOptions& o, const std::vector<lookup::LookupResult>& lookups) {
     Decision d;
     d.raised_to_require = has_trigger(m, o);
     const std::vector<std::string> visible = visible_recipients(m);
     for (size_t i = 0; i < envelope_rcpts.size(); ++i) {
-        RecipientDecision r = classify(envelope_rcpts[i], policy, o, d.raised_to_require);
-        r.bcc = std::find(visible.begin(), visible.end(), lower(envelope_rcpts[i])) == visible.end();
-        decide_one(r, i < lookups.size() ? &lookups[i] : nullptr, o);
+        RecipientDecision r = decide_recipient(envelope_rcpts[i], policy, o, d.raised_to_require,
+                                               i < lookups.size() ? &lookups[i] : nullptr);
+        r.bcc = std::find(visible.begin(), visible.end(), base::to_lower(envelope_rcpts[i])) == visible.end();
         d.recipients.push_back(std::move(r));
     }
     // Groups: encrypted To/Cc by key type, then plain, then one per encrypted Bcc.

@@ -22,6 +22,7 @@
 #include "crypto/envelope.hpp"
 #include "lookup/chain.hpp"
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,16 @@ std::vector<std::string> visible_recipients(const Message& m);
 // supplies everything else.
 crypto::EnvelopeOptions choose_envelope(const std::vector<const std::vector<std::string>*>& capabilities,
                                         crypto::EnvelopeOptions base);
+
+// The one recipient decision, at RCPT time (no trigger known yet: `raised` false) and at end
+// of data. `lookup` is null when no lookup result exists (that counts as a failed lookup for
+// require / opportunistic recipients; `never` needs none).
+RecipientDecision decide_recipient(const std::string& address, const PolicyTable& policy, const PolicyOptions& options,
+                                   bool raised, const lookup::LookupResult* lookup);
+
+// At RCPT time: the reply line for a `require` recipient whose answer is already definite
+// ("550 5.7.1 ..." / "451 4.7.1 ..."), or nullopt to accept it (decided at end of data).
+std::optional<std::string> rcpt_reply(const RecipientDecision& d);
 
 Decision decide(const Message& m, const std::vector<std::string>& envelope_rcpts, const PolicyTable& policy,
                 const PolicyOptions& options, const std::vector<lookup::LookupResult>& lookups);

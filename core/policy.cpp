@@ -1,8 +1,9 @@
 // core/policy.cpp — the recipient policy table (see policy.hpp).
 #include "core/policy.hpp"
 
+#include "base/ascii.hpp"
+
 #include <algorithm>
-#include <cctype>
 #include <fstream>
 #include <iterator>
 #include <sstream>
@@ -10,13 +11,6 @@
 
 namespace sealmilter::core {
 namespace {
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return c < 0x80 ? static_cast<char>(std::tolower(c)) : static_cast<char>(c); });
-    return out;
-}
 
 std::string_view domain_of(std::string_view address) {
     const size_t at = address.rfind('@');
@@ -66,9 +60,9 @@ PolicyTable PolicyTable::parse(std::string_view text, const std::string& name) {
         if (!(fields >> key)) continue;  // blank or comment
         if (!(fields >> mode)) throw PolicyError(where + ": '" + key + "' has no mode (require, opportunistic, never)");
         if (fields >> extra) throw PolicyError(where + ": unexpected '" + extra + "' after the mode");
-        const std::optional<Mode> m = parse_mode(lower(mode));
+        const std::optional<Mode> m = parse_mode(base::to_lower(mode));
         if (!m) throw PolicyError(where + ": unknown mode '" + mode + "' (require, opportunistic, never)");
-        key = lower(key);
+        key = base::to_lower(key);
         if (!valid_key(key))
             throw PolicyError(where + ": '" + key + "' is not an address, @domain, .parent.domain or *");
         const auto [it, inserted] = t.entries_.emplace(key, Entry{*m, lineno});
@@ -86,7 +80,7 @@ PolicyTable PolicyTable::load(const std::string& path) {
 }
 
 PolicyMatch PolicyTable::lookup(std::string_view address, Mode default_mode) const {
-    const std::string addr = lower(address);
+    const std::string addr = base::to_lower(address);
     const std::string domain(domain_of(addr));
     std::vector<std::string> candidates{addr};
     if (!domain.empty()) {
@@ -104,9 +98,9 @@ PolicyMatch PolicyTable::lookup(std::string_view address, Mode default_mode) con
 }
 
 bool in_domains(std::string_view address, const std::vector<std::string>& domains) {
-    const std::string domain = lower(domain_of(address));
+    const std::string domain = base::to_lower(domain_of(address));
     return std::any_of(domains.begin(), domains.end(), [&](const std::string& d) {
-        const std::string ld = lower(d);
+        const std::string ld = base::to_lower(d);
         return domain == ld || (domain.size() > ld.size() && domain.compare(domain.size() - ld.size(), ld.size(), ld) == 0 &&
                                 domain[domain.size() - ld.size() - 1] == '.');
     });

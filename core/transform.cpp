@@ -1,6 +1,8 @@
 // core/transform.cpp — planning and streaming the S/MIME transform (see transform.hpp).
 #include "core/transform.hpp"
 
+#include "base/ascii.hpp"
+
 #include <algorithm>
 #include <map>
 #include <stdexcept>
@@ -14,15 +16,8 @@ constexpr std::string_view kCtAuthEnveloped =
 constexpr std::string_view kCte = " base64";
 constexpr std::string_view kCd = " attachment; filename=\"smime.p7m\"";
 
-std::string lower_name(std::string_view n) {
-    std::string out(trim(n));
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
-
 bool is_trace_field(std::string_view name) {
-    return iequals(trim(name), "Received") || iequals(trim(name), "Return-Path");
+    return base::iequals(base::trim(name), "Received") || base::iequals(base::trim(name), "Return-Path");
 }
 
 // The three fields that describe the new outer body, with their new values.
@@ -66,7 +61,7 @@ void append_protected_headers(const Message& m, const TransformOptions& options,
     const Plan outer = plan_encryption(m, options);
     for (const HeaderField& f : apply_edits(m.headers, outer.edits)) {
         if (is_content_header(f.name) || is_header_named(f, "MIME-Version") || is_trace_field(f.name)) continue;
-        out += serialize_field(HeaderField{"HP-Outer", " " + std::string(trim(f.name)) + ":" + f.value}, "\r\n");
+        out += serialize_field(HeaderField{"HP-Outer", " " + std::string(base::trim(f.name)) + ":" + f.value}, "\r\n");
     }
 }
 
@@ -87,7 +82,7 @@ Plan plan_encryption(const Message& m, const TransformOptions& options) {
     bool have_mime_version = false;
     std::map<std::string, int> occurrence;
     for (const HeaderField& f : m.headers) {
-        const int index = ++occurrence[lower_name(f.name)];
+        const int index = ++occurrence[base::to_lower(base::trim(f.name))];
         if (is_header_named(f, "MIME-Version")) have_mime_version = true;
         if (!is_content_header(f.name)) {
             if (options.protect_headers && index == 1 && is_header_named(f, "Subject"))
@@ -100,7 +95,7 @@ Plan plan_encryption(const Message& m, const TransformOptions& options) {
             slot->seen = true;
             plan.edits.push_back({HeaderEdit::Op::Change, std::string(slot->name), index, std::string(slot->value)});
         } else {
-            plan.edits.push_back({HeaderEdit::Op::Delete, std::string(trim(f.name)), index, {}});
+            plan.edits.push_back({HeaderEdit::Op::Delete, std::string(base::trim(f.name)), index, {}});
         }
     }
     if (!have_mime_version) plan.edits.push_back({HeaderEdit::Op::Append, "MIME-Version", 0, " 1.0"});

@@ -2,7 +2,7 @@
 #include "milter/adapter.hpp"
 
 #include "milter/reinject.hpp"
-#include "milter/transaction.hpp"
+#include "milter/session.hpp"
 
 #include <libmilter/mfapi.h>
 
@@ -23,38 +23,33 @@ namespace sealmilter::milter {
 namespace {
 
 ServicesHolder* g_services = nullptr;  // set by serve(); libmilter callbacks have no user data
-std::function<void(const std::string&)> g_log;
+base::Logger g_log;                    // set by serve() before smfi_main; read-only afterwards
 std::atomic<unsigned long> g_session{0};
-
-struct Connection {
-    std::string session;
-    std::unique_ptr<Transaction> tx;
-    bool leadspc = false;  // the MTA keeps the leading space of header values (SMFIP_HDR_LEADSPC)
-    bool no_reply_hdr = false;   // SMFIP_NR_HDR negotiated: header callbacks answer SMFIS_NOREPLY
-    bool no_reply_body = false;  // SMFIP_NR_BODY negotiated: body callbacks answer SMFIS_NOREPLY
-    std::string deferred_error;  // a failure while accumulating, answered at end of message
-};
 
 void check(int rc, const std::string& what) {
     if (rc != MI_SUCCESS) throw std::runtime_error(what + " failed");
 }
 
-Connection* conn(SMFICTX* ctx) { return static_cast<Connection*>(smfi_getpriv(ctx)); }
+Session* conn(SMFICTX* ctx) { return static_cast<Session*>(smfi_getpriv(ctx)); }
+
+Session& session(SMFICTX* ctx) {
+    Session* c = conn(ctx);
+    if (c == nullptr) throw std::runtime_error("no connection state");
+    return *c;
+}
 
 // The connection state is created by whichever callback comes first (negotiate precedes
 // connect) and owned through smfi_setpriv until on_close.
-Connection& ensure_conn(SMFICTX* ctx) {
-    if (Connection* c = conn(ctx)) return *c;
-    auto c = std::make_unique<Connection>();
-    c->session = "S" + std::to_string(++g_session);
+Session& ensure_conn(SMFICTX* ctx) {
+    if (Session* c = conn(ctx)) return *c;
+    auto c = std::make_unique<Session>("S" + std::to_string(++g_session));
     check(smfi_setpriv(ctx, c.get()), "smfi_setpriv");
     return *c.release();
 }
 
 std::string tag_of(SMFICTX* ctx) {
-    Connection* c = conn(ctx);
-    if (c == nullptr) return "-";
-    return c->tx ? c->tx->tag() : c->session;
+    const Session* c = conn(ctx);
+    return c == nullptr ? "-" : c->tag();
 }
 
 // The one guarded dispatcher: everything that can throw runs inside.
@@ -63,9 +58,9 @@ sfsistat guarded(SMFICTX* ctx, const char* step, Fn&& fn) {
     try {
         return fn();
     } catch (const std::exception& e) {
-        if (g_log) g_log(tag_of(ctx) + ": internal error in " + step + ": " + e.what() + "; tempfail");
+        g_log.child(tag_of(ctx)).error(std::string("internal error in ") + step + ": " + e.what() + "; tempfail");
     } catch (...) {
-        if (g_log) g_log(tag_of(ctx) + ": unknown internal error in " + step + "; tempfail");
+        g_log.child(tag_of(ctx)).error(std::string("unknown internal error in ") + step + "; tempfail");
     }
     smfi_setreply(ctx, const_cast<char*>("451"), const_cast<char*>("4.7.0"),
                   const_cast<char*>("internal error in the encryption gateway; try again later"));
@@ -138,7 +133,7 @@ sfsistat on_negotiate(SMFICTX* ctx, unsigned long f0, unsigned long f1, unsigned
         // until our delayed ACK fires (+40 ms per message, measured). The reply to DATA ACKs it.
         // Headers and body chunks need no reply (SMFIP_NR_*): one round trip less for each.
         *pf1 = f1 & (SMFIP_HDR_LEADSPC | SMFIP_NOHELO | SMFIP_NOUNKNOWN | SMFIP_NOEOH | SMFIP_NR_HDR | SMFIP_NR_BODY);
-        Connection& c = ensure_conn(ctx);
+        Session& c = ensure_conn(ctx);
         c.leadspc = (*pf1 & SMFIP_HDR_LEADSPC) != 0;
         c.no_reply_hdr = (*pf1 & SMFIP_NR_HDR) != 0;
         c.no_reply_body = (*pf1 & SMFIP_NR_BODY) != 0;
@@ -157,72 +152,42 @@ sfsistat on_connect(SMFICTX* ctx, char*, _SOCK_ADDR*) {
 
 sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
     return guarded(ctx, "MAIL FROM", [&] {
-        Connection* c = conn(ctx);
-        if (c == nullptr) throw std::runtime_error("no connection state");
-        c->deferred_error.clear();
-        c->tx = std::make_unique<Transaction>(g_services->get(), c->session);
-        c->tx->mail_from(argv[0] != nullptr ? argv[0] : "");
+        session(ctx).begin(g_services->get(), argv[0] != nullptr ? argv[0] : "");
         return SMFIS_CONTINUE;
     });
 }
 
 sfsistat on_envrcpt(SMFICTX* ctx, char** argv) {
     return guarded(ctx, "RCPT TO", [&] {
-        Connection* c = conn(ctx);
-        if (c == nullptr || !c->tx) throw std::runtime_error("RCPT without MAIL");
-        const Reply r = c->tx->recipient(argv[0] != nullptr ? argv[0] : "");
+        const Reply r = session(ctx).recipient(argv[0] != nullptr ? argv[0] : "");
         return r.accept ? SMFIS_CONTINUE : reply(ctx, r);
     });
 }
 
-// Header and body callbacks only accumulate. When the MTA agreed not to wait for their replies
-// (one round trip less per header and body chunk), a failure cannot be answered there: it is
-// kept and the message is tempfailed at end of message.
-template <typename Fn>
-sfsistat accumulate(SMFICTX* ctx, const char* step, bool no_reply, Fn&& fn) {
-    Connection* c = conn(ctx);
-    if (c == nullptr) return SMFIS_TEMPFAIL;  // cannot happen: negotiate creates the state
-    if (!c->deferred_error.empty()) return no_reply ? SMFIS_NOREPLY : SMFIS_CONTINUE;
-    try {
-        if (!c->tx) throw std::runtime_error("no transaction (MAIL FROM missing)");
-        fn(*c);
-    } catch (const std::exception& e) {
-        c->deferred_error = std::string(step) + ": " + e.what();
-    }
-    return no_reply ? SMFIS_NOREPLY : SMFIS_CONTINUE;
-}
-
+// Header and body callbacks only accumulate (Session::accumulate keeps any failure for end
+// of message, and never throws).
 sfsistat on_header(SMFICTX* ctx, char* name, char* value) {
-    Connection* c = conn(ctx);
-    return accumulate(ctx, "header", c != nullptr && c->no_reply_hdr, [&](Connection& cn) {
-        const std::string v = value != nullptr ? value : "";
-        cn.tx->header(name != nullptr ? name : "", cn.leadspc ? v : " " + v);
-    });
+    Session* c = conn(ctx);
+    if (c == nullptr) return SMFIS_TEMPFAIL;  // cannot happen: negotiate creates the state
+    c->header(name != nullptr ? name : "", value != nullptr ? value : "");
+    return c->no_reply_hdr ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
 sfsistat on_body(SMFICTX* ctx, unsigned char* data, size_t len) {
-    Connection* c = conn(ctx);
-    return accumulate(ctx, "body", c != nullptr && c->no_reply_body,
-                      [&](Connection& cn) { cn.tx->body(reinterpret_cast<const char*>(data), len); });
+    Session* c = conn(ctx);
+    if (c == nullptr) return SMFIS_TEMPFAIL;
+    c->body(reinterpret_cast<const char*>(data), len);
+    return c->no_reply_body ? SMFIS_NOREPLY : SMFIS_CONTINUE;
 }
 
 sfsistat on_eom(SMFICTX* ctx) {
     return guarded(ctx, "end of message", [&] {
-        Connection* c = conn(ctx);
-        if (c == nullptr) throw std::runtime_error("end of message without connection state");
-        if (!c->deferred_error.empty() || !c->tx) {
-            const std::string why = c->tx ? c->deferred_error : "end of message without MAIL";
-            c->deferred_error.clear();
-            c->tx.reset();
-            throw std::runtime_error(why);  // guarded(): logged, 451 4.7.0
-        }
+        Session& c = session(ctx);
         const char* qid = smfi_getsymval(ctx, const_cast<char*>("i"));
         const std::shared_ptr<const Services> s = g_services->get();
-        LibmilterActions actions(ctx, c->leadspc);
+        LibmilterActions actions(ctx, c.leadspc);
         SmtpReinjector reinjector(s->reinject_host, s->reinject_port, s->reinject_timeout_ms);
-        const EomResult r = c->tx->end_of_message(qid != nullptr ? qid : "", actions, reinjector);
-        if (g_log) g_log(c->tx->tag() + ": " + r.summary);
-        c->tx.reset();
+        const EomResult r = c.end_of_message(qid != nullptr ? qid : "", actions, reinjector);
         if (r.verdict == EomResult::Verdict::Accept) {
             actions.flush_body();
             return SMFIS_CONTINUE;
@@ -233,17 +198,14 @@ sfsistat on_eom(SMFICTX* ctx) {
 
 sfsistat on_abort(SMFICTX* ctx) {
     return guarded(ctx, "abort", [&] {
-        if (Connection* c = conn(ctx)) {
-            c->tx.reset();
-            c->deferred_error.clear();
-        }
+        if (Session* c = conn(ctx)) c->abort();
         return SMFIS_CONTINUE;
     });
 }
 
 sfsistat on_close(SMFICTX* ctx) {
     return guarded(ctx, "close", [&] {
-        std::unique_ptr<Connection> c(conn(ctx));  // ownership returns from libmilter
+        const std::unique_ptr<Session> c(conn(ctx));  // ownership returns from libmilter
         smfi_setpriv(ctx, nullptr);
         return SMFIS_CONTINUE;
     });
@@ -255,7 +217,7 @@ sfsistat on_close(SMFICTX* ctx) {
 // +85 ms per 10 KiB message (bench/smtp.sh). libmilter does not expose its sockets, so once
 // smfi_opensocket() has run, the process's only listening TCP socket is libmilter's: set
 // TCP_NODELAY there; Linux copies it to every accepted connection.
-void disable_nagle_on_listeners(const std::function<void(const std::string&)>& log) {
+void disable_nagle_on_listeners(const base::Logger& log) {
     for (int fd = 0; fd < 1024; ++fd) {
         struct stat st {};
         if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) continue;
@@ -269,27 +231,33 @@ void disable_nagle_on_listeners(const std::function<void(const std::string&)>& l
             continue;  // unix sockets have no Nagle
         const int one = 1;
         if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
-            log(std::string("cannot set TCP_NODELAY on the milter socket: ") + std::strerror(errno));
+            log.warning(std::string("cannot set TCP_NODELAY on the milter socket: ") + std::strerror(errno));
     }
 }
 
 }  // namespace
 
-int serve(const std::string& socket, ServicesHolder& services, const std::function<void()>& reload,
-          const std::function<void(const std::string&)>& log) {
-    g_services = &services;
-    g_log = log;
-    // Signals. libmilter's own signal thread sigwait()s for SIGHUP, SIGTERM and SIGINT and
-    // stops the milter on any of them; SIGHUP must reload instead. So: all three are blocked
-    // in every thread (set here, before any thread exists, and inherited), the reload thread
-    // waits for SIGHUP alone, and libmilter's sigwait() (the one below) never includes SIGHUP.
-    // SIGTERM / SIGINT reach libmilter only: smfi_main() returns and the daemon exits 0.
+// Signals. libmilter's own signal thread sigwait()s for SIGHUP, SIGTERM and SIGINT and stops
+// the milter on any of them; SIGHUP must reload instead. So: all three are blocked in every
+// thread (inherited from the thread that blocks them first, hence before any thread exists:
+// the lookup resolver's workers start while the Services are built), the reload thread waits
+// for SIGHUP alone, and libmilter's sigwait() (the one below) never includes SIGHUP. A thread
+// that left SIGHUP unblocked would take it with the default action: the daemon dies.
+// SIGTERM / SIGINT reach libmilter only: smfi_main() returns and the daemon exits 0.
+void block_daemon_signals() {
     sigset_t blocked;
     sigemptyset(&blocked);
     sigaddset(&blocked, SIGHUP);
     sigaddset(&blocked, SIGTERM);
     sigaddset(&blocked, SIGINT);
     pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
+}
+
+int serve(const std::string& socket, ServicesHolder& services, const std::function<void()>& reload,
+          const base::Logger& log) {
+    g_services = &services;
+    g_log = log;
+    block_daemon_signals();  // normally done already, before the first thread
     std::thread([reload] {
         sigset_t hup;
         sigemptyset(&hup);
@@ -315,19 +283,19 @@ int serve(const std::string& socket, ServicesHolder& services, const std::functi
     desc.xxfi_negotiate = on_negotiate;
     std::string sock = socket;
     if (smfi_setconn(sock.data()) != MI_SUCCESS) {
-        log("cannot use milter.socket " + socket);
+        log.error("cannot use milter.socket " + socket);
         return 1;
     }
     if (smfi_register(desc) != MI_SUCCESS) {
-        log("smfi_register failed");
+        log.error("smfi_register failed");
         return 1;
     }
     if (smfi_opensocket(true) != MI_SUCCESS) {
-        log("cannot open milter.socket " + socket);
+        log.error("cannot open milter.socket " + socket);
         return 1;
     }
     disable_nagle_on_listeners(log);
-    log("listening on " + socket);
+    log.info("listening on " + socket);
     return smfi_main() == MI_SUCCESS ? 0 : 1;
 }
 

@@ -1,7 +1,10 @@
 // milter/journal.cpp — the re-injection journal (see journal.hpp).
 #include "milter/journal.hpp"
 
+#include "base/ascii.hpp"
+#include "base/encoding.hpp"
 #include "core/mime.hpp"
+#include "crypto/ossl.hpp"
 
 #include <openssl/evp.h>
 
@@ -20,9 +23,7 @@ namespace {
 // MTA may add or regenerate on the second attempt (Postfix adds a missing Date with the time
 // of each attempt).
 bool identifies(const std::string& name) {
-    std::string n;
-    for (char c : name) n += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
-    while (!n.empty() && (n.back() == ' ' || n.back() == '\t')) n.pop_back();
+    const std::string n = base::to_lower(base::trim(name));
     return n == "message-id" || n == "from" || n == "to" || n == "cc" || n == "subject" || n == "content-type";
 }
 
@@ -35,12 +36,10 @@ Journal::Journal(std::string dir, long long max_age_s) : dir_(std::move(dir)), m
 
 std::string Journal::key(const core::Message& m, const std::string& sender, std::vector<std::string> recipients) {
     std::sort(recipients.begin(), recipients.end());
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    if (ctx == nullptr || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) {
-        EVP_MD_CTX_free(ctx);
-        throw std::runtime_error("SHA-256 unavailable");
-    }
-    const auto feed = [&](std::string_view s) { EVP_DigestUpdate(ctx, s.data(), s.size()); };
+    // Owned from the start: reading a spooled body can throw half-way (journal.hpp).
+    const crypto::EVP_MD_CTX_ptr ctx(EVP_MD_CTX_new());
+    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw std::runtime_error("SHA-256 unavailable");
+    const auto feed = [&](std::string_view s) { EVP_DigestUpdate(ctx.get(), s.data(), s.size()); };
     feed(sender);
     feed(std::string_view("\0", 1));
     for (const std::string& r : recipients) {
@@ -57,15 +56,8 @@ std::string Journal::key(const core::Message& m, const std::string& sender, std:
     m.body.for_each_chunk([&](std::string_view c) { feed(c); });
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx, md, &n);
-    EVP_MD_CTX_free(ctx);
-    static const char* hex = "0123456789abcdef";
-    std::string out;
-    for (unsigned int i = 0; i < n; ++i) {
-        out += hex[md[i] >> 4];
-        out += hex[md[i] & 15];
-    }
-    return out;
+    if (EVP_DigestFinal_ex(ctx.get(), md, &n) != 1) throw std::runtime_error("SHA-256 failed");
+    return base::to_hex(std::string_view(reinterpret_cast<const char*>(md), n));
 }
 
 bool Journal::contains(const std::string& key) const {

@@ -12,6 +12,7 @@
 // Threads:   file operations only; safe from every session thread and across restarts.
 // Errors:    a journal that cannot be written is logged by the caller and not fatal (the
 //            copy was delivered; at worst a retry duplicates it, as without a journal).
+//            key() throws std::system_error when the spooled body cannot be read.
 #pragma once
 
 #include "core/message.hpp"

@@ -1,6 +1,8 @@
 // milter/reinject.cpp — the re-injection SMTP client (see reinject.hpp).
 #include "milter/reinject.hpp"
 
+#include "base/handle.hpp"
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
@@ -9,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 
 namespace sealmilter::milter {
@@ -19,32 +22,49 @@ public:
     explicit SmtpError(const std::string& w) : std::runtime_error(w) {}
 };
 
+// Connects to the first address of `host`:`port` within `timeout_ms` (a non-blocking connect
+// bounded by poll(2): a peer whose listen queue is full drops our SYNs, and a blocking
+// connect would wait for the kernel's SYN retries, minutes). The socket is owned by a
+// UniqueFd from the start, so a failed connect never leaks it.
+base::UniqueFd connect_within(const std::string& host, int port, long timeout_ms) {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0 || res == nullptr)
+        throw SmtpError("cannot resolve " + host);
+    const std::unique_ptr<addrinfo, base::Deleter<freeaddrinfo>> owner(res);
+    base::UniqueFd fd(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd) throw SmtpError(std::string("socket: ") + std::strerror(errno));
+    const std::string where = "connect " + host + ":" + std::to_string(port);
+    if (::connect(fd.get(), res->ai_addr, res->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS) throw SmtpError(where + ": " + std::strerror(errno));
+        pollfd p{fd.get(), POLLOUT, 0};
+        int r = 0;
+        do {
+            r = ::poll(&p, 1, static_cast<int>(timeout_ms));
+        } while (r < 0 && errno == EINTR);
+        if (r == 0) throw SmtpError(where + ": timeout after " + std::to_string(timeout_ms) + " ms");
+        if (r < 0) throw SmtpError(where + ": poll: " + std::strerror(errno));
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+        if (err != 0) throw SmtpError(where + ": " + std::strerror(err));
+    }
+    return fd;
+}
+
+// One SMTP connection; every read and write waits at most timeout_ms (poll before each).
 class Connection {
 public:
-    Connection(const std::string& host, int port, long timeout_ms) : timeout_ms_(timeout_ms) {
-        addrinfo hints{};
-        hints.ai_socktype = SOCK_STREAM;
-        addrinfo* res = nullptr;
-        if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res) != 0 || res == nullptr)
-            throw SmtpError("cannot resolve " + host);
-        std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> owner(res, freeaddrinfo);
-        fd_ = ::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd_ < 0) throw SmtpError(std::string("socket: ") + std::strerror(errno));
-        if (::connect(fd_, res->ai_addr, res->ai_addrlen) != 0)
-            throw SmtpError("connect " + host + ":" + std::to_string(port) + ": " + std::strerror(errno));
-    }
-    ~Connection() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Connection(const Connection&) = delete;
-    Connection& operator=(const Connection&) = delete;
+    Connection(const std::string& host, int port, long timeout_ms)
+        : fd_(connect_within(host, port, timeout_ms)), timeout_ms_(timeout_ms) {}
 
     void write_all(const char* data, size_t len) {
         while (len > 0) {
             wait(POLLOUT);
-            const ssize_t n = ::send(fd_, data, len, MSG_NOSIGNAL);
+            const ssize_t n = ::send(fd_.get(), data, len, MSG_NOSIGNAL);
             if (n < 0) {
-                if (errno == EINTR) continue;
+                if (errno == EINTR || errno == EAGAIN) continue;  // the socket is non-blocking
                 throw SmtpError(std::string("send: ") + std::strerror(errno));
             }
             data += n;
@@ -67,7 +87,7 @@ public:
 
 private:
     void wait(short events) {
-        pollfd p{fd_, events, 0};
+        pollfd p{fd_.get(), events, 0};
         const int r = ::poll(&p, 1, static_cast<int>(timeout_ms_));
         if (r == 0) throw SmtpError("timeout after " + std::to_string(timeout_ms_) + " ms");
         if (r < 0 && errno != EINTR) throw SmtpError(std::string("poll: ") + std::strerror(errno));
@@ -83,17 +103,17 @@ private:
             if (buf_.size() > 64 * 1024) throw SmtpError("reply line too long");
             wait(POLLIN);
             char tmp[4096];
-            const ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+            const ssize_t n = ::recv(fd_.get(), tmp, sizeof tmp, 0);
             if (n == 0) throw SmtpError("connection closed by the server");
             if (n < 0) {
-                if (errno == EINTR) continue;
+                if (errno == EINTR || errno == EAGAIN) continue;
                 throw SmtpError(std::string("recv: ") + std::strerror(errno));
             }
             buf_.append(tmp, static_cast<size_t>(n));
         }
     }
 
-    int fd_ = -1;
+    base::UniqueFd fd_;
     long timeout_ms_;
     std::string buf_;
 };

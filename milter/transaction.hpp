@@ -1,21 +1,19 @@
 // milter/transaction.hpp — one SMTP transaction as the milter sees it, free of libmilter.
 //
-// Purpose:   the callbacks only accumulate (envelope, header fields, body into a spool);
-//            lookups start at RCPT time on their own threads; every decision is made by core
-//            at end of message (STYLE.md). A `require` recipient whose lookup is definite
-//            before RCPT is answered gets its own reply there (550 5.7.1 / 451 4.7.1).
-//            End of message:
-//              - already-encrypted mail passes untouched;
-//              - if any accepted recipient cannot get the right outcome now (a lookup failed,
-//                or a require miss found late), the whole message is tempfailed: nothing is
-//                lost, and on the retry the (now cached) answer is given per recipient at RCPT;
-//              - otherwise groups[1..] are re-injected through the milter-bypassing endpoint
-//                (a failure tempfails the whole message), their recipients are removed from
-//                this transaction, and groups[0] is rewritten in place (header edits + body).
-//            dry_run logs every decision and changes nothing.
+// Purpose:   accumulation and applying a plan, nothing else (STYLE.md). The callbacks only
+//            accumulate (envelope, header fields, body into a spool); lookups start at RCPT
+//            time through the bounded resolver. A `require` recipient whose answer is definite
+//            before RCPT is answered gets its reply there (core::rcpt_reply). At end of message
+//            core decides everything (core::plan_message: verdict, header edits, groups,
+//            copies, summary); the transaction applies the plan: copies first through the
+//            re-injector with the journal (a failure tempfails the whole message before
+//            anything changed), then removes their recipients, edits headers and replaces the
+//            body of the group that stays.
 // Ownership: a Transaction owns its spool and lookup futures; it borrows the actions and the
 //            re-injector passed to end_of_message.
-// Threads:   one Transaction per SMTP session thread; lookups run on helper threads.
+// Threads:   one Transaction per SMTP session thread; lookups run on the resolver's workers.
+// Logging:   through the snapshot's logger bound to the tag: the session id, then the queue
+//            id (one line "queue id X" maps them).
 // Errors:    end_of_message() throws on internal failure (I/O, OpenSSL): the adapter turns
 //            that into 451 4.7.0; plaintext is never passed for a `require` recipient.
 #pragma once
@@ -67,6 +65,7 @@ struct EomResult {
     Verdict verdict = Verdict::Accept;
     Reply reply;          // for Tempfail / Reject
     std::string summary;  // the one log line for the message
+    core::MessageSummary details;  // the same, structured (metrics)
 };
 
 class Transaction {
@@ -82,18 +81,17 @@ public:
     void body(const char* data, size_t len);
     EomResult end_of_message(const std::string& queue_id, MessageActions& actions, Reinjector& reinjector);
 
-    const std::string& tag() const { return tag_; }
+    const std::string& tag() const { return log_.tag(); }
+    const base::Logger& log() const { return log_; }
 
 private:
     struct Rcpt;
-    void log(const std::string& line) const;
-    std::vector<lookup::LookupResult> collect_lookups();
-    EomResult apply(const core::Decision& d, MessageActions& actions, Reinjector& reinjector);
-    core::TransformOptions options_for(const core::Decision& d, const core::EnvelopeGroup& g) const;
-    void harvest_inbound();  // never throws, never changes the message
+    core::TransactionFacts facts();  // waits for the lookups
+    std::string hand_over_copies(const core::MessagePlan& plan, Reinjector& reinjector);
+    void apply(const core::MessagePlan& plan, MessageActions& actions);
 
     std::shared_ptr<const Services> services_;
-    std::string tag_;  // session id, then the queue id
+    base::Logger log_;  // bound to the session id, then the queue id
     std::string sender_;
     std::vector<std::unique_ptr<Rcpt>> rcpts_;
     std::unique_ptr<core::Message> message_;

@@ -3,7 +3,7 @@
 
 usage: test_milter_e2e.py --sealmilter BIN --source REPO_DIR --group GROUP
 Groups (each starts its own gateway, see gateway.py): basic, directory-down, large,
-concurrency, kill. Prints 'e2e-GROUP: N passed, M failed' and exits 1 on any failure.
+concurrency, kill, archive. Prints 'e2e-GROUP: N passed, M failed' and exits 1 on any failure.
 Every case asserts what the sink received (decrypted with `openssl cms` and NSS `cmsutil`) or
 the SMTP reply the client got. After each group the harness checks every sink file: no
 plaintext ever reached a `require` recipient.
@@ -591,6 +591,64 @@ def group_kill(gw):
     require_never_plain(gw, lambda a: True)
 
 
+
+# ------------------------------------------------------------------------------------------------
+# archive: crypto.archive_cert — every encrypted envelope (the one Postfix keeps and each
+# split-off Bcc envelope) also decrypts with the archive key; a bad archive refuses to start
+# ------------------------------------------------------------------------------------------------
+
+def refused_config(gw, name, archive_path, why):
+    """`sealmilter run` with this archive certificate exits 78 naming the key and why."""
+    conf = os.path.join(gw.tmp, f"bad-{name}.conf")
+    with open(conf, "w") as f:
+        f.write(gw.conf_text(extra=f"[crypto]\narchive_cert = {archive_path}\n").replace(
+            f"inet:{gw.milter_port}@", f"inet:{gw.milter_port + 1}@"))
+    p = subprocess.run([gw.bin, "run", "-c", conf], capture_output=True, timeout=60)
+    out = (p.stdout + p.stderr).decode(errors="replace")
+    check(f"archive {name}: run refuses to start (exit 78) naming crypto.archive_cert",
+          p.returncode == 78 and "crypto.archive_cert" in out and why in out, f"exit {p.returncode}: {out[-400:]}")
+
+
+def group_archive(gw):
+    sender = "statements@bank.example"
+    bob, hidden, archive = gw.ids["bob"], gw.ids["hidden"], gw.ids["archive"]
+    garbage = os.path.join(gw.tmp, "garbage.pem")
+    with open(garbage, "w") as f:
+        f.write("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    refused_config(gw, "unparsable file", garbage, garbage)
+    refused_config(gw, "missing file", os.path.join(gw.tmp, "absent.pem"), "absent.pem")
+    # A certificate that does not chain to lookup.trust_anchors fails the validator like a
+    # recipient's would.
+    rogue_key, rogue = os.path.join(gw.tmp, "rogue.key"), os.path.join(gw.tmp, "rogue.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", rogue_key, "-out", rogue,
+                    "-days", "30", "-subj", "/CN=rogue archive", "-addext", "subjectAltName=email:archive@bank.example",
+                    "-addext", "keyUsage=critical,keyEncipherment", "-addext", "extendedKeyUsage=emailProtection"],
+                   check=True, capture_output=True)
+    refused_config(gw, "untrusted certificate", rogue, "not usable for <archive@bank.example>")
+
+    # The running daemon takes the archive on reload.
+    gw.extra_conf = f"[crypto]\narchive_cert = {archive.cert}\n"
+    gw.write_conf()
+    gw.hup_milter()
+    wait_log(gw, "reloaded the configuration", 1)
+    check("archive: reloaded with crypto.archive_cert", "reloaded the configuration" in gw.log(), gw.log()[-500:])
+
+    mid = new_id("archive")
+    msg = compose("01-plain-ascii.eml", mid, to=[bob.addr])
+    r = gw.send(sender, [bob.addr, hidden.addr], msg)  # hidden is a Bcc: an envelope of its own
+    check("archive: accepted", reply_ok(r), r)
+    ds = by_rcpts(gw.wait_deliveries(mid, 2))
+    for who in (bob, hidden):
+        d = ds.get((who.addr,))
+        if not check(f"archive: one delivery to {who.name}", d is not None, list(ds)):
+            continue
+        check(f"archive: {who.name}'s envelope names {who.name} and the archive",
+              gw.recipients_of(d) == sorted([who.name, "archive"]), gw.recipients_of(d))
+        check_decrypts(gw, f"archive ({who.name})", d, who.name, msg, nss=False)
+        check_decrypts(gw, f"archive ({who.name}'s copy)", d, "archive", msg, nss=False)
+    check("archive: the summary says so", "and the archive)" in gw.log(), gw.log()[-500:])
+
+
 GROUPS = {
     "basic": (basic_recipients, ["bob", "carol", "dave", "erin", "frank"], BASIC_POLICY, "", group_basic),
     "directory-down": (lambda: {"bob": ("bob@partner.example", "rsa"), "frank": ("frank@secure.example", "rsa")},
@@ -599,6 +657,9 @@ GROUPS = {
     "concurrency": (lambda: {"bob": ("bob@partner.example", "rsa"), "carol": ("carol@partner.example", "rsa")},
                     ["bob", "carol"], "* opportunistic\n", "", group_concurrency),
     "kill": (lambda: {"bob": ("bob@partner.example", "rsa")}, ["bob"], "* require\n", "", group_kill),
+    "archive": (lambda: {"bob": ("bob@partner.example", "rsa"), "hidden": ("hidden@partner.example", "rsa"),
+                         "archive": ("archive@bank.example", "rsa")},
+                ["bob", "hidden"], "* opportunistic\n", "", group_archive),
 }
 
 

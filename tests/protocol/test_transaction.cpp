@@ -89,10 +89,10 @@ protected:
         auto s = std::make_shared<milter::Services>();
         s->chain = chain_.get();
         s->resolver = std::make_shared<lookup::Resolver>(*chain_);
-        s->policy = core::PolicyTable::parse("@customers.bank.example require\n* opportunistic\n", "policy");
+        s->plan.policy = core::PolicyTable::parse("@customers.bank.example require\n* opportunistic\n", "policy");
         s->spool_dir = "/tmp";
         s->memory_threshold = 4096;  // exercise the file spool
-        s->log = [this](const std::string& l) { logs_.push_back(l); };
+        s->log = sealmilter::base::Logger::to_function([this](sealmilter::base::LogLevel, const std::string& l) { logs_.push_back(l); });
         if (tweak) tweak(*s);
         services_ = s;
     }
@@ -182,7 +182,7 @@ TEST_F(TransactionTest, RequireWithoutCertificateIsRefusedAtRcpt) {
 }
 
 TEST_F(TransactionTest, RequireTempfailsWhenConfigured) {
-    rebuild([](milter::Services& s) { s.policy_options.no_cert_tempfail = true; });
+    rebuild([](milter::Services& s) { s.plan.policy_options.no_cert_tempfail = true; });
     std::vector<milter::Reply> replies;
     run(kMsg, {"jane@customers.bank.example"}, &replies);
     EXPECT_EQ(replies[0].code, "451");
@@ -263,7 +263,7 @@ TEST_F(TransactionTest, AlreadyEncryptedPassesUntouched) {
 }
 
 TEST_F(TransactionTest, DryRunChangesNothingButLogsTheDecision) {
-    rebuild([](milter::Services& s) { s.dry_run = true; });
+    rebuild([](milter::Services& s) { s.plan.dry_run = true; });
     const auto bob = make_identity({.email = "bob@partner.example"});
     give_cert(bob, "bob@partner.example");
     const auto r = run(kMsg, {"bob@partner.example"});
@@ -296,7 +296,7 @@ TEST_F(TransactionTest, SubjectTagRaisesToRequireAndIsRemoved) {
     EXPECT_NE(r2.reply.text.find("x@partner.example"), std::string::npos) << r2.reply.text;
     EXPECT_FALSE(mta_.body_replaced);
     // With no_cert_action = tempfail the same message is tempfailed instead.
-    rebuild([](milter::Services& s) { s.policy_options.no_cert_tempfail = true; });
+    rebuild([](milter::Services& s) { s.plan.policy_options.no_cert_tempfail = true; });
     FakeMta third;
     mta_ = third;
     const auto r3 = run("To: x@partner.example\r\nSubject: [secure] Salary\r\n\r\nx\r\n", {"x@partner.example"});
@@ -306,7 +306,7 @@ TEST_F(TransactionTest, SubjectTagRaisesToRequireAndIsRemoved) {
 }
 
 TEST_F(TransactionTest, TooBigIsRefusedWith552) {
-    rebuild([](milter::Services& s) { s.max_message_size = 10; });
+    rebuild([](milter::Services& s) { s.plan.max_message_size = 10; });
     const auto r = run(kMsg, {"bob@partner.example"});
     EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Reject);
     EXPECT_EQ(r.reply.code, "552");
@@ -323,7 +323,7 @@ TEST_F(TransactionTest, TooBigOnceEncryptedIsRefusedWith552BeforeAnythingChanges
     ASSERT_EQ(plain_run.verdict, milter::EomResult::Verdict::Accept) << plain_run.summary;
     const size_t actual = delivered(msg).size();
     // A limit just below it: refused with the sentence, nothing edited.
-    rebuild([&](milter::Services& s) { s.mta_size_limit = actual - 1; });
+    rebuild([&](milter::Services& s) { s.plan.mta_size_limit = actual - 1; });
     give_cert(bob, "bob@partner.example");
     FakeMta fresh;
     mta_ = fresh;
@@ -335,7 +335,7 @@ TEST_F(TransactionTest, TooBigOnceEncryptedIsRefusedWith552BeforeAnythingChanges
     EXPECT_FALSE(mta_.body_replaced);
     EXPECT_TRUE(mta_.edits.empty());
     // The estimate is not far off: 5% above the real size passes.
-    rebuild([&](milter::Services& s) { s.mta_size_limit = actual + actual / 20; });
+    rebuild([&](milter::Services& s) { s.plan.mta_size_limit = actual + actual / 20; });
     give_cert(bob, "bob@partner.example");
     FakeMta again;
     mta_ = again;
@@ -355,7 +355,7 @@ TEST_F(TransactionTest, CipherAutoFollowsTheRecipientsCapabilities) {
         a.candidates = {bob.cert};
         a.capabilities = gcm ? std::vector<std::string>{"aes256-gcm", "aes256-cbc"} : std::vector<std::string>{"aes256-cbc"};
         directory_.answers["bob@partner.example"] = a;
-        rebuild([](milter::Services& s) { s.cipher_auto = true; });
+        rebuild([](milter::Services& s) { s.plan.cipher_auto = true; });
         FakeMta fresh;
         mta_ = fresh;
         const auto r = run(kMsg, {"bob@partner.example"});
@@ -375,10 +375,10 @@ TEST_F(TransactionTest, InboundSignedMailIsHarvestedAndPassesUnchanged) {
     vo.trust_anchor_files = {nss + "TestCA.pem"};
     lookup::Validator nss_validator(vo);
     rebuild([&](milter::Services& s) {
-        s.harvest_enabled = true;
-        s.harvest_validator = &nss_validator;
-        s.harvest_store = std::make_shared<lookup::HarvestStore>(dir);
-        s.harvest_domains = {"example.com"};
+        s.harvest.enabled = true;
+        s.harvest.validator = &nss_validator;
+        s.harvest.store = std::make_shared<lookup::HarvestStore>(dir);
+        s.harvest.domains = {"example.com"};
     });
     std::ifstream in(nss + "alice.dsig.SHA256.multipart.eml", std::ios::binary);
     std::ostringstream raw;
@@ -441,6 +441,57 @@ TEST_F(TransactionTest, ARetryNeverSendsACopyTwice) {
     ASSERT_EQ(r3.verdict, milter::EomResult::Verdict::Accept) << r3.summary;
     EXPECT_EQ(reinjector_.copies.size(), 4u);
     std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+
+namespace {
+
+// crypto.archive_cert: every encrypted envelope, the one that stays and each split-off Bcc
+// envelope, carries the archive's RecipientInfo; the plain copy is untouched.
+TEST_F(TransactionTest, EveryEncryptedEnvelopeAlsoGoesToTheArchive) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    const auto hidden = make_identity({.email = "hidden@partner.example"});
+    const auto archive = make_identity({.email = "archive@bank.example"});
+    give_cert(bob, "bob@partner.example");
+    give_cert(hidden, "hidden@partner.example");
+    rebuild([&](milter::Services& s) { s.plan.archive = archive.cert; });
+    const std::string msg = "To: bob@partner.example, carol@partner.example\r\nSubject: x\r\n\r\nbalance 1\r\n";
+    const auto r = run(msg, {"bob@partner.example", "carol@partner.example", "hidden@partner.example"});
+    ASSERT_EQ(r.verdict, milter::EomResult::Verdict::Accept) << r.summary;
+    EXPECT_NE(r.summary.find("(1 certificate(s) and the archive)"), std::string::npos) << r.summary;
+    EXPECT_TRUE(r.details.archived);
+    // In place: Bob and the archive each open it and get the original.
+    const std::string in_place = delivered(msg);
+    for (const TestIdentity* who : {&bob, &archive}) {
+        const std::string plain = open_with(in_place, *who);
+        EXPECT_NE(plain.find("\r\n\r\nbalance 1\r\n"), std::string::npos) << who->cert.fingerprint_sha256();
+    }
+    ASSERT_EQ(reinjector_.copies.size(), 2u);  // carol plain, hidden's own envelope
+    bool plain_seen = false;
+    bool bcc_seen = false;
+    for (const auto& copy : reinjector_.copies) {
+        if (copy.rcpts == std::vector<std::string>{"carol@partner.example"}) {
+            plain_seen = true;
+            EXPECT_EQ(copy.message, msg);
+            continue;
+        }
+        bcc_seen = true;
+        EXPECT_NE(open_with(copy.message, hidden).find("balance 1"), std::string::npos);
+        EXPECT_NE(open_with(copy.message, archive).find("balance 1"), std::string::npos);
+        EXPECT_TRUE(open_with(copy.message, bob).empty());  // the Bcc's envelope names no one else
+    }
+    EXPECT_TRUE(plain_seen && bcc_seen);
+}
+
+TEST_F(TransactionTest, WithoutAnArchiveTheArchiveKeyOpensNothing) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    const auto archive = make_identity({.email = "archive@bank.example"});
+    give_cert(bob, "bob@partner.example");
+    const auto r = run(kMsg, {"bob@partner.example"});
+    ASSERT_EQ(r.verdict, milter::EomResult::Verdict::Accept) << r.summary;
+    EXPECT_TRUE(open_with(delivered(kMsg), archive).empty());
+    EXPECT_EQ(r.summary.find("archive"), std::string::npos) << r.summary;
 }
 
 }  // namespace

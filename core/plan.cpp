@@ -1,0 +1,246 @@
+// core/plan.cpp — the message plan (see plan.hpp).
+#include "core/plan.hpp"
+
+#include "base/ascii.hpp"
+
+#include <algorithm>
+#include <map>
+
+namespace sealmilter::core {
+namespace {
+
+// Removes the subject tag (ASCII case-insensitive) and the space it leaves behind.
+std::string strip_tag(const std::string& value, const std::string& tag) {
+    const size_t at = base::ifind(value, tag);
+    if (tag.empty() || at == std::string::npos) return value;
+    std::string out = value.substr(0, at) + value.substr(at + tag.size());
+    const size_t dbl = out.find("  ");
+    if (dbl != std::string::npos && dbl <= at + 1) out.erase(dbl, 1);
+    if (out.size() > 1 && out[0] == ' ' && out[1] == ' ') out.erase(0, 1);
+    return out;
+}
+
+// The triggers raise the mode and are removed before delivery (SPEC §4): the edits for the
+// MTA's copy, and the header section without them for every form this plan writes.
+struct Stripped {
+    std::vector<HeaderEdit> edits;
+    std::vector<HeaderField> headers;
+};
+
+Stripped strip_triggers(const std::vector<HeaderField>& headers, const PolicyOptions& po) {
+    Stripped out;
+    std::map<std::string, int> seen;
+    for (const HeaderField& f : headers) {
+        const std::string name(base::trim(f.name));
+        const int index = ++seen[base::to_lower(name)];
+        if (!po.trigger_header.empty() && is_header_named(f, po.trigger_header)) {
+            out.edits.push_back({HeaderEdit::Op::Delete, name, index, {}});
+            continue;
+        }
+        if (is_header_named(f, "Subject") && !po.subject_tag.empty()) {
+            const std::string stripped = strip_tag(f.value, po.subject_tag);
+            if (stripped != f.value) out.edits.push_back({HeaderEdit::Op::Change, "Subject", index, stripped});
+            out.headers.push_back({f.name, stripped});
+            continue;
+        }
+        out.headers.push_back(f);
+    }
+    return out;
+}
+
+void write_plain(const Message& m, crypto::ByteSink& out) {
+    std::string head;
+    for (const HeaderField& f : m.headers) head += serialize_field(f, "\r\n");
+    head += "\r\n";
+    out.write(head.data(), head.size());
+    m.body.for_each_chunk([&](std::string_view c) { out.write(c.data(), c.size()); });
+}
+
+// The size of the encrypted message: the header section, then base64 (76 columns + CRLF per 57
+// bytes) of the CMS object: the body (CRLF on the milter wire), cipher padding and
+// about 1 KiB per recipient (RecipientInfo with a 4096-bit key, issuer name, algorithm ids).
+unsigned long long encrypted_size_estimate(const Message& m, size_t recipients) {
+    unsigned long long head = 200;  // the replaced Content-* fields and MIME-Version
+    for (const HeaderField& f : m.headers) head += f.name.size() + f.value.size() + 4;
+    const unsigned long long body = m.body.size();  // CRLF already on the milter wire
+    const unsigned long long cms = body + 64 + 1024ULL * recipients + 256;
+    return head + (cms + 56) / 57 * 78;
+}
+
+MessagePlan ending(Verdict::Kind kind, std::string reply, Action action, std::string reason, MessageSummary summary = {}) {
+    MessagePlan p;
+    p.verdict = {kind, std::move(reply)};
+    p.summary = std::move(summary);
+    p.summary.action = action;
+    p.summary.reason = std::move(reason);
+    return p;
+}
+
+// Recipients cannot be refused one by one after DATA, so one failing recipient decides for
+// the message. A lookup failure (or no_cert_action = tempfail) tempfails it: the retry meets
+// the then-cached answer at RCPT time, per recipient. A definite miss (a trigger raised the
+// message to require, or a certificate vanished since RCPT) refuses it: retrying cannot help.
+std::optional<MessagePlan> aggregate_failures(const Decision& d, MessageSummary summary) {
+    const RecipientDecision* failing = nullptr;
+    for (const RecipientDecision& r : d.recipients) {
+        if (r.outcome == Outcome::Tempfail) {
+            failing = &r;
+            break;
+        }
+        if (r.outcome == Outcome::Reject && failing == nullptr) failing = &r;
+    }
+    if (failing == nullptr) return std::nullopt;
+    const std::string why = failing->reply.size() > 10 ? failing->reply.substr(10) : failing->reason;
+    const bool definite = failing->outcome == Outcome::Reject;
+    if (summary.dry_run)
+        return ending(Verdict::Kind::Accept, {}, Action::DryRun, (definite ? "would refuse: " : "would tempfail: ") + why,
+                      std::move(summary));
+    if (!definite) return ending(Verdict::Kind::Tempfail, "451 4.7.1 " + why, Action::Tempfailed, why, std::move(summary));
+    return ending(Verdict::Kind::Reject, "550 5.7.1 " + why + "; the message was not delivered to any recipient",
+                  Action::Refused, why, std::move(summary));
+}
+
+TransformOptions options_for(const Decision& d, const EnvelopeGroup& g, const PlanSettings& s) {
+    TransformOptions o = s.transform;
+    if (!s.cipher_auto) return o;
+    std::vector<const std::vector<std::string>*> caps;
+    for (size_t i : g.recipients) caps.push_back(&d.recipients[i].capabilities);
+    o.envelope = choose_envelope(caps, o.envelope);
+    return o;
+}
+
+PlannedGroup plan_group(const Decision& d, const EnvelopeGroup& g, const Message& m, const PlanSettings& s,
+                        bool in_place) {
+    PlannedGroup p;
+    p.kind = g.encrypted ? GroupKind::Encrypt : GroupKind::Plain;
+    p.recipients = g.recipients;
+    for (size_t i : g.recipients) p.addresses.push_back(d.recipients[i].address);
+    p.certificates = g.certificates;
+    p.options = options_for(d, g, s);
+    if (g.encrypted && s.archive) {
+        const bool dup = std::any_of(p.certificates.begin(), p.certificates.end(), [&](const crypto::Certificate& c) {
+            return c.fingerprint_sha256() == s.archive->fingerprint_sha256();
+        });
+        if (!dup) p.certificates.push_back(*s.archive);
+    }
+    const Message* msg = &m;
+    if (in_place && g.encrypted) {
+        p.write = [msg, certs = p.certificates, opts = p.options](crypto::ByteSink& out) {
+            write_encrypted_body(*msg, certs, opts, out);
+        };
+    } else if (g.encrypted) {
+        p.write = [msg, certs = p.certificates, opts = p.options](crypto::ByteSink& out) {
+            write_transformed(*msg, plan_encryption(*msg, opts), certs, opts, out);
+        };
+    } else if (!in_place) {
+        p.write = [msg](crypto::ByteSink& out) { write_plain(*msg, out); };
+    }
+    return p;
+}
+
+// The refusal when an encrypted envelope would exceed the MTA's message_size_limit.
+std::optional<MessagePlan> too_big_once_encrypted(const MessagePlan& p, const Message& m, const PlanSettings& s) {
+    if (s.mta_size_limit == 0) return std::nullopt;
+    for (const PlannedGroup& g : p.groups) {
+        if (g.kind != GroupKind::Encrypt) continue;
+        const unsigned long long size = encrypted_size_estimate(m, g.certificates.size());
+        if (size <= s.mta_size_limit) continue;
+        return ending(Verdict::Kind::Reject,
+                      "552 5.3.4 the message is too big once encrypted: encryption makes a message about 1.4 times "
+                      "larger (" + std::to_string(m.body.size()) + " bytes would become about " + std::to_string(size) +
+                          ", the limit is " + std::to_string(s.mta_size_limit) + ")",
+                      Action::Refused, "too big once encrypted (about " + std::to_string(size) + " bytes)", p.summary);
+    }
+    return std::nullopt;
+}
+
+void summarise_groups(MessagePlan& p) {
+    MessageSummary& s = p.summary;
+    s.copies = p.groups.empty() ? 0 : p.groups.size() - 1;
+    s.recipients = p.groups.empty() ? 0 : p.groups[0].recipients.size();
+    if (p.groups.empty() || p.groups[0].kind != GroupKind::Encrypt) {
+        s.action = Action::DeliveredPlain;
+        return;
+    }
+    const PlannedGroup& g = p.groups[0];
+    s.action = Action::Encrypted;
+    s.cipher = crypto::cipher_name(g.options.envelope.cipher);
+    s.oaep = g.options.envelope.rsa_padding == crypto::RsaPadding::Oaep;
+    s.certificates = g.certificates.size() - (s.archived ? 1 : 0);
+}
+
+MessageSummary start_summary(const TransactionFacts& f, const PlanSettings& s) {
+    MessageSummary sum;
+    sum.dry_run = s.dry_run;
+    sum.lookup_wait = f.lookup_wait;
+    for (const lookup::LookupResult& r : f.lookups)
+        if (r.outcome == lookup::Outcome::Found && !r.source.empty() &&
+            std::find(sum.sources.begin(), sum.sources.end(), r.source) == sum.sources.end())
+            sum.sources.push_back(r.source);
+    return sum;
+}
+
+MessagePlan plan_delivery(const Decision& d, Message& m, Stripped stripped, const PlanSettings& s, MessageSummary sum) {
+    m.headers = std::move(stripped.headers);
+    MessagePlan p;
+    p.summary = std::move(sum);
+    for (size_t gi = 0; gi < d.groups.size(); ++gi) p.groups.push_back(plan_group(d, d.groups[gi], m, s, gi == 0));
+    for (size_t gi = 1; gi < p.groups.size(); ++gi)
+        p.remove.insert(p.remove.end(), p.groups[gi].recipients.begin(), p.groups[gi].recipients.end());
+    p.summary.archived = s.archive.has_value() && std::any_of(p.groups.begin(), p.groups.end(), [](const PlannedGroup& g) {
+        return g.kind == GroupKind::Encrypt;
+    });
+    summarise_groups(p);
+    if (auto refused = too_big_once_encrypted(p, m, s)) return std::move(*refused);
+    p.header_edits = std::move(stripped.edits);
+    if (!p.groups.empty() && p.groups[0].kind == GroupKind::Encrypt) {
+        const Plan outer = plan_encryption(m, p.groups[0].options);
+        p.header_edits.insert(p.header_edits.end(), outer.edits.begin(), outer.edits.end());
+    }
+    return p;
+}
+
+}  // namespace
+
+const char* to_string(GroupKind k) noexcept {
+    switch (k) {
+    case GroupKind::Plain: return "plain";
+    case GroupKind::Encrypt: return "encrypt";
+    }
+    return "?";
+}
+
+MessagePlan plan_message(TransactionFacts& f, const PlanSettings& s) {
+    const auto started = std::chrono::steady_clock::now();
+    MessageSummary sum = start_summary(f, s);
+    Message& m = *f.message;
+    MessagePlan p;
+    if (f.too_big) {
+        p = ending(Verdict::Kind::Reject,
+                   "552 5.3.4 message exceeds milter.max_message_size (" + std::to_string(s.max_message_size) + " bytes)",
+                   Action::Refused, "too big", std::move(sum));
+    } else if (const Plan outer = plan_encryption(m, s.transform); outer.kind == PlanKind::PassThrough) {
+        p = ending(Verdict::Kind::Accept, {}, Action::PassedUnchanged, outer.reason, std::move(sum));
+    } else {
+        const Decision d = decide(m, f.recipients, s.policy, s.policy_options, f.lookups);
+        sum.decisions = d.recipients;
+        if (auto failed = aggregate_failures(d, sum)) {
+            p = std::move(*failed);
+        } else if (s.dry_run) {
+            p = ending(Verdict::Kind::Accept, {}, Action::DryRun, "message left unchanged", std::move(sum));
+        } else {
+            p = plan_delivery(d, m, strip_triggers(m.headers, s.policy_options), s, std::move(sum));
+        }
+    }
+    p.summary.planning =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+    return p;
+}
+
+MessagePlan reinjection_failed(MessagePlan plan, const std::string& why) {
+    return ending(Verdict::Kind::Tempfail,
+                  "451 4.7.0 the message could not be split for its recipients (re-injection failed); try again later",
+                  Action::Tempfailed, "re-injection failed: " + why, std::move(plan.summary));
+}
+
+}  // namespace sealmilter::core
