@@ -79,6 +79,7 @@ const std::vector<OptionSpec>& option_table() {
         {"directory.client_cert", Type::String, "", "PEM client certificate for TLS client authentication; empty = none"},
         {"directory.client_key", Type::String, "", "PEM private key of directory.client_cert"},
         {"directory.follow_redirects", Type::Bool, "false", "follow HTTP redirects (at most 3, https/http only)"},
+        {"directory.max_connections", Type::Int, "4", "concurrent connections to the directory host (HTTP/2 multiplexes over one)", {}, 1, 256},
         {"cache.path", Type::String, "/var/lib/sealmilter/cache.db", "SQLite cache file (WAL); empty = no cache"},
         {"cache.min_ttl", Type::Int, "3600", "shortest life of a positive entry (s)", {}, 0, 31536000},
         {"cache.max_ttl", Type::Int, "86400", "longest life of a positive entry (s)", {}, 0, 31536000},

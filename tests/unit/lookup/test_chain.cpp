@@ -1,5 +1,6 @@
 // The Chain: order, validation of every candidate, caching (positive, negative, stale,
 // revalidation) and batching, with scripted sources, a real SQLite cache and a manual clock.
+#include "lookup/cache.hpp"
 #include "lookup/chain.hpp"
 #include "lookup/store.hpp"
 #include "tests/support/scripted_source.hpp"
@@ -19,7 +20,7 @@ using sealmilter::testing::make_identity;
 
 namespace {
 
-class ManualClock final : public lookup::Clock {
+class ManualClock final : public sealmilter::base::Clock {
 public:
     std::time_t now() const override { return t; }
     std::time_t t = std::time(nullptr);
@@ -56,7 +57,7 @@ protected:
         co.negative_ttl = 120;
         co.max_stale = 86400;
         co.clock = &clock_;
-        cache_ = std::make_unique<lookup::Cache>(co);
+        cache_ = std::make_unique<lookup::SqliteCache>(co);
         lookup::ValidatorOptions vo;
         vo.clock = &clock_;
         validator_ = std::make_unique<lookup::Validator>(vo);
@@ -70,7 +71,7 @@ protected:
 
     ManualClock clock_;
     std::filesystem::path dir_;
-    std::unique_ptr<lookup::Cache> cache_;
+    std::unique_ptr<lookup::SqliteCache> cache_;
     std::unique_ptr<lookup::Validator> validator_;
     ScriptedSource directory_{"directory"};
 };
@@ -168,7 +169,7 @@ TEST_F(ChainTest, StoreAnswersFirstAndIsNotCached) {
     lookup::StoreSource store((dir_ / "store").string());
     EXPECT_EQ(store.size(), 1u);
     EXPECT_EQ(store.problems().size(), 1u);
-    // The store is a local, admin-pinned source; trusted() is false, so its certificate must
+    // The store is a local, admin-pinned source that vouches for nothing, so its certificate must
     // chain: this self-signed test certificate does not, and is rejected with a reason.
     auto c = chain({"store", "cache", "directory"}, {&store, &directory_});
     const auto r = c.resolve({"ALICE@partner.example"});
