@@ -1,6 +1,7 @@
 // lookup/publisher.cpp — background publishing of harvested certificates (see publisher.hpp).
 #include "lookup/publisher.hpp"
 
+#include "base/file.hpp"
 #include "lookup/directory.hpp"
 
 #include <algorithm>
@@ -20,12 +21,18 @@ namespace {
 
 std::atomic<unsigned long> g_counter{0};
 
+// A queue file: the address on the first line, the PEM after it.
 bool read_request(const fs::path& p, std::string& email, std::string& pem) {
-    std::ifstream in(p, std::ios::binary);
-    if (!std::getline(in, email) || email.empty()) return false;
-    std::ostringstream rest;
-    rest << in.rdbuf();
-    pem = rest.str();
+    std::string text;
+    try {
+        text = base::read_file(p.string());
+    } catch (const std::system_error&) {
+        return false;
+    }
+    const size_t nl = text.find('\n');
+    if (nl == std::string::npos || nl == 0) return false;
+    email = text.substr(0, nl);
+    pem = text.substr(nl + 1);
     return !pem.empty();
 }
 

@@ -7,6 +7,9 @@
 //   bodies, lying lengths, junk, bombs, redirects).
 // Servers listen on loopback only and are stopped by PID at the end of each suite.
 #include "lookup/directory.hpp"
+#include "lookup/http.hpp"
+#include "lookup/publisher.hpp"
+#include "lookup/registry.hpp"
 
 #include "tests/support/http/servers.hpp"
 #include "tests/support/test_pki.hpp"
@@ -17,6 +20,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <map>
 #include <chrono>
 #include <iostream>
 #include <random>
@@ -547,6 +553,43 @@ TEST_F(DirectoryNginx, SeveralThreadsShareOneSource) {
     for (const int f : found) EXPECT_EQ(f, 10);
 }
 
+// The publisher goes through the same HTTP client and TLS policy as lookups: built from the
+// directory.* settings, it presents directory.client_cert (it used to ignore it, and a
+// directory that demands client certificates refused every publication).
+TEST_F(DirectoryNginx, PublisherPresentsTheDirectoryClientCertificate) {
+    const std::string dir = http::make_temp_dir("publish-mtls");
+    std::map<std::string, std::string, std::less<>> values = {
+        {"directory.publish_url", env_->server.base_url() + "/publish-mtls/{email}"},
+        {"directory.timeout_ms", "10000"},
+        {"directory.token_file", ""},
+        {"directory.ca_file", env_->server.ca_file()},
+        {"directory.client_cert", env_->server.client_cert_file()},
+        {"directory.client_key", env_->server.client_key_file()},
+        {"directory.max_body", "1048576"},
+        {"directory.follow_redirects", "false"},
+        {"directory.max_connections", "4"},
+        {"harvest.dir", dir}};
+    const std::string pem = to_pem(env_->alice);
+    {
+        auto with_cert = Publisher::without_thread(publish_options(MapSettings(values)), [](const std::string&) {});
+        with_cert->enqueue("alice@example.test", pem);
+        EXPECT_EQ(with_cert->flush_once(), 0u);  // 204: published and dequeued
+    }
+    values["directory.client_cert"] = "";
+    values["directory.client_key"] = "";
+    {
+        std::vector<std::string> log;
+        auto without = Publisher::without_thread(publish_options(MapSettings(values)),
+                                                 [&log](const std::string& l) { log.push_back(l); });
+        without->enqueue("alice@example.test", pem);
+        EXPECT_EQ(without->flush_once(), 1u);  // the endpoint refuses: stays queued
+        ASSERT_FALSE(log.empty());
+        EXPECT_NE(log.back().find("HTTP 403"), std::string::npos) << log.back();
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+}
+
 // ---- a scripted fault server ------------------------------------------------------------------
 
 class DirectoryFault : public ::testing::Test {
@@ -693,6 +736,37 @@ TEST_F(DirectoryFault, ConcurrentCallersDoNotWaitForEachOther) {
     slow.join();
     EXPECT_EQ(quick.outcome, Outcome::NotFound);
     EXPECT_FALSE(slow_finished_first) << "the quick lookup waited for the hanging one";
+}
+
+// directory.max_connections caps the connections to one host, for one batch and for several
+// callers at once: the fault server (HTTP/1.1, one request per connection) counts how many
+// were open at the same time. Every request still gets its answer.
+TEST_F(DirectoryFault, ConnectionsPerHostNeverExceedMaxConnections) {
+    constexpr long kCap = 3;
+    DirectoryOptions o;
+    o.url_template = server_->base_url() + "/slow/{email}";
+    o.timeout_ms = 20000;
+    o.max_connections = kCap;
+    DirectorySource source(o);
+    std::vector<Query> batch;
+    for (int i = 0; i < 24; ++i) batch.push_back(make_query("r" + std::to_string(i) + "@x.example"));
+    std::vector<std::vector<SourceAnswer>> answers(3);
+    std::vector<std::thread> callers;
+    for (auto& a : answers) callers.emplace_back([&source, &batch, &a] { a = source.lookup_many(batch); });
+    for (auto& t : callers) t.join();
+    for (const auto& a : answers) {
+        ASSERT_EQ(a.size(), batch.size());
+        for (const SourceAnswer& one : a) EXPECT_EQ(one.reason, "HTTP 404");
+    }
+    HttpClient stats_client(HttpOptions{});
+    HttpRequest stats;
+    stats.url = server_->base_url() + "/stats/";
+    const HttpResponse r = stats_client.perform({stats}).front();
+    ASSERT_EQ(r.status, 200) << r.error;
+    const nlohmann::json j = nlohmann::json::parse(r.body);
+    EXPECT_GE(j["connections"].get<int>(), 72);
+    EXPECT_GE(j["max_concurrent"].get<int>(), 1);
+    EXPECT_LE(j["max_concurrent"].get<int>(), kCap) << r.body;
 }
 
 }  // namespace
