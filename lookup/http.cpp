@@ -10,6 +10,7 @@
 #include "base/ascii.hpp"
 #include "base/handle.hpp"
 #include "base/mutex.hpp"
+#include "base/worker_thread.hpp"
 
 #include <curl/curl.h>
 
@@ -375,7 +376,7 @@ HttpClient::HttpClient(HttpOptions options) : impl_(std::make_unique<Impl>()) {
     // host otherwise (the rest wait in the multi handle for a free one).
     curl_multi_setopt(impl_->multi.get(), CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
     curl_multi_setopt(impl_->multi.get(), CURLMOPT_MAX_HOST_CONNECTIONS, std::max(1L, impl_->options.max_connections));
-    impl_->io = std::thread([impl = impl_.get()] { impl->run(); });
+    impl_->io = base::start_worker_thread([impl = impl_.get()] { impl->run(); });
 }
 
 HttpClient::~HttpClient() {

@@ -2,6 +2,7 @@
 #include "lookup/publisher.hpp"
 
 #include "base/file.hpp"
+#include "base/worker_thread.hpp"
 #include "lookup/directory.hpp"
 
 #include <algorithm>
@@ -43,7 +44,7 @@ Publisher::Publisher(PublishOptions options, std::function<void(const std::strin
     std::error_code ec;
     fs::create_directories(options_.queue_dir, ec);
     if (ec) throw std::runtime_error("cannot create the publish queue " + options_.queue_dir + ": " + ec.message());
-    if (start_thread) thread_ = std::thread([this] { run(); });
+    if (start_thread) thread_ = base::start_worker_thread([this] { run(); });
 }
 
 Publisher::Publisher(PublishOptions options, std::function<void(const std::string&)> log)

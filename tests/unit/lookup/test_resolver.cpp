@@ -1,6 +1,7 @@
 // The RCPT-time resolver (lookup/resolver.hpp): a fixed number of worker threads, bursts of
 // queued addresses resolved as few batches (one Chain::resolve -> one lookup_many each), and
 // a chain that throws turning into TempError for that batch only. Scripted source, no network.
+#include "lookup/http.hpp"
 #include "lookup/resolver.hpp"
 
 #include "tests/support/scripted_source.hpp"
@@ -8,11 +9,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <csignal>
+#include <filesystem>
+#include <set>
+#include <sstream>
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <unistd.h>
 
 namespace lookup = sealmilter::lookup;
 using sealmilter::testing::ScriptedSource;
@@ -53,6 +59,24 @@ private:
     bool entered_ = false;
     bool open_ = false;
 };
+
+std::set<std::string> task_ids() {
+    std::set<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/task")) out.insert(e.path().filename());
+    return out;
+}
+
+// Whether thread `tid` of this process blocks `sig` (the SigBlk mask of its status file).
+bool blocks(const std::string& tid, int sig) {
+    std::ifstream in("/proc/self/task/" + tid + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("SigBlk:", 0) != 0) continue;
+        const unsigned long long mask = std::stoull(line.substr(7), nullptr, 16);
+        return (mask >> (sig - 1)) & 1ULL;
+    }
+    return false;
+}
 
 class ResolverTest : public ::testing::Test {
 protected:
@@ -117,6 +141,29 @@ TEST_F(ResolverTest, AThrowingChainIsTempErrorForThatBatchOnly) {
     EXPECT_NE(boom.reason.find("scripted failure"), std::string::npos) << boom.reason;
     const lookup::LookupResult after = resolver.start("ok@x.example").get();
     EXPECT_EQ(after.outcome, lookup::Outcome::NotFound) << after.reason;
+}
+
+// The daemon stops on SIGTERM through libmilter's signal thread, which it arranges by blocking
+// the signal in its own threads (milter/adapter.cpp). Threads lookup/ starts before that (the
+// resolver's workers, the HTTP client's I/O thread) must not take it: the kernel may deliver
+// SIGTERM to any thread that does not block it, and its default action killed the daemon
+// (seen as "sealmilter run exited with -15" in the 1,000-recipient e2e test).
+TEST_F(ResolverTest, WorkerThreadsNeverTakeTheDaemonsSignals) {
+    const lookup::Chain c = chain();
+    const std::set<std::string> before = task_ids();
+    lookup::Resolver resolver(c, {.workers = 2, .max_batch = 8});
+    lookup::HttpClient http(lookup::HttpOptions{});
+    const std::set<std::string> after = task_ids();
+    int started = 0;
+    for (const std::string& tid : after) {
+        if (before.count(tid) != 0) continue;
+        ++started;
+        EXPECT_TRUE(blocks(tid, SIGTERM)) << "thread " << tid << " takes SIGTERM";
+        EXPECT_TRUE(blocks(tid, SIGHUP)) << "thread " << tid << " takes SIGHUP";
+        EXPECT_TRUE(blocks(tid, SIGINT)) << "thread " << tid << " takes SIGINT";
+    }
+    EXPECT_EQ(started, 3);
+    EXPECT_FALSE(blocks(std::to_string(::getpid()), SIGTERM)) << "the caller's own mask must be restored";
 }
 
 }  // namespace
