@@ -22,9 +22,10 @@ Routes (by path prefix; the rest of the path is the expanded address and is igno
   /deep/            JSON nested 100,000 levels deep
   /xml/             an XML document labelled application/xml
   /html/            an HTML error page labelled text/html, status 200
-  /slow/            wait 100 ms, then answer 404 (to see how many requests overlap)
-  /stats/           JSON {"max_concurrent": N, "connections": M}: the most connections that
-                    were open at once, and how many were accepted, before this one
+  /slow/            wait 100 ms, then answer 404; counted while waiting (to see how many
+                    requests the client has outstanding at once)
+  /stats/           JSON {"max_concurrent": N, "connections": M}: the most /slow/ requests
+                    outstanding at once, and how many connections were accepted before this one
   /NAME/            with --www DIR, any other first segment: DIR/NAME.json as application/json
                     when it exists (certificates the test made), else 400
 """
@@ -68,17 +69,19 @@ STATS = {"open": 0, "max_concurrent": 0, "connections": 0}
 class Handler(socketserver.StreamRequestHandler):
     def setup(self):
         with STATS_LOCK:
-            STATS["open"] += 1
             STATS["connections"] += 1
-            STATS["max_concurrent"] = max(STATS["max_concurrent"], STATS["open"])
         super().setup()
 
-    def finish(self):
-        try:
-            super().finish()
-        finally:
-            with STATS_LOCK:
-                STATS["open"] -= 1
+    def slow(self):
+        # Counted from the request's arrival until just before its answer is written: a client
+        # that honours a cap can send another request only after reading an answer, so teardown
+        # of the old connection never inflates the figure.
+        with STATS_LOCK:
+            STATS["open"] += 1
+            STATS["max_concurrent"] = max(STATS["max_concurrent"], STATS["open"])
+        time.sleep(0.1)
+        with STATS_LOCK:
+            STATS["open"] -= 1
 
     def read_request(self):
         first = self.rfile.readline(8192).decode("latin-1")
@@ -115,7 +118,7 @@ class Handler(socketserver.StreamRequestHandler):
         if path.startswith("/hang/"):
             self.stall(STALL_SECONDS)
         elif path.startswith("/slow/"):
-            time.sleep(0.1)
+            self.slow()
             w(simple(404, "Not Found", b""))
         elif path.startswith("/stats/"):
             with STATS_LOCK:
