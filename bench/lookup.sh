@@ -140,11 +140,11 @@ median per run; nginx and the directory backend share the same cores (their tota
 | $n recipients as the milter runs them, the first such message after start (the directory source opens the connections it lacks; one run, not in the medians) | $(f "$(get cold_rcpt_first_burst_ms)") ms | $(x "$(get cold_rcpt_first_burst_ms)")x | $(f "$(get cold_rcpt_first_burst_cpu_ms)") ms |
 | $n \`require\` recipients (each RCPT waits for its own answer, and the MTA sends the next RCPT only after the reply; one run) | $(f "$(get cold_require_ms)" 0) ms | $(x "$(get cold_require_ms)")x | |
 
-Each of the milter's lookups leases its own curl multi handle from the directory source's pool,
-so concurrent lookups do not share an HTTP/2 connection: in this run nginx served the
-$(f "$requests" 0) directory requests over $connections TLS connections (the pool keeps them open for the
-next message). Only the first message to many new recipients pays for opening them (TLS
-handshakes: the CPU column). The directory stand-in itself (nginx's worker and the backend) used
+Every lookup of the directory source goes through its one HTTP client (\`lookup/http.hpp\`: one
+curl multi handle on one I/O thread, HTTP/2 multiplexing, at most \`directory.max_connections\`
+connections to the host), so concurrent lookups share a connection: in this run nginx served the
+$(f "$requests" 0) directory requests over $connections TLS connection(s), kept open for the next
+message. The first message after a start pays for one TLS handshake, not one per recipient. The directory stand-in itself (nginx's worker and the backend) used
 $(f "$HARNESS_MS" 0) ms of CPU for all $(f "$requests" 0) requests, on the same $(nproc) cores.
 A \`require\` recipient is checked at RCPT time so that a missing certificate refuses that
 recipient alone; cold \`require\` lookups therefore add up, one directory round trip per recipient.

@@ -111,7 +111,7 @@ int cmd_cache(int argc, char** argv) {
     Parsed p = parse_command(argc, argv, desc, &pos);
     if (p.help) return kOk;
     const std::string action = p.vm.count("action") != 0U ? p.vm["action"].as<std::string>() : "";
-    std::unique_ptr<lookup::Cache> cache = open_cache(*p.config, report_to_stderr);
+    std::unique_ptr<lookup::CertificateCache> cache = open_cache(*p.config, report_to_stderr);
     if (!cache) throw CliError(kConfig, "cache.path is empty: there is no cache");
     if (action == "list") {
         json all = json::array();

@@ -1,6 +1,7 @@
-// cli/wiring.hpp — builds the lookup stack (validator, cache, sources, chain) from a Config.
-// Shared by the CLI commands and, later, the milter daemon: conf is read here, at the top,
-// and handed down to lookup/ as plain option values (STYLE.md).
+// cli/wiring.hpp — turns a Config into what the commands and the daemon run on.
+// conf is read here, at the top, and handed down to lookup/ as plain settings (STYLE.md):
+// ConfigSettings is lookup::Settings over a conf::Config; the lookup stack itself is
+// lookup/stack.hpp.
 //
 // Ownership: LookupStack owns every part; the Chain borrows the others.
 // Threads:   a built stack is as thread-safe as its parts (all are).
@@ -12,10 +13,10 @@
 #include "core/transform.hpp"
 #include "crypto/private_key.hpp"
 #include "milter/services.hpp"
-#include "lookup/cache.hpp"
-#include "lookup/chain.hpp"
+#include "lookup/certificate_cache.hpp"
 #include "lookup/publisher.hpp"
-#include "lookup/validate.hpp"
+#include "lookup/settings.hpp"
+#include "lookup/stack.hpp"
 
 #include <functional>
 #include <memory>
@@ -24,13 +25,16 @@
 
 namespace sealmilter::cli {
 
-struct LookupStack {
-    std::unique_ptr<lookup::Validator> validator;
-    std::unique_ptr<lookup::Cache> cache;  // null when cache.path is empty
-    std::vector<std::unique_ptr<lookup::CertificateSource>> sources;
-    std::unique_ptr<lookup::Chain> chain;
-    std::vector<std::string> notes;   // e.g. "directory: off (directory.url is empty)"
-    std::vector<std::string> errors;  // a configured source that cannot work (its lookups TempError)
+using LookupStack = lookup::LookupStack;
+
+// lookup::Settings over a Config (which must outlive it).
+class ConfigSettings final : public lookup::Settings {
+public:
+    explicit ConfigSettings(const conf::Config& config) : config_(config) {}
+    std::string get(std::string_view key) const override { return config_.get(key); }
+
+private:
+    const conf::Config& config_;
 };
 
 std::unique_ptr<LookupStack> build_lookup(const conf::Config& config,
@@ -51,7 +55,7 @@ std::shared_ptr<lookup::Publisher> make_publisher(const conf::Config& config, bo
                                                   const std::function<void(const std::string&)>& log);
 
 // Only the cache, for `cache list|purge`.
-std::unique_ptr<lookup::Cache> open_cache(const conf::Config& config,
+std::unique_ptr<lookup::CertificateCache> open_cache(const conf::Config& config,
                                           const std::function<void(const std::string&)>& on_error);
 
 }  // namespace sealmilter::cli

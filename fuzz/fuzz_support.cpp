@@ -22,7 +22,7 @@ namespace {
 
 const std::string kNss = std::string(SEALMILTER_SOURCE_DIR) + "/tests/data/nss-smime/";
 
-class FrozenClock final : public lookup::Clock {
+class FrozenClock final : public base::Clock {
 public:
     std::time_t now() const override { return kFrozenNow; }
 };

@@ -1,6 +1,6 @@
 // lookup/cache.cpp — the SQLite certificate cache (see cache.hpp, SPEC §6.2).
 //
-// One connection per Cache, guarded by a mutex; SQLite's file locks plus busy_timeout (and a
+// One connection per SqliteCache (the Connection below), guarded by one base::Mutex; SQLite's file locks plus busy_timeout (and a
 // bounded retry on SQLITE_BUSY) make concurrent daemon threads and CLI processes safe. Every
 // write is one statement (INSERT OR REPLACE / UPDATE / DELETE), so there is nothing to roll
 // back by hand. A file that is not a database, is corrupt, or whose schema is newer than ours
@@ -9,6 +9,9 @@
 // disk full) fail that one call and clear healthy() until the next call succeeds.
 #include "lookup/cache.hpp"
 
+#include "base/handle.hpp"
+#include "base/mutex.hpp"
+#include "lookup/certificate_memo.hpp"
 #include "lookup/source.hpp"
 
 #include <sqlite3.h>
@@ -18,7 +21,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <string_view>
 #include <thread>
 #include <utility>
@@ -26,16 +28,9 @@
 namespace sealmilter::lookup {
 namespace {
 
-template <auto Fn>
-struct SqliteDeleter {
-    template <typename T>
-    void operator()(T* p) const noexcept {
-        Fn(p);
-    }
-};
 // close_v2: safe even if a statement were still alive (the handle becomes a zombie).
-using Db_ptr = std::unique_ptr<sqlite3, SqliteDeleter<sqlite3_close_v2>>;
-using Stmt_ptr = std::unique_ptr<sqlite3_stmt, SqliteDeleter<sqlite3_finalize>>;
+using Db_ptr = std::unique_ptr<sqlite3, base::Deleter<sqlite3_close_v2>>;
+using Stmt_ptr = std::unique_ptr<sqlite3_stmt, base::Deleter<sqlite3_finalize>>;
 
 constexpr int kSchemaVersion = 1;
 constexpr int kBusyTimeoutMs = 5000;
@@ -100,8 +95,9 @@ std::string encode_certificates(const std::vector<crypto::Certificate>& certs) {
     return out;
 }
 
-// Empty result = unreadable blob (never a positive entry without certificates).
-std::vector<crypto::Certificate> decode_certificates(std::string_view blob) {
+// Empty result = unreadable blob (never a positive entry without certificates). Each DER
+// goes through the memo: a certificate read before is not parsed again.
+std::vector<crypto::Certificate> decode_certificates(std::string_view blob, CertificateMemo& memo) {
     std::vector<crypto::Certificate> out;
     while (!blob.empty()) {
         if (blob.size() < 4) return {};
@@ -109,9 +105,9 @@ std::vector<crypto::Certificate> decode_certificates(std::string_view blob) {
         for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(blob[static_cast<size_t>(i)]);
         blob.remove_prefix(4);
         if (n == 0 || n > blob.size()) return {};
-        crypto::ParsedCertificates parsed = crypto::parse_certificates(blob.substr(0, n));
-        if (parsed.certificates.size() != 1 || !parsed.error.empty()) return {};
-        out.push_back(std::move(parsed.certificates.front()));
+        std::optional<crypto::Certificate> cert = memo.get_or_parse(blob.substr(0, n));
+        if (!cert) return {};
+        out.push_back(std::move(*cert));
         blob.remove_prefix(n);
     }
     return out;
@@ -154,23 +150,22 @@ int first_step(sqlite3_stmt* s) {
     }
 }
 
-}  // namespace
-
-struct Cache::Impl {
-    CacheOptions options;
-    SystemClock system_clock;
-    const Clock* clock = nullptr;
+// The connection and its state. Not thread-safe by itself: SqliteCache::Impl holds it under
+// its mutex.
+struct Connection {
+    const CacheOptions& options;
+    const base::Clock* clock;
+    CertificateMemo& memo;
 
     static inline const std::string kEmpty;
 
-    std::mutex mutex;  // guards everything below
+    Connection(const CacheOptions& o, const base::Clock* c, CertificateMemo& m) : options(o), clock(c), memo(m) {}
+
     Db_ptr db;         // null once disabled
     Stmt_ptr get_stmt, put_stmt, revalidate_stmt, list_stmt, purge_stmt, purge_all_stmt;
     bool healthy = true;
     bool disabled = false;             // for good: corrupt, not a database, foreign schema
     std::vector<std::string> pending;  // error lines, reported after the mutex is released
-
-    explicit Impl(CacheOptions o) : options(std::move(o)), clock(options.clock ? options.clock : &system_clock) {}
 
     // --- error handling --------------------------------------------------------------------
     void note(const std::string& what) { pending.push_back("certificate cache " + options.path + ": " + what); }
@@ -210,42 +205,6 @@ struct Cache::Impl {
 
     void succeeded() {
         if (usable()) healthy = true;
-    }
-
-    // Hands the collected lines to on_error; called without the mutex so the callback may
-    // log freely (or even call back into the cache).
-    void flush(const std::vector<std::string>& lines) const {
-        if (!options.on_error) return;
-        for (const std::string& line : lines) {
-            try {
-                options.on_error(line);
-            } catch (...) {  // a logging hook must not turn a miss into an exception
-            }
-        }
-    }
-
-    // Runs fn(*this) under the mutex, then reports the collected error lines; any exception
-    // (allocation, OpenSSL) becomes an error line and the fallback, so nothing escapes.
-    template <typename Result, typename Fn>
-    Result call(Result fallback, Fn&& fn) noexcept {
-        std::vector<std::string> lines;
-        try {
-            std::unique_lock<std::mutex> lock(mutex);
-            try {
-                fallback = fn(*this);
-            } catch (const std::exception& e) {
-                healthy = false;
-                note(std::string("internal error: ") + e.what());
-            } catch (...) {
-                healthy = false;
-                note("internal error");
-            }
-            close_if_disabled();
-            lines.swap(pending);
-        } catch (...) {  // std::system_error from the mutex, bad_alloc while noting
-        }
-        flush(lines);
-        return fallback;
     }
 
     // --- opening ---------------------------------------------------------------------------
@@ -346,7 +305,8 @@ struct Cache::Impl {
                prepare("INSERT OR REPLACE INTO entries (" + cols +
                            ", not_after, stale_window) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                        &put_stmt) &&
-               // One statement, so a concurrent put between read and write cannot be lost.
+               // One statement, so a concurrent put between read and write cannot be lost;
+               // the same arithmetic as revalidated_lifetime() (certificate_cache.hpp).
                prepare(
                    "UPDATE entries SET expires_at = MIN(?2, not_after),"
                    " stale_until = MIN(MIN(?2, not_after) + stale_window, not_after)"
@@ -355,13 +315,6 @@ struct Cache::Impl {
                prepare("SELECT " + cols + " FROM entries ORDER BY email", &list_stmt) &&
                prepare("DELETE FROM entries WHERE email = ?1", &purge_stmt) &&
                prepare("DELETE FROM entries", &purge_all_stmt);
-    }
-
-    // --- freshness -------------------------------------------------------------------------
-    long long clamp_ttl(std::optional<long long> max_age) const {
-        // Not std::clamp: a misconfigured min_ttl > max_ttl must not be undefined behaviour.
-        const long long ttl = std::max(max_age.value_or(options.min_ttl), options.min_ttl);
-        return std::max(0LL, std::min(ttl, options.max_ttl));
     }
 
     // --- rows ------------------------------------------------------------------------------
@@ -378,7 +331,7 @@ struct Cache::Impl {
         if (e.negative) return e;
         const auto* data = static_cast<const char*>(sqlite3_column_blob(s, kCerts));
         const int size = sqlite3_column_bytes(s, kCerts);
-        if (data != nullptr && size > 0) e.certificates = decode_certificates({data, static_cast<size_t>(size)});
+        if (data != nullptr && size > 0) e.certificates = decode_certificates({data, static_cast<size_t>(size)}, memo);
         if (e.certificates.empty()) {
             note("entry for " + e.email + " holds unreadable certificates; treated as a miss");
             return std::nullopt;
@@ -408,9 +361,9 @@ struct Cache::Impl {
         const std::string* source = nullptr;
         const std::string* reason = nullptr;
         const std::string* etag = nullptr;
-        std::time_t stored_at = 0, expires_at = 0, stale_until = 0;
+        std::time_t stored_at = 0;
+        Lifetime life;
         std::optional<std::time_t> not_after;
-        long long stale_window = 0;
     };
 
     void put_positive(const std::string& email, const std::vector<crypto::Certificate>& certs,
@@ -422,14 +375,10 @@ struct Cache::Impl {
         r.reason = &kEmpty;
         r.etag = &etag;
         if (certs.empty()) return note("ignored a positive entry without certificates for " + r.email);
-        std::time_t not_after = certs.front().not_after();
-        for (const crypto::Certificate& c : certs) not_after = std::min(not_after, c.not_after());
+        const std::time_t not_after = earliest_not_after(certs);
         r.certs = encode_certificates(certs);
         r.stored_at = clock->now();
-        r.expires_at = std::min<std::time_t>(r.stored_at + clamp_ttl(max_age), not_after);
-        r.stale_window = std::min(options.max_stale, std::max(0LL, stale_if_error.value_or(options.max_stale)));
-        // Stale or not, an expired certificate is never served (SPEC §6.2).
-        r.stale_until = std::min<std::time_t>(r.expires_at + r.stale_window, not_after);
+        r.life = positive_lifetime(options.rules(), r.stored_at, max_age, stale_if_error, not_after);
         r.not_after = not_after;
         put(r);
     }
@@ -442,9 +391,7 @@ struct Cache::Impl {
         r.reason = &reason;
         r.etag = &kEmpty;
         r.stored_at = clock->now();
-        r.expires_at = r.stored_at + std::max(0LL, options.negative_ttl);
-        r.stale_window = std::max(0LL, options.max_stale);
-        r.stale_until = r.expires_at + r.stale_window;
+        r.life = negative_lifetime(options.rules(), r.stored_at);
         put(r);
     }
 
@@ -462,13 +409,13 @@ struct Cache::Impl {
         bind_text(s, 5, *r.reason);
         bind_text(s, 6, *r.etag);
         sqlite3_bind_int64(s, 7, static_cast<sqlite3_int64>(r.stored_at));
-        sqlite3_bind_int64(s, 8, static_cast<sqlite3_int64>(r.expires_at));
-        sqlite3_bind_int64(s, 9, static_cast<sqlite3_int64>(r.stale_until));
+        sqlite3_bind_int64(s, 8, static_cast<sqlite3_int64>(r.life.expires_at));
+        sqlite3_bind_int64(s, 9, static_cast<sqlite3_int64>(r.life.stale_until));
         if (r.not_after)
             sqlite3_bind_int64(s, 10, static_cast<sqlite3_int64>(*r.not_after));
         else
             sqlite3_bind_null(s, 10);
-        sqlite3_bind_int64(s, 11, static_cast<sqlite3_int64>(r.stale_window));
+        sqlite3_bind_int64(s, 11, static_cast<sqlite3_int64>(r.life.stale_window));
         const int rc = first_step(s);
         if (rc != SQLITE_DONE) return fail("store " + r.email, rc);
         succeeded();
@@ -477,7 +424,7 @@ struct Cache::Impl {
     void revalidate(const std::string& email, std::optional<long long> max_age) {
         if (!usable()) return;
         const std::string key = normalize_address(email);
-        const auto until = static_cast<sqlite3_int64>(clock->now()) + clamp_ttl(max_age);
+        const auto until = static_cast<sqlite3_int64>(clock->now()) + clamp_ttl(options.rules(), max_age);
         StmtUse use(revalidate_stmt.get());
         bind_text(use.get(), 1, key);
         sqlite3_bind_int64(use.get(), 2, until);
@@ -517,8 +464,60 @@ struct Cache::Impl {
     }
 };
 
-Cache::Cache(CacheOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
-    impl_->call(0, [](Impl& impl) {
+}  // namespace
+
+struct SqliteCache::Impl {
+    CacheOptions options;
+    base::SystemClock system_clock;
+    CertificateMemo memo;
+    mutable base::Mutex mutex;
+    Connection connection SEALMILTER_GUARDED_BY(mutex);
+
+    explicit Impl(CacheOptions o)
+        : options(std::move(o)),
+          memo(options.memo_certificates),
+          connection(options, options.clock != nullptr ? options.clock : &system_clock, memo) {}
+
+    // Hands the collected lines to on_error; called without the mutex so the callback may
+    // log freely (or even call back into the cache).
+    void flush(const std::vector<std::string>& lines) const {
+        if (!options.on_error) return;
+        for (const std::string& line : lines) {
+            try {
+                options.on_error(line);
+            } catch (...) {  // a logging hook must not turn a miss into an exception
+            }
+        }
+    }
+
+    // Runs fn(connection) under the mutex, then reports the collected error lines; any
+    // exception (allocation, OpenSSL) becomes an error line and the fallback, so nothing
+    // escapes.
+    template <typename Result, typename Fn>
+    Result call(Result fallback, Fn&& fn) noexcept {
+        std::vector<std::string> lines;
+        try {
+            const base::MutexLock lock(mutex);
+            try {
+                fallback = fn(connection);
+            } catch (const std::exception& e) {
+                connection.healthy = false;
+                connection.note(std::string("internal error: ") + e.what());
+            } catch (...) {
+                connection.healthy = false;
+                connection.note("internal error");
+            }
+            connection.close_if_disabled();
+            lines.swap(connection.pending);
+        } catch (...) {  // std::system_error from the mutex, bad_alloc while noting
+        }
+        flush(lines);
+        return fallback;
+    }
+};
+
+SqliteCache::SqliteCache(CacheOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+    impl_->call(0, [](Connection& impl) {
         impl.open();
         if (impl.usable() && !impl.purge_all_stmt) {  // a transient failure while opening
             impl.note("cache disabled, every lookup is a miss");
@@ -528,53 +527,53 @@ Cache::Cache(CacheOptions options) : impl_(std::make_unique<Impl>(std::move(opti
     });
 }
 
-Cache::~Cache() = default;
+SqliteCache::~SqliteCache() = default;
 
-std::optional<CacheEntry> Cache::get(const std::string& email) const {
-    return impl_->call(std::optional<CacheEntry>{}, [&](Impl& impl) { return impl.get(email); });
+std::optional<CacheEntry> SqliteCache::get(const std::string& email) const {
+    return impl_->call(std::optional<CacheEntry>{}, [&](Connection& impl) { return impl.get(email); });
 }
 
-void Cache::put_positive(const std::string& email, const std::vector<crypto::Certificate>& validated,
+void SqliteCache::put_positive(const std::string& email, const std::vector<crypto::Certificate>& validated,
                          const std::string& source, std::optional<long long> max_age,
                          std::optional<long long> stale_if_error, const std::string& etag) {
-    impl_->call(0, [&](Impl& impl) {
+    impl_->call(0, [&](Connection& impl) {
         impl.put_positive(email, validated, source, max_age, stale_if_error, etag);
         return 0;
     });
 }
 
-void Cache::put_negative(const std::string& email, const std::string& source, const std::string& reason) {
-    impl_->call(0, [&](Impl& impl) {
+void SqliteCache::put_negative(const std::string& email, const std::string& source, const std::string& reason) {
+    impl_->call(0, [&](Connection& impl) {
         impl.put_negative(email, source, reason);
         return 0;
     });
 }
 
-void Cache::revalidated(const std::string& email, std::optional<long long> max_age) {
-    impl_->call(0, [&](Impl& impl) {
+void SqliteCache::revalidated(const std::string& email, std::optional<long long> max_age) {
+    impl_->call(0, [&](Connection& impl) {
         impl.revalidate(email, max_age);
         return 0;
     });
 }
 
-std::vector<CacheEntry> Cache::list() const {
-    return impl_->call(std::vector<CacheEntry>{}, [](Impl& impl) { return impl.list(); });
+std::vector<CacheEntry> SqliteCache::list() const {
+    return impl_->call(std::vector<CacheEntry>{}, [](Connection& impl) { return impl.list(); });
 }
 
-int Cache::purge(const std::string& email) {
-    return impl_->call(0, [&](Impl& impl) {
+int SqliteCache::purge(const std::string& email) {
+    return impl_->call(0, [&](Connection& impl) {
         const std::string key = normalize_address(email);
         return impl.remove(impl.purge_stmt.get(), &key);
     });
 }
 
-int Cache::purge_all() {
-    return impl_->call(0, [](Impl& impl) { return impl.remove(impl.purge_all_stmt.get(), nullptr); });
+int SqliteCache::purge_all() {
+    return impl_->call(0, [](Connection& impl) { return impl.remove(impl.purge_all_stmt.get(), nullptr); });
 }
 
-bool Cache::healthy() const {
-    std::lock_guard<std::mutex> lock(impl_->mutex);
-    return impl_->healthy;
+bool SqliteCache::healthy() const {
+    const base::MutexLock lock(impl_->mutex);
+    return impl_->connection.healthy;
 }
 
 }  // namespace sealmilter::lookup

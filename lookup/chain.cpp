@@ -9,6 +9,7 @@ namespace sealmilter::lookup {
 
 struct Chain::Pending {
     LookupResult result;
+    Query query;  // the address: normalised and as written
     bool done = false;
     bool had_error = false;
     std::vector<std::string> skip;     // sources with a fresh negative cache entry
@@ -16,7 +17,7 @@ struct Chain::Pending {
 };
 
 Chain::Chain(std::vector<std::string> order, std::vector<CertificateSource*> sources, const Validator& validator,
-             Cache* cache, EncryptTo encrypt_to, const Clock* clock)
+             CertificateCache* cache, EncryptTo encrypt_to, const base::Clock* clock)
     : order_(std::move(order)),
       sources_(std::move(sources)),
       validator_(validator),
@@ -33,9 +34,14 @@ CertificateSource* Chain::source_named(const std::string& name) const {
     return it == sources_.end() ? nullptr : *it;
 }
 
+// `origin` (may be null) is the source the candidates came from; it decides per candidate
+// whether it vouches for it (no chain check).
 bool Chain::use_candidates(Pending& p, StepTrace& trace, const std::vector<crypto::Certificate>& candidates,
-                           bool trusted) const {
-    trace.verdicts = validator_.validate(p.result.email, candidates, trusted);
+                           const CertificateSource* origin) const {
+    std::vector<bool> vouched(candidates.size(), false);
+    if (origin != nullptr)
+        for (size_t i = 0; i < candidates.size(); ++i) vouched[i] = origin->vouches_for(candidates[i]);
+    trace.verdicts = validator_.validate(p.result.email, candidates, vouched);
     std::vector<crypto::Certificate> usable = select(trace.verdicts, encrypt_to_);
     if (usable.empty()) {
         trace.reason = "no usable certificate among " + std::to_string(candidates.size()) + " candidate(s)";
@@ -52,7 +58,7 @@ bool Chain::use_candidates(Pending& p, StepTrace& trace, const std::vector<crypt
 
 void Chain::cache_step(std::vector<Pending>& pending) const {
     if (cache_ == nullptr) return;
-    const std::time_t now = clock_ != nullptr ? clock_->now() : std::time(nullptr);
+    const std::time_t now = base::now_from(clock_);
     for (Pending& p : pending) {
         if (p.done) continue;
         std::optional<CacheEntry> entry = cache_->get(p.result.email);
@@ -65,13 +71,38 @@ void Chain::cache_step(std::vector<Pending>& pending) const {
             trace.reason = "negative entry from " + entry->source + ": " + entry->reason;
             p.skip.push_back(entry->source);
         } else {
-            const CertificateSource* origin = source_named(entry->source);
             trace.outcome = Outcome::Found;
-            if (!use_candidates(p, trace, entry->certificates, origin != nullptr && origin->trusted()))
+            if (!use_candidates(p, trace, entry->certificates, source_named(entry->source)))
                 trace.outcome = Outcome::NotFound;
         }
         p.result.trace.push_back(std::move(trace));
     }
+}
+
+void Chain::take_answer(CertificateSource& source, Pending& p, SourceAnswer& a) const {
+    const SourceProperties props = source.properties();
+    StepTrace trace{source.name(), a.outcome, a.reason, {}};
+    if (a.outcome == Outcome::Found && a.not_modified && p.stale && !p.stale->negative) {
+        trace.reason = "not modified (cached certificates revalidated)";
+        if (use_candidates(p, trace, p.stale->certificates, &source) && cache_ != nullptr)
+            cache_->revalidated(p.result.email, a.max_age);
+    } else if (a.outcome == Outcome::Found && !a.not_modified) {
+        const bool used = use_candidates(p, trace, a.candidates, &source);
+        if (used) p.result.capabilities = a.capabilities;
+        // Local sources (the admin's store, harvested certificates) declare themselves not
+        // cacheable: caching a harvested answer would also put it ahead of the directory.
+        if (used && cache_ != nullptr && props.cacheable)
+            cache_->put_positive(p.result.email, p.result.selected, source.name(), a.max_age, a.stale_if_error,
+                                 a.etag);
+    } else if (a.outcome == Outcome::NotFound) {
+        // Only a definite answer (the directory's 404/410) is worth remembering.
+        if (cache_ != nullptr && props.negative_authoritative)
+            cache_->put_negative(p.result.email, source.name(), a.reason);
+    } else {
+        p.had_error = true;
+        if (a.outcome == Outcome::Found) trace.reason = "304 without a cached entry";
+    }
+    p.result.trace.push_back(std::move(trace));
 }
 
 void Chain::source_step(CertificateSource& source, std::vector<Pending>& pending) const {
@@ -79,47 +110,50 @@ void Chain::source_step(CertificateSource& source, std::vector<Pending>& pending
     std::vector<Pending*> asked;
     for (Pending& p : pending) {
         if (p.done || std::find(p.skip.begin(), p.skip.end(), source.name()) != p.skip.end()) continue;
-        Query q{p.result.email, {}};
+        Query q = p.query;
         if (p.stale && !p.stale->negative && p.stale->source == source.name()) q.if_none_match = p.stale->etag;
         queries.push_back(std::move(q));
         asked.push_back(&p);
     }
     if (queries.empty()) return;
     std::vector<SourceAnswer> answers = source.lookup_many(queries);
-    for (size_t i = 0; i < asked.size() && i < answers.size(); ++i) {
-        Pending& p = *asked[i];
-        SourceAnswer& a = answers[i];
-        StepTrace trace{source.name(), a.outcome, a.reason, {}};
-        if (a.outcome == Outcome::Found && a.not_modified && p.stale && !p.stale->negative) {
-            trace.reason = "not modified (cached certificates revalidated)";
-            if (use_candidates(p, trace, p.stale->certificates, source.trusted()) && cache_ != nullptr)
-                cache_->revalidated(p.result.email, a.max_age);
-        } else if (a.outcome == Outcome::Found && !a.not_modified) {
-            const bool used = use_candidates(p, trace, a.candidates, source.trusted());
-            if (used) p.result.capabilities = a.capabilities;
-            // The admin's store and harvested certificates are local already; caching a
-            // harvested answer would also put it ahead of the directory next time.
-            if (used && cache_ != nullptr && source.name() != "store" && source.name() != "harvest")
-                cache_->put_positive(p.result.email, p.result.selected, source.name(), a.max_age, a.stale_if_error,
-                                     a.etag);
-        } else if (a.outcome == Outcome::NotFound) {
-            // Only the directory's 404/410 are authoritative enough to remember.
-            if (cache_ != nullptr && source.name() == "directory") cache_->put_negative(p.result.email, source.name(), a.reason);
-        } else {
-            p.had_error = true;
-            if (a.outcome == Outcome::Found) trace.reason = "304 without a cached entry";
-        }
-        p.result.trace.push_back(std::move(trace));
-    }
+    for (size_t i = 0; i < asked.size() && i < answers.size(); ++i) take_answer(source, *asked[i], answers[i]);
     for (size_t i = answers.size(); i < asked.size(); ++i) {  // a source that answered short
         asked[i]->had_error = true;
         asked[i]->result.trace.push_back({source.name(), Outcome::TempError, "no answer", {}});
     }
 }
 
+// After every step: a stale entry when a source failed, else the final outcome and why.
+void Chain::finish(Pending& p) const {
+    if (!p.done && p.had_error && p.stale) {
+        StepTrace trace{"cache (stale)", p.stale->negative ? Outcome::NotFound : Outcome::Found,
+                        "served stale because a source failed", {}};
+        if (p.stale->negative) {
+            p.result.outcome = Outcome::NotFound;
+            p.result.source = "cache (stale)";
+            p.result.reason = p.stale->reason;
+            p.done = true;
+        } else {
+            use_candidates(p, trace, p.stale->certificates, source_named(p.stale->source));
+        }
+        p.result.trace.push_back(std::move(trace));
+    }
+    if (p.done) return;
+    p.result.outcome = p.had_error ? Outcome::TempError : Outcome::NotFound;
+    std::string why;
+    for (const StepTrace& t : p.result.trace)
+        if (!t.reason.empty()) why += (why.empty() ? "" : "; ") + t.step + ": " + t.reason;
+    p.result.reason = why.empty() ? "no source has a certificate" : why;
+}
+
 std::vector<LookupResult> Chain::resolve(const std::vector<std::string>& emails) const {
     std::vector<Pending> pending(emails.size());
-    for (size_t i = 0; i < emails.size(); ++i) pending[i].result.email = normalize_address(emails[i]);
+    for (size_t i = 0; i < emails.size(); ++i) {
+        pending[i].query = make_query(emails[i]);
+        pending[i].result.email = pending[i].query.email;
+        pending[i].result.as_written = emails[i];
+    }
     for (const std::string& step : order_) {
         if (step == "cache") {
             cache_step(pending);
@@ -130,27 +164,7 @@ std::vector<LookupResult> Chain::resolve(const std::vector<std::string>& emails)
     std::vector<LookupResult> out;
     out.reserve(pending.size());
     for (Pending& p : pending) {
-        if (!p.done && p.had_error && p.stale) {
-            StepTrace trace{"cache (stale)", p.stale->negative ? Outcome::NotFound : Outcome::Found,
-                            "served stale because a source failed", {}};
-            if (p.stale->negative) {
-                p.result.outcome = Outcome::NotFound;
-                p.result.source = "cache (stale)";
-                p.result.reason = p.stale->reason;
-                p.done = true;
-            } else {
-                const CertificateSource* origin = source_named(p.stale->source);
-                use_candidates(p, trace, p.stale->certificates, origin != nullptr && origin->trusted());
-            }
-            p.result.trace.push_back(std::move(trace));
-        }
-        if (!p.done) {
-            p.result.outcome = p.had_error ? Outcome::TempError : Outcome::NotFound;
-            std::string why;
-            for (const StepTrace& t : p.result.trace)
-                if (!t.reason.empty()) why += (why.empty() ? "" : "; ") + t.step + ": " + t.reason;
-            p.result.reason = why.empty() ? "no source has a certificate" : why;
-        }
+        finish(p);
         out.push_back(std::move(p.result));
     }
     return out;

@@ -17,7 +17,8 @@
 // Errors:    never throws for source or content problems; results carry reasons.
 #pragma once
 
-#include "lookup/cache.hpp"
+#include "base/clock.hpp"
+#include "lookup/certificate_cache.hpp"
 #include "lookup/source.hpp"
 #include "lookup/validate.hpp"
 
@@ -35,7 +36,8 @@ struct StepTrace {
 };
 
 struct LookupResult {
-    std::string email;
+    std::string email;       // normalised
+    std::string as_written;  // as the caller gave it to resolve()
     Outcome outcome = Outcome::TempError;
     std::string source;  // the step that answered ("cache", "directory", "cache (stale)", ...)
     std::vector<crypto::Certificate> selected;
@@ -51,24 +53,28 @@ public:
     // `order` names the steps ("store", "cache", "directory"); each name except "cache" must
     // have a source in `sources`. `cache` may be null (then "cache" steps are skipped).
     Chain(std::vector<std::string> order, std::vector<CertificateSource*> sources, const Validator& validator,
-          Cache* cache, EncryptTo encrypt_to, const Clock* clock = nullptr);
+          CertificateCache* cache, EncryptTo encrypt_to, const base::Clock* clock = nullptr);
 
+    // One result per address, in order; each address is looked up by its normalised form
+    // and its result keeps the form the caller wrote (LookupResult::as_written).
     std::vector<LookupResult> resolve(const std::vector<std::string>& emails) const;
 
 private:
     struct Pending;
     void cache_step(std::vector<Pending>& pending) const;
     void source_step(CertificateSource& source, std::vector<Pending>& pending) const;
+    void take_answer(CertificateSource& source, Pending& p, SourceAnswer& a) const;
+    void finish(Pending& p) const;
     bool use_candidates(Pending& p, StepTrace& trace, const std::vector<crypto::Certificate>& candidates,
-                        bool trusted) const;
+                        const CertificateSource* origin) const;
     CertificateSource* source_named(const std::string& name) const;
 
     std::vector<std::string> order_;
     std::vector<CertificateSource*> sources_;
     const Validator& validator_;
-    Cache* cache_;
+    CertificateCache* cache_;
     EncryptTo encrypt_to_;
-    const Clock* clock_;
+    const base::Clock* clock_;
 };
 
 }  // namespace sealmilter::lookup

@@ -2,32 +2,27 @@
 //
 // Three parts: expand_url (an address can never change the URL's structure),
 // parse_directory_response (pure: status + headers + body -> answer; also the fuzz target),
-// and the libcurl driver: one multi handle per source keeps connections (and HTTP/2
-// sessions) alive between lookups; lookup_many adds one easy handle per address and drives
-// them together, bounded by the configured timeout.
+// and the source itself: lookup_many hands all its requests to the one HttpClient
+// (lookup/http.hpp), which multiplexes them over HTTP/2, caps connections per host and keeps
+// connections for the next batch.
 //
-// Ownership: every curl handle is a unique_ptr (CURL_ptr, CURLM_ptr, curl_slist_ptr below);
-//            easy handles are removed from the multi handle before they are freed.
-// Threads:   each lookup_many leases its own multi handle from a pool (curl handles are not
-//            thread-safe), so concurrent callers never wait for each other;
-//            the pure functions are reentrant.
+// Ownership: the source owns its HttpClient.
+// Threads:   lookup_many from any thread; the pure functions are reentrant.
 // Errors:    network, TLS, size and content problems are TempError answers; nothing throws
 //            across lookup()/lookup_many() for them. The directory is an untrusted transport:
 //            certificates are returned as unvalidated candidates (the Chain validates).
 #include "lookup/directory.hpp"
 
+#include "base/ascii.hpp"
+#include "base/encoding.hpp"
 #include "crypto/ossl.hpp"
+#include "lookup/http.hpp"
 
-#include <curl/curl.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
-#include <cstdlib>
 #include <limits>
-#include <mutex>
 #include <optional>
-#include <stdexcept>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -35,67 +30,16 @@
 namespace sealmilter::lookup {
 namespace {
 
-using CURL_ptr = std::unique_ptr<CURL, crypto::Deleter<curl_easy_cleanup>>;
-using CURLM_ptr = std::unique_ptr<CURLM, crypto::Deleter<curl_multi_cleanup>>;
-using curl_slist_ptr = std::unique_ptr<curl_slist, crypto::Deleter<curl_slist_free_all>>;
-
 constexpr size_t kMaxCertificates = 100;  // per answer; a directory has no reason for more
 constexpr int kMaxJsonDepth = 64;         // nlohmann's parser recurses: guard the stack
-constexpr size_t kMaxHeaderBytes = size_t{64} * 1024;
 constexpr long long kMaxDeltaSeconds = 2147483648LL;  // RFC 9111 §1.2.2
-constexpr const char* kUserAgent = "sealmilter";
 constexpr const char* kAccept =
     "Accept: application/json, application/pem-certificate-chain, application/x-pem-file, "
     "application/pkix-cert";
 
-// curl_global_init once per process; curl_global_cleanup at exit (after every source that
-// was created after it is gone: function-local statics are destroyed in reverse order).
-class CurlGlobal {
-public:
-    static void ensure() { static const CurlGlobal instance; }
-    CurlGlobal(const CurlGlobal&) = delete;
-    CurlGlobal& operator=(const CurlGlobal&) = delete;
+using base::trim;
 
-private:
-    CurlGlobal() {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw std::runtime_error("curl_global_init failed");
-    }
-    ~CurlGlobal() { curl_global_cleanup(); }
-};
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    // ASCII only, whatever the process locale: UTF-8 bytes stay as they are.
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; });
-    return out;
-}
-
-std::string_view trim(std::string_view s) {
-    const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
-    while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
-    while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
-    return s;
-}
-
-// RFC 3986 §2.3 unreserved stay; every other byte becomes %XX (upper-case hex, §2.1).
-std::string percent_encode(std::string_view in) {
-    static constexpr char kHex[] = "0123456789ABCDEF";
-    std::string out;
-    out.reserve(in.size() * 3);
-    for (const char ch : in) {
-        const auto c = static_cast<unsigned char>(ch);
-        const bool alnum = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (alnum || c == '-' || c == '.' || c == '_' || c == '~') {
-            out.push_back(ch);
-        } else {
-            out.push_back('%');
-            out.push_back(kHex[c >> 4]);
-            out.push_back(kHex[c & 0x0F]);
-        }
-    }
-    return out;
-}
+std::string lower(std::string_view s) { return base::to_lower(s); }
 
 // Cache-Control delta-seconds (RFC 9111 §1.2.2): digits only, clamped; garbage -> nullopt.
 std::optional<long long> parse_delta_seconds(std::string_view v) {
@@ -229,7 +173,9 @@ std::string expand_url(const std::string& url_template, const std::string& email
     const std::string domain = at == std::string::npos ? std::string{} : lower(std::string_view(email).substr(at + 1));
     const std::string address = at == std::string::npos ? local : local + "@" + domain;
     const std::pair<std::string_view, std::string> fields[] = {
-        {"{email}", percent_encode(address)}, {"{local}", percent_encode(local)}, {"{domain}", percent_encode(domain)}};
+        {"{email}", base::percent_encode(address)},
+        {"{local}", base::percent_encode(local)},
+        {"{domain}", base::percent_encode(domain)}};
     std::string out;
     out.reserve(url_template.size() + address.size() * 3);
     for (size_t i = 0; i < url_template.size();) {
@@ -278,250 +224,65 @@ SourceAnswer parse_directory_response(long status, const std::map<std::string, s
     return a;
 }
 
-// ---- the libcurl driver -------------------------------------------------------------------
+// ---- the source ----------------------------------------------------------------------------
 
 namespace {
 
-// One request in flight. Lives at a fixed address (held by unique_ptr): curl keeps pointers
-// to it (write/header data, CURLOPT_PRIVATE, the error buffer).
-struct Transfer {
-    CURL_ptr easy;
-    curl_slist_ptr request_headers;
-    std::string body;
-    std::map<std::string, std::string> headers;  // lower-case names, of the last response
-    size_t header_bytes = 0;
-    long status_line = 0;  // from the latest status line, for the early Content-Length check
-    long long max_body = 0;
-    bool too_big = false;
-    bool done = false;
-    CURLcode result = CURLE_OK;
-    char error[CURL_ERROR_SIZE] = {};
-};
-
-size_t on_body(char* data, size_t size, size_t count, void* user) {
-    auto* t = static_cast<Transfer*>(user);
-    const size_t n = size * count;
-    // Compared as "what is left" so that no sum can overflow; max_body <= 0 admits nothing.
-    const long long room = t->max_body - static_cast<long long>(t->body.size());
-    if (room < 0 || n > static_cast<unsigned long long>(room)) {
-        t->too_big = true;
-        return CURL_WRITEFUNC_ERROR;  // aborts the transfer: CURLE_WRITE_ERROR
-    }
-    t->body.append(data, n);
-    return n;
-}
-
-// A Content-Length above max_body ends the transfer before any of the body is read.
-bool announced_too_big(std::string_view value, long long max_body) {
-    long long n = 0;
-    for (const char c : value) {
-        if (c < '0' || c > '9') return false;  // malformed: curl itself rejects it
-        if (n > (max_body - (c - '0')) / 10) return true;
-        n = n * 10 + (c - '0');
-    }
-    return false;
-}
-
-size_t on_header(char* data, size_t size, size_t count, void* user) {
-    auto* t = static_cast<Transfer*>(user);
-    const size_t n = size * count;
-    const std::string_view line = trim(std::string_view(data, n));
-    if (line.rfind("HTTP/", 0) == 0) {  // a new response (1xx, redirect, final): start over
-        t->headers.clear();
-        t->header_bytes = 0;
-        const size_t sp = line.find(' ');
-        t->status_line = sp == std::string_view::npos ? 0 : std::atol(std::string(line.substr(sp + 1, 3)).c_str());
-        return n;
-    }
-    const size_t colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0) return n;
-    t->header_bytes += n;
-    if (t->header_bytes > kMaxHeaderBytes) return n;  // ignore the rest; curl bounds the total too
-    const std::string name = lower(trim(line.substr(0, colon)));
-    const std::string_view value = trim(line.substr(colon + 1));
-    if (name == "content-length" && t->status_line >= 200 && t->status_line != 304 &&
-        announced_too_big(value, t->max_body)) {
-        t->too_big = true;
-        return 0;  // aborts the transfer
-    }
-    auto [it, inserted] = t->headers.try_emplace(name, value);
-    if (!inserted) it->second.append(", ").append(value);  // RFC 9110 §5.3
-    return n;
-}
-
-bool line_safe(const std::string& s) {
-    return s.find_first_of("\r\n", 0) == std::string::npos && s.find('\0') == std::string::npos;
-}
-
-// Accept, Authorization, If-None-Match. Values with a line break are never sent (header
-// injection): a bad token is an error, a bad ETag just makes the request unconditional.
-curl_slist_ptr request_headers(const DirectoryOptions& options, const Query& query, std::string& error) {
-    std::vector<std::string> lines = {kAccept};
-    if (!options.bearer_token.empty()) {
-        if (!line_safe(options.bearer_token)) {
-            error = "directory bearer token contains a line break";
-            return nullptr;
-        }
-        lines.push_back("Authorization: Bearer " + options.bearer_token);
-    }
-    if (!query.if_none_match.empty() && line_safe(query.if_none_match))
-        lines.push_back("If-None-Match: " + query.if_none_match);
-    curl_slist_ptr list;
-    for (const std::string& l : lines) {
-        curl_slist* head = curl_slist_append(list.get(), l.c_str());  // same head, or null
-        if (head == nullptr) {
-            error = "curl_slist_append failed";
-            return nullptr;
-        }
-        static_cast<void>(list.release());
-        list.reset(head);
-    }
-    return list;
-}
-
-CURLcode configure(CURL* e, const DirectoryOptions& options, const std::string& url, Transfer* t) {
-    const bool https = lower(std::string_view(url).substr(0, 6)) == "https:";
-    CURLcode rc = CURLE_OK;
-    const auto set = [&rc](CURLcode r) {
-        if (rc == CURLE_OK) rc = r;
-    };
-    set(curl_easy_setopt(e, CURLOPT_URL, url.c_str()));
-    set(curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https"));
-    set(curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, options.follow_redirects ? 1L : 0L));
-    set(curl_easy_setopt(e, CURLOPT_MAXREDIRS, 3L));
-    set(curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https"));  // no downgrade
-    set(curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L));
-    set(curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, std::max(1L, options.timeout_ms)));  // 0 would mean never
-    set(curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2TLS)));
-    // Over TLS, wait for the first connection's ALPN answer and multiplex on it rather than
-    // open one connection per address. Not over plain HTTP (no h2 there): a hanging first
-    // request would hold every other one back.
-    if (https) set(curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L));
-    set(curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L));
-    set(curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L));
-    if (!options.ca_file.empty()) {  // ca_file replaces the system store, it does not add to it
-        set(curl_easy_setopt(e, CURLOPT_CAINFO, options.ca_file.c_str()));
-        set(curl_easy_setopt(e, CURLOPT_CAPATH, nullptr));
-    }
-    if (!options.client_cert_file.empty()) set(curl_easy_setopt(e, CURLOPT_SSLCERT, options.client_cert_file.c_str()));
-    if (!options.client_key_file.empty()) set(curl_easy_setopt(e, CURLOPT_SSLKEY, options.client_key_file.c_str()));
-    set(curl_easy_setopt(e, CURLOPT_HTTPGET, 1L));
-    set(curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->request_headers.get()));
-    set(curl_easy_setopt(e, CURLOPT_USERAGENT, kUserAgent));
-    // No CURLOPT_ACCEPT_ENCODING: bodies are never decompressed (no gzip bombs).
-    set(curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &on_body));
-    set(curl_easy_setopt(e, CURLOPT_WRITEDATA, t));
-    set(curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &on_header));
-    set(curl_easy_setopt(e, CURLOPT_HEADERDATA, t));
-    set(curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t->error));
-    set(curl_easy_setopt(e, CURLOPT_PRIVATE, t));
-    return rc;
+HttpOptions http_options(const DirectoryOptions& o) {
+    HttpOptions h;
+    h.timeout_ms = o.timeout_ms;
+    h.bearer_token = o.bearer_token;
+    h.ca_file = o.ca_file;
+    h.client_cert_file = o.client_cert_file;
+    h.client_key_file = o.client_key_file;
+    h.max_body = o.max_body;
+    h.follow_redirects = o.follow_redirects;
+    h.max_connections = o.max_connections;
+    return h;
 }
 
 }  // namespace
 
-// A pool of multi handles: a caller takes an idle one (or a new one) for the duration of its
-// lookup_many and gives it back, so concurrent callers (one milter thread per SMTP session)
-// never wait for each other, while each handle keeps its connection cache for reuse.
 struct DirectorySource::Impl {
     DirectoryOptions options;
-    std::mutex pool_mutex;  // guards idle
-    std::vector<CURLM_ptr> idle;
+    HttpClient http;
 
-    CURLM_ptr acquire();
-    void release(CURLM_ptr multi);
-    std::unique_ptr<Transfer> start(const Query& query, std::string& error) const;
-    void drive(CURLM* multi) const;
-    SourceAnswer finish(const Transfer& t) const;
+    explicit Impl(DirectoryOptions o) : options(std::move(o)), http(http_options(options)) {}
+
+    HttpRequest request(const Query& query) const {
+        HttpRequest r;
+        // The normalised address, as before the query carried the written form too: the
+        // directory's keys are case-folded (a DNS SMIMEA source will use query.written()).
+        r.url = expand_url(options.url_template, query.email);
+        r.headers = {kAccept};
+        if (!query.if_none_match.empty()) r.headers.push_back("If-None-Match: " + query.if_none_match);
+        return r;
+    }
+
+    SourceAnswer answer(const HttpResponse& r) const {
+        switch (r.failure) {
+        case HttpResponse::Failure::None: break;
+        case HttpResponse::Failure::TooBig:
+            return temp_error("body exceeds directory.max_body (" + std::to_string(options.max_body) + " bytes)");
+        case HttpResponse::Failure::Timeout:
+            return temp_error("directory request timed out after " + std::to_string(options.timeout_ms) + " ms");
+        case HttpResponse::Failure::Transport: return temp_error("directory request failed: " + r.error);
+        case HttpResponse::Failure::Setup: return temp_error("directory " + r.error);
+        }
+        return parse_directory_response(r.status, r.headers, r.body, options.max_body);
+    }
 };
 
-CURLM_ptr DirectorySource::Impl::acquire() {
-    {
-        const std::lock_guard<std::mutex> lock(pool_mutex);
-        if (!idle.empty()) {
-            CURLM_ptr m = std::move(idle.back());
-            idle.pop_back();
-            return m;
-        }
-    }
-    CURLM_ptr m(curl_multi_init());
-    if (!m) throw std::runtime_error("curl_multi_init failed");
-    // HTTP/2 multiplexing where the server offers it; bounded connections per host otherwise.
-    curl_multi_setopt(m.get(), CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(m.get(), CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
-    return m;
-}
-
-void DirectorySource::Impl::release(CURLM_ptr multi) {
-    const std::lock_guard<std::mutex> lock(pool_mutex);
-    if (idle.size() < 64) idle.push_back(std::move(multi));  // bounded; extras close their connections
-}
-
-DirectorySource::DirectorySource(DirectoryOptions options) : impl_(std::make_unique<Impl>()) {
-    CurlGlobal::ensure();
-    impl_->options = std::move(options);
-    impl_->release(impl_->acquire());  // fail early if curl cannot make a multi handle
-}
+DirectorySource::DirectorySource(DirectoryOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 DirectorySource::~DirectorySource() = default;
 
-bool DirectorySource::trusted() const {
+SourceProperties DirectorySource::properties() const {
+    return {.cacheable = true, .negative_authoritative = true};  // 404/410 are definite (SPEC §6.3)
+}
+
+bool DirectorySource::vouches_for(const crypto::Certificate& /*candidate*/) const {
     return impl_->options.trusted;
-}
-
-std::unique_ptr<Transfer> DirectorySource::Impl::start(const Query& query, std::string& error) const {
-    auto t = std::make_unique<Transfer>();
-    t->max_body = options.max_body;
-    t->easy.reset(curl_easy_init());
-    if (!t->easy) {
-        error = "curl_easy_init failed";
-        return nullptr;
-    }
-    t->request_headers = request_headers(options, query, error);
-    if (!t->request_headers) return nullptr;
-    const CURLcode rc = configure(t->easy.get(), options, expand_url(options.url_template, query.email), t.get());
-    if (rc != CURLE_OK) {
-        error = std::string("curl setup failed: ") + curl_easy_strerror(rc);
-        return nullptr;
-    }
-    return t;
-}
-
-// Runs every added transfer until all are done or the deadline (timeout_ms plus a little
-// grace over curl's own CURLOPT_TIMEOUT_MS) passes. Each iteration waits at most 200 ms.
-void DirectorySource::Impl::drive(CURLM* multi) const {
-    using Clock = std::chrono::steady_clock;
-    const auto deadline = Clock::now() + std::chrono::milliseconds(std::max(0L, options.timeout_ms) + 500);
-    int running = 0;
-    for (;;) {
-        if (curl_multi_perform(multi, &running) != CURLM_OK) break;
-        int queued = 0;
-        while (CURLMsg* m = curl_multi_info_read(multi, &queued)) {
-            if (m->msg != CURLMSG_DONE) continue;
-            char* p = nullptr;
-            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &p);
-            auto* t = reinterpret_cast<Transfer*>(p);
-            t->done = true;
-            t->result = m->data.result;
-        }
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-        if (running == 0 || left <= 0) break;
-        curl_multi_poll(multi, nullptr, 0, static_cast<int>(std::min<long long>(left, 200)), nullptr);
-    }
-}
-
-SourceAnswer DirectorySource::Impl::finish(const Transfer& t) const {
-    if (t.too_big)
-        return temp_error("body exceeds directory.max_body (" + std::to_string(options.max_body) + " bytes)");
-    if (!t.done) return temp_error("directory request timed out after " + std::to_string(options.timeout_ms) + " ms");
-    if (t.result != CURLE_OK) {
-        std::string reason = std::string("directory request failed: ") + curl_easy_strerror(t.result);
-        if (t.error[0] != '\0') reason += std::string(" (") + t.error + ")";
-        return temp_error(std::move(reason));
-    }
-    long status = 0;
-    curl_easy_getinfo(t.easy.get(), CURLINFO_RESPONSE_CODE, &status);
-    return parse_directory_response(status, t.headers, t.body, options.max_body);
 }
 
 SourceAnswer DirectorySource::lookup(const Query& query) {
@@ -529,34 +290,13 @@ SourceAnswer DirectorySource::lookup(const Query& query) {
 }
 
 std::vector<SourceAnswer> DirectorySource::lookup_many(const std::vector<Query>& queries) {
-    std::vector<SourceAnswer> answers(queries.size());
-    std::vector<std::unique_ptr<Transfer>> transfers(queries.size());
-    // Every added easy handle leaves the multi handle before it is freed, and the multi handle
-    // returns to the pool, whatever happens.
-    struct Lease {
-        Impl& impl;
-        CURLM_ptr multi;
-        std::vector<std::unique_ptr<Transfer>>& transfers;
-        ~Lease() {
-            for (auto& t : transfers)
-                if (t) curl_multi_remove_handle(multi.get(), t->easy.get());
-            impl.release(std::move(multi));
-        }
-    } lease{*impl_, impl_->acquire(), transfers};
-    CURLM* multi = lease.multi.get();
-    for (size_t i = 0; i < queries.size(); ++i) {
-        std::string error;
-        std::unique_ptr<Transfer> t = impl_->start(queries[i], error);
-        if (t && curl_multi_add_handle(multi, t->easy.get()) != CURLM_OK) {
-            t.reset();
-            error = "curl_multi_add_handle failed";
-        }
-        if (!t) answers[i] = temp_error(error);
-        transfers[i] = std::move(t);
-    }
-    impl_->drive(multi);
-    for (size_t i = 0; i < queries.size(); ++i)
-        if (transfers[i]) answers[i] = impl_->finish(*transfers[i]);
+    std::vector<HttpRequest> requests;
+    requests.reserve(queries.size());
+    for (const Query& q : queries) requests.push_back(impl_->request(q));
+    const std::vector<HttpResponse> responses = impl_->http.perform(requests);
+    std::vector<SourceAnswer> answers;
+    answers.reserve(responses.size());
+    for (const HttpResponse& r : responses) answers.push_back(impl_->answer(r));
     return answers;
 }
 

@@ -8,11 +8,13 @@
 //            out); 304 (to If-None-Match) -> not_modified; everything else, a timeout, a body
 //            over max_body, an unparsable body, a redirect (unless follow_redirects) ->
 //            TempError. Cache-Control max-age / stale-if-error and ETag are reported.
-//            TLS verified (ca_file or the system store), HTTP/2 where offered, connections
-//            reused through one shared multi handle; lookup_many runs all requests at once.
-// Ownership: the source owns its curl handles; answers are values.
-// Threads:   lookup()/lookup_many() may be called from several threads (serialised inside
-//            or per-thread handles; either way correct).
+//            Requests go through lookup/http (TLS verified with ca_file or the system store,
+//            client certificate, bearer token): lookup_many runs all its requests at once,
+//            multiplexed over HTTP/2 where offered, at most max_connections per host, on
+//            connections kept for the next batch. Cacheable; 404/410 are authoritative;
+//            vouches for its candidates only when configured as trusted.
+// Ownership: the source owns its HTTP client; answers are values.
+// Threads:   lookup()/lookup_many() may be called from several threads at once.
 // Errors:    every failure is a TempError answer with the reason; never throws for network
 //            or content problems.
 #pragma once
@@ -35,6 +37,7 @@ struct DirectoryOptions {
     bool trusted = false;        // directory.trusted: skip the chain check for its answers
     std::string client_cert_file;  // optional TLS client certificate (PEM) ...
     std::string client_key_file;   // ... and its key
+    long max_connections = 4;      // directory.max_connections: per host, at once
 };
 
 // Expands the template for one address; percent-encodes every byte outside RFC 3986
@@ -51,7 +54,8 @@ public:
     explicit DirectorySource(DirectoryOptions options);
     ~DirectorySource() override;
     std::string name() const override { return "directory"; }
-    bool trusted() const override;
+    SourceProperties properties() const override;
+    bool vouches_for(const crypto::Certificate& candidate) const override;
     SourceAnswer lookup(const Query& query) override;
     std::vector<SourceAnswer> lookup_many(const std::vector<Query>& queries) override;
 

@@ -1,6 +1,8 @@
 // lookup/harvest_store.cpp — harvested certificates on disk (see harvest_store.hpp).
 #include "lookup/harvest_store.hpp"
 
+#include "base/encoding.hpp"
+#include "base/file.hpp"
 #include "crypto/ossl.hpp"
 
 #include <nlohmann/json.hpp>
@@ -34,48 +36,23 @@ std::string pem_of(const crypto::Certificate& c) {
     return std::string(data, static_cast<size_t>(n));
 }
 
-void write_atomically(const fs::path& path, const std::string& content) {
-    const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        out << content;
-        out.flush();
-        if (!out) throw std::runtime_error("cannot write " + tmp.string());
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) {
-        fs::remove(tmp, ec);
-        throw std::runtime_error("cannot rename into " + path.string());
-    }
-}
-
-std::string read_file(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 }  // namespace
 
 HarvestStore::HarvestStore(std::string dir) : dir_(std::move(dir)) {}
 
 std::string HarvestStore::pem(const crypto::Certificate& c) { return pem_of(c); }
 
+// Names already on disk must not change: besides what base::percent_encode escapes, '~'
+// and a leading '.' are escaped too (so no name is ever "." or "..").
 std::string HarvestStore::encode(const std::string& email) {
-    static const char* hex = "0123456789ABCDEF";
+    const std::string encoded = base::percent_encode(normalize_address(email), "@+");
     std::string out;
-    for (const char ch : normalize_address(email)) {
-        const auto c = static_cast<unsigned char>(ch);
-        const bool plain = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '@' || c == '-' || c == '_' ||
-                           c == '+' || (c == '.' && !out.empty());
-        if (plain) {
-            out += static_cast<char>(c);
+    out.reserve(encoded.size());
+    for (const char c : encoded) {
+        if (c == '~' || (c == '.' && out.empty())) {
+            out += c == '~' ? "%7E" : "%2E";
         } else {
-            out += '%';
-            out += hex[c >> 4];
-            out += hex[c & 15];
+            out += c;
         }
     }
     return out.empty() ? "%00" : out;
@@ -90,10 +67,10 @@ void HarvestStore::save(HarvestRecord r) const {
     const fs::path meta = d / (fp + ".json");
     if (fs::exists(meta, ec)) {
         try {
-            const auto old = nlohmann::json::parse(read_file(meta));
+            const auto old = nlohmann::json::parse(base::read_file(meta.string()));
             r.first_seen = std::min<std::time_t>(r.first_seen, old.value("first_seen", r.first_seen));
-        } catch (const nlohmann::json::exception&) {
-            // a damaged sidecar is replaced
+        } catch (const std::exception&) {  // json::exception, std::system_error
+            // a damaged or unreadable sidecar is replaced
         }
     }
     nlohmann::json j = {{"email", r.email},
@@ -103,8 +80,8 @@ void HarvestStore::save(HarvestRecord r) const {
                         {"capabilities", r.capabilities},
                         {"signer_fingerprint_sha256", r.signer_fingerprint},
                         {"from_key_preference", r.from_key_preference}};
-    write_atomically(d / (fp + ".pem"), pem_of(r.certificate));
-    write_atomically(meta, j.dump(2) + "\n");
+    base::write_atomically((d / (fp + ".pem")).string(), pem_of(r.certificate));
+    base::write_atomically(meta.string(), j.dump(2) + "\n");
 }
 
 std::vector<HarvestRecord> HarvestStore::records(const std::string& email, std::string* error) const {
@@ -120,13 +97,13 @@ std::vector<HarvestRecord> HarvestStore::records(const std::string& email, std::
         fs::path meta = it->path();
         meta.replace_extension(".json");
         try {
-            const auto j = nlohmann::json::parse(read_file(meta));
+            const auto j = nlohmann::json::parse(base::read_file(meta.string()));
             r.first_seen = j.value("first_seen", std::time_t{0});
             r.last_seen = j.value("last_seen", std::time_t{0});
             r.capabilities = j.value("capabilities", std::vector<std::string>{});
             r.signer_fingerprint = j.value("signer_fingerprint_sha256", std::string());
             r.from_key_preference = j.value("from_key_preference", false);
-        } catch (const nlohmann::json::exception&) {
+        } catch (const std::exception&) {  // json::exception, std::system_error
             // no or damaged metadata: the certificate still counts, capabilities unknown
         }
         out.push_back(std::move(r));

@@ -1,9 +1,9 @@
 // lookup/publisher.cpp — background publishing of harvested certificates (see publisher.hpp).
 #include "lookup/publisher.hpp"
 
+#include "base/file.hpp"
+#include "base/worker_thread.hpp"
 #include "lookup/directory.hpp"
-
-#include <curl/curl.h>
 
 #include <algorithm>
 #include <atomic>
@@ -22,25 +22,29 @@ namespace {
 
 std::atomic<unsigned long> g_counter{0};
 
-size_t discard(char*, size_t size, size_t n, void*) { return size * n; }
-
+// A queue file: the address on the first line, the PEM after it.
 bool read_request(const fs::path& p, std::string& email, std::string& pem) {
-    std::ifstream in(p, std::ios::binary);
-    if (!std::getline(in, email) || email.empty()) return false;
-    std::ostringstream rest;
-    rest << in.rdbuf();
-    pem = rest.str();
+    std::string text;
+    try {
+        text = base::read_file(p.string());
+    } catch (const std::system_error&) {
+        return false;
+    }
+    const size_t nl = text.find('\n');
+    if (nl == std::string::npos || nl == 0) return false;
+    email = text.substr(0, nl);
+    pem = text.substr(nl + 1);
     return !pem.empty();
 }
 
 }  // namespace
 
 Publisher::Publisher(PublishOptions options, std::function<void(const std::string&)> log, bool start_thread)
-    : options_(std::move(options)), log_(std::move(log)) {
+    : options_(std::move(options)), log_(std::move(log)), http_(std::make_unique<HttpClient>(options_.http)) {
     std::error_code ec;
     fs::create_directories(options_.queue_dir, ec);
     if (ec) throw std::runtime_error("cannot create the publish queue " + options_.queue_dir + ": " + ec.message());
-    if (start_thread) thread_ = std::thread([this] { run(); });
+    if (start_thread) thread_ = base::start_worker_thread([this] { run(); });
 }
 
 Publisher::Publisher(PublishOptions options, std::function<void(const std::string&)> log)
@@ -52,7 +56,7 @@ std::unique_ptr<Publisher> Publisher::without_thread(PublishOptions options, std
 
 Publisher::~Publisher() {
     {
-        const std::lock_guard<std::mutex> lock(mutex_);
+        const base::MutexLock lock(mutex_);
         stop_ = true;
     }
     wake_.notify_all();
@@ -77,39 +81,45 @@ void Publisher::enqueue(const std::string& email, const std::string& pem) {
 }
 
 bool Publisher::send(const std::string& email, const std::string& pem, std::string& error) const {
-    CURL* curl = curl_easy_init();
-    if (curl == nullptr) {
-        error = "curl_easy_init failed";
-        return false;
+    HttpRequest request;
+    request.url = expand_url(options_.url_template, email);
+    request.headers = {"Content-Type: application/pem-certificate-chain"};
+    request.post = true;
+    request.body = pem;
+    const HttpResponse r = http_->perform({request}).front();
+    switch (r.failure) {
+    case HttpResponse::Failure::None: break;
+    case HttpResponse::Failure::TooBig: error = "answer larger than directory.max_body"; return false;
+    case HttpResponse::Failure::Timeout: error = "timed out"; return false;
+    case HttpResponse::Failure::Transport:
+    case HttpResponse::Failure::Setup: error = r.error; return false;
     }
-    const std::string url = expand_url(options_.url_template, email);
-    curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/pem-certificate-chain");
-    if (!options_.bearer_token.empty())
-        headers = curl_slist_append(headers, ("Authorization: Bearer " + options_.bearer_token).c_str());
-    curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, pem.data());
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(pem.size()));
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, options_.timeout_ms);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
-    if (!options_.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, options_.ca_file.c_str());
-    const CURLcode rc = curl_easy_perform(curl);
-    long status = 0;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    if (rc != CURLE_OK) {
-        error = curl_easy_strerror(rc);
-        return false;
-    }
-    if (status < 200 || status > 299) {
-        error = "HTTP " + std::to_string(status);
+    if (r.status < 200 || r.status > 299) {
+        error = "HTTP " + std::to_string(r.status);
         return false;
     }
     return true;
+}
+
+// Whether `file` is due now (not waiting out a backoff); `stop` says the publisher stops.
+bool Publisher::due(const std::string& file, bool honour_backoff, bool& stop) {
+    const base::MutexLock lock(mutex_);
+    stop = stop_;
+    const auto r = retry_.find(file);
+    return !honour_backoff || r == retry_.end() || std::chrono::steady_clock::now() >= r->second.next;
+}
+
+void Publisher::failed(const std::string& file, const std::string& email, const std::string& error) {
+    long backoff_ms = 0;
+    {
+        const base::MutexLock lock(mutex_);
+        Retry& r = retry_[file];
+        r.backoff_ms =
+            r.backoff_ms == 0 ? options_.initial_backoff_ms : std::min(r.backoff_ms * 2, options_.max_backoff_ms);
+        r.next = std::chrono::steady_clock::now() + std::chrono::milliseconds(r.backoff_ms);
+        backoff_ms = r.backoff_ms;
+    }
+    log_("publish: <" + email + "> failed (" + error + "), next attempt in " + std::to_string(backoff_ms / 1000) + " s");
 }
 
 size_t Publisher::pass(bool honour_backoff) {
@@ -120,14 +130,12 @@ size_t Publisher::pass(bool honour_backoff) {
     std::sort(files.begin(), files.end());
     size_t remaining = 0;
     for (const fs::path& f : files) {
-        {
-            const std::lock_guard<std::mutex> lock(mutex_);
-            if (stop_) return files.size();
-            const auto r = retry_.find(f.string());
-            if (honour_backoff && r != retry_.end() && std::chrono::steady_clock::now() < r->second.next) {
-                ++remaining;
-                continue;
-            }
+        bool stop = false;
+        const bool now = due(f.string(), honour_backoff, stop);
+        if (stop) return files.size();
+        if (!now) {
+            ++remaining;
+            continue;
         }
         std::string email;
         std::string pem;
@@ -137,19 +145,17 @@ size_t Publisher::pass(bool honour_backoff) {
             continue;
         }
         std::string error;
-        if (send(email, pem, error)) {
-            fs::remove(f, ec);
-            const std::lock_guard<std::mutex> lock(mutex_);
-            retry_.erase(f.string());
-            log_("publish: <" + email + "> published");
+        if (!send(email, pem, error)) {
+            ++remaining;
+            failed(f.string(), email, error);
             continue;
         }
-        ++remaining;
-        const std::lock_guard<std::mutex> lock(mutex_);
-        Retry& r = retry_[f.string()];
-        r.backoff_ms = r.backoff_ms == 0 ? options_.initial_backoff_ms : std::min(r.backoff_ms * 2, options_.max_backoff_ms);
-        r.next = std::chrono::steady_clock::now() + std::chrono::milliseconds(r.backoff_ms);
-        log_("publish: <" + email + "> failed (" + error + "), next attempt in " + std::to_string(r.backoff_ms / 1000) + " s");
+        fs::remove(f, ec);
+        {
+            const base::MutexLock lock(mutex_);
+            retry_.erase(f.string());
+        }
+        log_("publish: <" + email + "> published");
     }
     return remaining;
 }
@@ -159,7 +165,7 @@ size_t Publisher::flush_once() { return pass(false); }
 void Publisher::run() {
     for (;;) {
         pass(true);
-        std::unique_lock<std::mutex> lock(mutex_);
+        base::UniqueMutexLock lock(mutex_);
         if (stop_) return;
         // Wake for a new request, or when the earliest retry is due (at most a minute: files
         // queued by other processes, e.g. `sealmilter harvest`, are found too).

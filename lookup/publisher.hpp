@@ -2,8 +2,9 @@
 //
 // Purpose:   directory.publish_url receives every certificate the gateway harvests, so that
 //            other systems of the organisation find it too: POST with Content-Type
-//            application/pem-certificate-chain and the directory's bearer token, TLS verified
-//            like lookups. Never on the mail path: enqueue() writes one file into a persistent
+//            application/pem-certificate-chain through the same HTTP client and TLS policy as
+//            lookups (lookup/http: CA file, client certificate, bearer token). Never on the
+//            mail path: enqueue() writes one file into a persistent
 //            queue directory and returns; a background thread POSTs, deletes the file on 2xx
 //            and otherwise retries with exponential backoff (initial_backoff_ms doubling up to
 //            max_backoff_ms). What is queued survives restarts; nothing is dropped.
@@ -14,12 +15,14 @@
 //            failures are logged and retried, never thrown.
 #pragma once
 
+#include "base/mutex.hpp"
+#include "lookup/http.hpp"
+
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
@@ -27,9 +30,7 @@ namespace sealmilter::lookup {
 
 struct PublishOptions {
     std::string url_template;      // directory.publish_url ({email} {local} {domain} allowed)
-    std::string bearer_token;      // from directory.token_file
-    std::string ca_file;           // directory.ca_file; empty = system store
-    long timeout_ms = 5000;
+    HttpOptions http;              // the directory's TLS policy, token and timeout
     std::string queue_dir;         // persistent queue (harvest.dir/.publish)
     long initial_backoff_ms = 5000;
     long max_backoff_ms = 600000;
@@ -55,16 +56,21 @@ private:
     bool send(const std::string& email, const std::string& pem, std::string& error) const;
     size_t pass(bool honour_backoff);  // one sweep over the queue
 
+    bool due(const std::string& file, bool honour_backoff, bool& stop) SEALMILTER_EXCLUDES(mutex_);
+    void failed(const std::string& file, const std::string& email, const std::string& error)
+        SEALMILTER_EXCLUDES(mutex_);
+
     PublishOptions options_;
     std::function<void(const std::string&)> log_;
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    bool stop_ = false;
+    std::unique_ptr<HttpClient> http_;
+    base::Mutex mutex_;
+    std::condition_variable_any wake_;
+    bool stop_ SEALMILTER_GUARDED_BY(mutex_) = false;
     struct Retry {
         long backoff_ms = 0;
         std::chrono::steady_clock::time_point next{};
     };
-    std::map<std::string, Retry> retry_;  // queue file -> when to try again
+    std::map<std::string, Retry> retry_ SEALMILTER_GUARDED_BY(mutex_);  // queue file -> when to try again
     std::thread thread_;
 };
 

@@ -1,6 +1,8 @@
 // lookup/resolver.cpp — see resolver.hpp.
 #include "lookup/resolver.hpp"
 
+#include "base/worker_thread.hpp"
+
 #include <algorithm>
 
 namespace sealmilter::lookup {
@@ -9,7 +11,7 @@ Resolver::Resolver(const Chain& chain, ResolverOptions options) : chain_(chain),
     options_.workers = std::max<size_t>(1, options_.workers);
     options_.max_batch = std::max<size_t>(1, options_.max_batch);
     threads_.reserve(options_.workers);
-    for (size_t i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { run(); });
+    for (size_t i = 0; i < options_.workers; ++i) threads_.push_back(base::start_worker_thread([this] { run(); }));
 }
 
 Resolver::~Resolver() {

@@ -1,8 +1,7 @@
 // lookup/source.cpp — shared pieces of the source interface (see source.hpp).
 #include "lookup/source.hpp"
 
-#include <algorithm>
-#include <cctype>
+#include "base/ascii.hpp"
 
 namespace sealmilter::lookup {
 
@@ -23,11 +22,14 @@ std::vector<SourceAnswer> CertificateSource::lookup_many(const std::vector<Query
 }
 
 std::string normalize_address(const std::string& email) {
-    std::string out = email;
-    std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) {
-        return c < 0x80 ? static_cast<char>(std::tolower(c)) : static_cast<char>(c);
-    });
-    return out;
+    return base::to_lower(email);
+}
+
+Query make_query(const std::string& as_written) {
+    Query q;
+    q.email = normalize_address(as_written);
+    if (q.email != as_written) q.as_written = as_written;
+    return q;
 }
 
 }  // namespace sealmilter::lookup

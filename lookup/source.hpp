@@ -4,6 +4,9 @@
 //            (authoritative: "this address has no certificate here") / TempError(reason).
 //            Candidates are NOT validated by the source: the Chain passes every candidate
 //            through the one Validator before use and before caching.
+//            A source also declares its properties (SourceProperties) and vouches, per
+//            candidate, for the certificates it has authenticated itself; the Chain reads
+//            those instead of the source's name.
 // Ownership: answers are values; certificates are ref-counted crypto::Certificate.
 // Threads:   a source must be safe to call from several threads at once.
 // Errors:    expected failures are a TempError value, never an exception; exceptions only for
@@ -35,16 +38,31 @@ struct SourceAnswer {
 };
 
 struct Query {
-    std::string email;
+    std::string email;       // normalised (normalize_address): the key of lookups and the cache
+    std::string as_written;  // the address as the caller wrote it (RFC 8162 §3.1 hashes this
+                             // local part); empty = same as email
     std::string if_none_match;  // an ETag from the cache, for revalidation (directory only)
+
+    const std::string& written() const { return as_written.empty() ? email : as_written; }
+};
+
+// What the Chain may do with a source's answers (SPEC §6). Declared by the source, so a new
+// source (LDAP, DNS, issued) needs no name check anywhere.
+struct SourceProperties {
+    bool cacheable = false;               // positive answers go into the cache
+    bool negative_authoritative = false;  // NotFound means "definitely none": negative-cached
 };
 
 class CertificateSource {
 public:
     virtual ~CertificateSource() = default;
-    virtual std::string name() const = 0;  // "store", "directory", ...
-    // true when the source itself is trusted (no chain check; every other check applies).
-    virtual bool trusted() const { return false; }
+    virtual std::string name() const = 0;  // the lookup.order name: "store", "directory", ...
+    virtual SourceProperties properties() const { return {}; }
+    // True when the source vouches for this candidate itself (e.g. a TLS-authenticated
+    // corporate directory configured as trusted): the Validator skips the chain check for
+    // it, every other check still applies. Asked for fresh answers and for cached entries
+    // this source gave.
+    virtual bool vouches_for(const crypto::Certificate& /*candidate*/) const { return false; }
     virtual SourceAnswer lookup(const Query& query) = 0;
     // Several addresses at once, answers in the same order. Sources that can run requests
     // concurrently override this (the directory: 50 recipients cost about one round trip).
@@ -56,5 +74,8 @@ public:
 // different people, and certificates and directories spell addresses inconsistently.
 // Non-ASCII (UTF-8) bytes are kept as they are.
 std::string normalize_address(const std::string& email);
+
+// A query for an address as the caller wrote it.
+Query make_query(const std::string& as_written);
 
 }  // namespace sealmilter::lookup

@@ -3,7 +3,9 @@
 //
 // Purpose:   answers Found with every certificate naming the address (rfc822Name SAN, or the
 //            subject emailAddress when there is no SAN; domain case-insensitive) or NotFound.
-//            A store miss is not authoritative: the Chain goes on to the next source.
+//            A store miss is not authoritative: the Chain goes on to the next source. Not
+//            cacheable (it is local already) and vouches for nothing: pinned certificates
+//            must still chain to the trust anchors.
 // Ownership: the index is built at construction (and rebuilt by a new StoreSource on reload).
 // Threads:   lookup() is const over an immutable index; safe from any thread.
 // Errors:    an unreadable directory yields TempError answers (the admin configured it);

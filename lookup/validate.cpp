@@ -7,18 +7,17 @@
 // time of every CA certificate and CRL in the chain.
 #include "lookup/validate.hpp"
 
+#include "base/ascii.hpp"
+#include "base/file.hpp"
 #include "crypto/ossl.hpp"
 
 #include <openssl/pem.h>
 #include <openssl/x509_vfy.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 #include <set>
 #include <string_view>
+#include <system_error>
 
 namespace sealmilter::lookup {
 namespace {
@@ -29,9 +28,12 @@ using X509_CRL_ptr = std::unique_ptr<X509_CRL, crypto::Deleter<X509_CRL_free>>;
 
 // PEM (one or many "X509 CRL" blocks) or a single DER CRL; adds each to the store.
 void add_crl_file(X509_STORE* store, const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw ValidatorError("cannot read CRL file " + path + ": " + std::strerror(errno));
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string bytes;
+    try {
+        bytes = base::read_file(path);
+    } catch (const std::system_error& e) {
+        throw ValidatorError("cannot read CRL file " + path + ": " + e.code().message());
+    }
     std::vector<X509_CRL_ptr> crls;
     if (bytes.find("-----BEGIN") != std::string::npos) {
         crypto::BIO_ptr mem(BIO_new_mem_buf(bytes.data(), static_cast<int>(bytes.size())));
@@ -109,10 +111,6 @@ std::string chain_reason(X509_STORE* store, X509* leaf, STACK_OF(X509) * untrust
     return reason;
 }
 
-char ascii_lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
 // The domain is case-insensitive (RFC 5321 §2.4). The local part is case-sensitive by the
 // letter of RFC 5321 §2.4, but no real mailbox provider or directory treats "Alice" and
 // "alice" as different people, and certificates routinely carry another case than RCPT TO
@@ -120,8 +118,7 @@ char ascii_lower(char c) {
 // only means not encrypting, so ASCII letters compare case-insensitively in the local part
 // too; non-ASCII bytes (SMTPUTF8, RFC 6531) compare exactly.
 bool same_address(std::string_view a, std::string_view b) {
-    if (a.size() != b.size() || a.find('@') == std::string_view::npos) return false;
-    return std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+    return a.find('@') != std::string_view::npos && base::iequals(a, b);
 }
 
 std::string address_reason(const std::string& email, const crypto::Certificate& cert) {
@@ -172,8 +169,8 @@ std::string join(const std::vector<std::string>& parts) {
 
 struct Validator::Impl {
     ValidatorOptions options;
-    SystemClock system_clock;
-    const Clock* clock = nullptr;
+    base::SystemClock system_clock;
+    const base::Clock* clock = nullptr;
     X509_STORE_ptr store;  // built once; X509_STORE lookups are locked, so shared by all calls
 };
 
@@ -187,6 +184,11 @@ Validator::~Validator() = default;
 
 std::vector<Verdict> Validator::validate(const std::string& email, const std::vector<crypto::Certificate>& candidates,
                                          bool trust_source) const {
+    return validate(email, candidates, std::vector<bool>(candidates.size(), trust_source));
+}
+
+std::vector<Verdict> Validator::validate(const std::string& email, const std::vector<crypto::Certificate>& candidates,
+                                         const std::vector<bool>& vouched) const {
     const std::time_t now = impl_->clock->now();  // one instant for the whole candidate set
     // Intermediates come from the candidate set itself (a directory answers with a chain).
     crypto::X509_STACK_ptr untrusted(sk_X509_new_null());
@@ -197,7 +199,8 @@ std::vector<Verdict> Validator::validate(const std::string& email, const std::ve
     }
     std::vector<Verdict> verdicts;
     verdicts.reserve(candidates.size());
-    for (const crypto::Certificate& cert : candidates) {
+    for (size_t i = 0; i < candidates.size(); ++i) {
+        const crypto::Certificate& cert = candidates[i];
         // A key OpenSSL cannot decode (unknown algorithm) leaves no public key: nothing to
         // encrypt to, and nothing the other checks could say about it.
         if (X509_get0_pubkey(cert.native()) == nullptr) {
@@ -206,7 +209,7 @@ std::vector<Verdict> Validator::validate(const std::string& email, const std::ve
             continue;
         }
         std::vector<std::string> reasons = local_reasons(email, cert, now, impl_->options.allow_expired);
-        if (!trust_source) {
+        if (i >= vouched.size() || !vouched[i]) {
             std::string chain = chain_reason(impl_->store.get(), cert.native(), untrusted.get(), now);
             if (!chain.empty()) reasons.push_back(std::move(chain));
         }

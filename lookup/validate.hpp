@@ -15,7 +15,7 @@
 #pragma once
 
 #include "crypto/certificate.hpp"
-#include "lookup/clock.hpp"
+#include "base/clock.hpp"
 
 #include <memory>
 #include <stdexcept>
@@ -28,7 +28,7 @@ struct ValidatorOptions {
     std::vector<std::string> trust_anchor_files = {};  // PEM bundles; empty = system default store
     std::vector<std::string> crl_files = {};           // PEM or DER CRLs; empty = no CRL check
     bool allow_expired = false;
-    const Clock* clock = nullptr;  // borrowed; nullptr = system clock
+    const base::Clock* clock = nullptr;  // borrowed; nullptr = system clock
 };
 
 struct Verdict {
@@ -54,6 +54,11 @@ public:
     // other check still applies.
     std::vector<Verdict> validate(const std::string& email, const std::vector<crypto::Certificate>& candidates,
                                   bool trust_source = false) const;
+    // The same, trust decided per candidate: vouched[i] (the source vouches for candidate i,
+    // see CertificateSource::vouches_for) skips only the chain check for that candidate.
+    // Missing entries count as not vouched.
+    std::vector<Verdict> validate(const std::string& email, const std::vector<crypto::Certificate>& candidates,
+                                  const std::vector<bool>& vouched) const;
 
 private:
     struct Impl;

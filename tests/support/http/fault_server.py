@@ -22,6 +22,10 @@ Routes (by path prefix; the rest of the path is the expanded address and is igno
   /deep/            JSON nested 100,000 levels deep
   /xml/             an XML document labelled application/xml
   /html/            an HTML error page labelled text/html, status 200
+  /slow/            wait 100 ms, then answer 404; counted while waiting (to see how many
+                    requests the client has outstanding at once)
+  /stats/           JSON {"max_concurrent": N, "connections": M}: the most /slow/ requests
+                    outstanding at once, and how many connections were accepted before this one
   /NAME/            with --www DIR, any other first segment: DIR/NAME.json as application/json
                     when it exists (certificates the test made), else 400
 """
@@ -58,7 +62,27 @@ MANY = ('{"certificates":['
 DEEP = b'{"certificates":' + b"[" * 100000 + b"]" * 100000 + b"}"
 
 
+STATS_LOCK = threading.Lock()
+STATS = {"open": 0, "max_concurrent": 0, "connections": 0}
+
+
 class Handler(socketserver.StreamRequestHandler):
+    def setup(self):
+        with STATS_LOCK:
+            STATS["connections"] += 1
+        super().setup()
+
+    def slow(self):
+        # Counted from the request's arrival until just before its answer is written: a client
+        # that honours a cap can send another request only after reading an answer, so teardown
+        # of the old connection never inflates the figure.
+        with STATS_LOCK:
+            STATS["open"] += 1
+            STATS["max_concurrent"] = max(STATS["max_concurrent"], STATS["open"])
+        time.sleep(0.1)
+        with STATS_LOCK:
+            STATS["open"] -= 1
+
     def read_request(self):
         first = self.rfile.readline(8192).decode("latin-1")
         for _ in range(200):  # bounded header read
@@ -93,6 +117,14 @@ class Handler(socketserver.StreamRequestHandler):
         w = self.wfile.write
         if path.startswith("/hang/"):
             self.stall(STALL_SECONDS)
+        elif path.startswith("/slow/"):
+            self.slow()
+            w(simple(404, "Not Found", b""))
+        elif path.startswith("/stats/"):
+            with STATS_LOCK:
+                body = ('{"max_concurrent": %d, "connections": %d}'
+                        % (STATS["max_concurrent"], STATS["connections"] - 1)).encode("ascii")
+            w(simple(200, "OK", body))
         elif path.startswith("/status/"):
             code = int(path.split("/")[2])
             w(simple(code, "Scripted", b""))

@@ -113,6 +113,11 @@ http {
       types { } default_type application/json;
       if (\$ssl_client_verify != SUCCESS) { return 403; }
     }
+    # A publish endpoint (POST) that demands a client certificate from the test CA.
+    location /publish-mtls/ {
+      if (\$ssl_client_verify != SUCCESS) { return 403; }
+      return 204;
+    }
     $slow_location
     location /auth/ {
       types { } default_type application/json;

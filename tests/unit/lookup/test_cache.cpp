@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 using sealmilter::lookup::Cache;
 using sealmilter::lookup::CacheEntry;
 using sealmilter::lookup::CacheOptions;
-using sealmilter::lookup::Clock;
+using sealmilter::base::Clock;
 using sealmilter::testing::make_identity;
 
 class ManualClock final : public Clock {

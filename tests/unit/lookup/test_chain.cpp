@@ -1,5 +1,6 @@
 // The Chain: order, validation of every candidate, caching (positive, negative, stale,
 // revalidation) and batching, with scripted sources, a real SQLite cache and a manual clock.
+#include "lookup/cache.hpp"
 #include "lookup/chain.hpp"
 #include "lookup/store.hpp"
 #include "tests/support/scripted_source.hpp"
@@ -19,7 +20,7 @@ using sealmilter::testing::make_identity;
 
 namespace {
 
-class ManualClock final : public lookup::Clock {
+class ManualClock final : public sealmilter::base::Clock {
 public:
     std::time_t now() const override { return t; }
     std::time_t t = std::time(nullptr);
@@ -56,7 +57,7 @@ protected:
         co.negative_ttl = 120;
         co.max_stale = 86400;
         co.clock = &clock_;
-        cache_ = std::make_unique<lookup::Cache>(co);
+        cache_ = std::make_unique<lookup::SqliteCache>(co);
         lookup::ValidatorOptions vo;
         vo.clock = &clock_;
         validator_ = std::make_unique<lookup::Validator>(vo);
@@ -70,7 +71,7 @@ protected:
 
     ManualClock clock_;
     std::filesystem::path dir_;
-    std::unique_ptr<lookup::Cache> cache_;
+    std::unique_ptr<lookup::SqliteCache> cache_;
     std::unique_ptr<lookup::Validator> validator_;
     ScriptedSource directory_{"directory"};
 };
@@ -168,7 +169,7 @@ TEST_F(ChainTest, StoreAnswersFirstAndIsNotCached) {
     lookup::StoreSource store((dir_ / "store").string());
     EXPECT_EQ(store.size(), 1u);
     EXPECT_EQ(store.problems().size(), 1u);
-    // The store is a local, admin-pinned source; trusted() is false, so its certificate must
+    // The store is a local, admin-pinned source that vouches for nothing, so its certificate must
     // chain: this self-signed test certificate does not, and is rejected with a reason.
     auto c = chain({"store", "cache", "directory"}, {&store, &directory_});
     const auto r = c.resolve({"ALICE@partner.example"});
@@ -200,3 +201,62 @@ TEST_F(ChainTest, UnknownStepIsAConfigurationError) {
 }
 
 }  // namespace
+
+// What a source declares, not its name, decides caching: a non-cacheable source's answer and
+// a non-authoritative NotFound leave the cache untouched; a source of any name that declares
+// itself cacheable and authoritative is cached like the directory.
+TEST_F(ChainTest, PropertiesNotNamesDecideCaching) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    ScriptedSource local("directory", {.cacheable = false, .negative_authoritative = false});
+    local.answers["bob@partner.example"] = found(bob.cert);
+    auto c1 = chain({"cache", "directory"}, {&local});
+    ASSERT_EQ(c1.resolve({"bob@partner.example"})[0].outcome, lookup::Outcome::Found);
+    EXPECT_EQ(c1.resolve({"nobody@partner.example"})[0].outcome, lookup::Outcome::NotFound);
+    EXPECT_FALSE(cache_->get("bob@partner.example").has_value());
+    EXPECT_FALSE(cache_->get("nobody@partner.example").has_value());
+
+    ScriptedSource ldap("ldap");  // cacheable, authoritative (ScriptedSource's default)
+    ldap.answers["bob@partner.example"] = found(bob.cert);
+    auto c2 = chain({"cache", "ldap"}, {&ldap});
+    ASSERT_EQ(c2.resolve({"bob@partner.example"})[0].outcome, lookup::Outcome::Found);
+    c2.resolve({"nobody@partner.example"});
+    ASSERT_TRUE(cache_->get("bob@partner.example").has_value());
+    EXPECT_EQ(cache_->get("bob@partner.example")->source, "ldap");
+    ASSERT_TRUE(cache_->get("nobody@partner.example").has_value());
+    EXPECT_TRUE(cache_->get("nobody@partner.example")->negative);
+}
+
+// Trust is decided per candidate by the source that gave it, also when the candidate comes
+// back from the cache: only the chain check is skipped for a vouched candidate.
+TEST_F(ChainTest, OnlyVouchedCandidatesSkipTheChainCheck) {
+    const auto bob = make_identity({.email = "bob@partner.example"});  // self-signed: no chain
+    ScriptedSource unvouched("directory", {.cacheable = true, .negative_authoritative = true}, false);
+    unvouched.answers["bob@partner.example"] = found(bob.cert);
+    auto c1 = chain({"directory"}, {&unvouched});
+    const auto r1 = c1.resolve({"bob@partner.example"});
+    EXPECT_EQ(r1[0].outcome, lookup::Outcome::NotFound);
+    ASSERT_EQ(r1[0].trace.back().verdicts.size(), 1u);
+    EXPECT_NE(r1[0].trace.back().verdicts[0].reason.find("chain"), std::string::npos);
+
+    directory_.answers["bob@partner.example"] = found(bob.cert);  // vouches for its candidates
+    auto c2 = chain({"cache", "directory"}, {&directory_});
+    ASSERT_EQ(c2.resolve({"bob@partner.example"})[0].outcome, lookup::Outcome::Found);
+    const auto cached = c2.resolve({"bob@partner.example"});  // from the cache, vouched by its origin
+    EXPECT_EQ(cached[0].outcome, lookup::Outcome::Found);
+    EXPECT_EQ(cached[0].source, "cache");
+    // The same cache entry read through a chain whose "directory" vouches for nothing.
+    auto c3 = chain({"cache", "directory"}, {&unvouched});
+    EXPECT_NE(c3.resolve({"bob@partner.example"})[0].source, "cache");
+}
+
+// The query carries the address as written beside its normalised form; the result keeps
+// what the caller gave.
+TEST_F(ChainTest, QueryCarriesTheAddressAsWritten) {
+    auto c = chain({"directory"}, {&directory_});
+    const auto r = c.resolve({"Bob.Smith@Partner.Example"});
+    EXPECT_EQ(r[0].email, "bob.smith@partner.example");
+    EXPECT_EQ(r[0].as_written, "Bob.Smith@Partner.Example");
+    ASSERT_EQ(directory_.queries.size(), 1u);
+    EXPECT_EQ(directory_.queries[0].email, "bob.smith@partner.example");
+    EXPECT_EQ(directory_.queries[0].written(), "Bob.Smith@Partner.Example");
+}

@@ -7,6 +7,9 @@
 //   bodies, lying lengths, junk, bombs, redirects).
 // Servers listen on loopback only and are stopped by PID at the end of each suite.
 #include "lookup/directory.hpp"
+#include "lookup/http.hpp"
+#include "lookup/publisher.hpp"
+#include "lookup/registry.hpp"
 
 #include "tests/support/http/servers.hpp"
 #include "tests/support/test_pki.hpp"
@@ -17,6 +20,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <map>
 #include <chrono>
 #include <iostream>
 #include <random>
@@ -28,6 +34,12 @@ namespace {
 
 namespace http = sealmilter::testing::http;
 using Clock = std::chrono::steady_clock;
+
+Query with_etag(const std::string& email, std::string etag) {
+    Query q = make_query(email);
+    q.if_none_match = std::move(etag);
+    return q;
+}
 
 std::string to_pem(const crypto::Certificate& c) {
     crypto::BIO_ptr b(BIO_new(BIO_s_mem()));
@@ -349,7 +361,7 @@ protected:
     }
     static SourceAnswer look(const DirectoryOptions& o, const std::string& email, const std::string& etag = "") {
         DirectorySource source(o);
-        return source.lookup(Query{email, etag});
+        return source.lookup(with_etag(email, etag));
     }
 
     // nginx writes its access log line after the answer has left: wait for it (bounded).
@@ -421,18 +433,18 @@ TEST_F(DirectoryNginx, CacheControlReported) {
 
 TEST_F(DirectoryNginx, EtagRevalidation) {
     DirectorySource source(options("json"));
-    const SourceAnswer first = source.lookup(Query{"alice@example.test", ""});
+    const SourceAnswer first = source.lookup(make_query("alice@example.test"));
     ASSERT_EQ(first.outcome, Outcome::Found) << first.reason;
     ASSERT_FALSE(first.etag.empty());
-    const SourceAnswer again = source.lookup(Query{"alice@example.test", first.etag});
+    const SourceAnswer again = source.lookup(with_etag("alice@example.test", first.etag));
     EXPECT_EQ(again.outcome, Outcome::Found) << again.reason;
     EXPECT_TRUE(again.not_modified);
     EXPECT_TRUE(again.candidates.empty());
-    const SourceAnswer changed = source.lookup(Query{"alice@example.test", "\"stale-etag\""});
+    const SourceAnswer changed = source.lookup(with_etag("alice@example.test", "\"stale-etag\""));
     EXPECT_FALSE(changed.not_modified);
     EXPECT_EQ(changed.candidates.size(), 1u);
     // A hostile ETag (line break) is never sent as a header: the request is unconditional.
-    const SourceAnswer injected = source.lookup(Query{"alice@example.test", first.etag + "\r\nX-Evil: 1"});
+    const SourceAnswer injected = source.lookup(with_etag("alice@example.test", first.etag + "\r\nX-Evil: 1"));
     EXPECT_FALSE(injected.not_modified);
     EXPECT_EQ(injected.candidates.size(), 1u);
 }
@@ -487,8 +499,8 @@ TEST_F(DirectoryNginx, OtherAddressCertificateIsStillACandidate) {
 TEST_F(DirectoryNginx, LookupManyFiftyInOrderOverFewConnections) {
     DirectorySource source(options("json"));
     std::vector<Query> queries;
-    for (int i = 0; i < kMany; ++i) queries.push_back(Query{"user" + std::to_string(i) + "@example.test", ""});
-    queries.push_back(Query{"nobody@example.test", ""});
+    for (int i = 0; i < kMany; ++i) queries.push_back(make_query("user" + std::to_string(i) + "@example.test"));
+    queries.push_back(make_query("nobody@example.test"));
     const auto t0 = Clock::now();
     const std::vector<SourceAnswer> answers = source.lookup_many(queries);
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
@@ -533,12 +545,49 @@ TEST_F(DirectoryNginx, SeveralThreadsShareOneSource) {
             for (int i = 0; i < 10; ++i) {
                 const std::string email =
                     "user" + std::to_string((static_cast<int>(t) * 10 + i) % kMany) + "@example.test";
-                if (source.lookup(Query{email, ""}).outcome == Outcome::Found) ++found[t];
+                if (source.lookup(make_query(email)).outcome == Outcome::Found) ++found[t];
             }
         });
     }
     for (auto& th : threads) th.join();
     for (const int f : found) EXPECT_EQ(f, 10);
+}
+
+// The publisher goes through the same HTTP client and TLS policy as lookups: built from the
+// directory.* settings, it presents directory.client_cert (it used to ignore it, and a
+// directory that demands client certificates refused every publication).
+TEST_F(DirectoryNginx, PublisherPresentsTheDirectoryClientCertificate) {
+    const std::string dir = http::make_temp_dir("publish-mtls");
+    std::map<std::string, std::string, std::less<>> values = {
+        {"directory.publish_url", env_->server.base_url() + "/publish-mtls/{email}"},
+        {"directory.timeout_ms", "10000"},
+        {"directory.token_file", ""},
+        {"directory.ca_file", env_->server.ca_file()},
+        {"directory.client_cert", env_->server.client_cert_file()},
+        {"directory.client_key", env_->server.client_key_file()},
+        {"directory.max_body", "1048576"},
+        {"directory.follow_redirects", "false"},
+        {"directory.max_connections", "4"},
+        {"harvest.dir", dir}};
+    const std::string pem = to_pem(env_->alice);
+    {
+        auto with_cert = Publisher::without_thread(publish_options(MapSettings(values)), [](const std::string&) {});
+        with_cert->enqueue("alice@example.test", pem);
+        EXPECT_EQ(with_cert->flush_once(), 0u);  // 204: published and dequeued
+    }
+    values["directory.client_cert"] = "";
+    values["directory.client_key"] = "";
+    {
+        std::vector<std::string> log;
+        auto without = Publisher::without_thread(publish_options(MapSettings(values)),
+                                                 [&log](const std::string& l) { log.push_back(l); });
+        without->enqueue("alice@example.test", pem);
+        EXPECT_EQ(without->flush_once(), 1u);  // the endpoint refuses: stays queued
+        ASSERT_FALSE(log.empty());
+        EXPECT_NE(log.back().find("HTTP 403"), std::string::npos) << log.back();
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
 }
 
 // ---- a scripted fault server ------------------------------------------------------------------
@@ -563,7 +612,7 @@ protected:
         o.follow_redirects = follow;
         DirectorySource source(o);
         const auto t0 = Clock::now();
-        SourceAnswer a = source.lookup(Query{"alice@example.test", ""});
+        SourceAnswer a = source.lookup(make_query("alice@example.test"));
         std::cout << route << ": " << to_string(a.outcome) << " (" << a.reason << ") after "
                   << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count() << " ms\n";
         return a;
@@ -645,7 +694,7 @@ TEST_F(DirectoryFault, NonHttpSchemesAndClosedPortsAreErrors) {
                                  "http://127.0.0.1:" + std::to_string(http::free_loopback_port()) + "/{email}"}) {
         o.url_template = t;
         DirectorySource source(o);
-        const SourceAnswer a = source.lookup(Query{"alice@example.test", ""});
+        const SourceAnswer a = source.lookup(make_query("alice@example.test"));
         EXPECT_EQ(a.outcome, Outcome::TempError) << t;
         std::cout << t << ": " << a.reason << "\n";
     }
@@ -656,8 +705,8 @@ TEST_F(DirectoryFault, OneHangingAddressDoesNotHoldUpTheOthers) {
     o.url_template = server_->base_url() + "/{local}/{domain}";  // local part picks the route
     o.timeout_ms = 1000;
     DirectorySource source(o);
-    const auto answers = source.lookup_many({Query{"hang@x.example", ""}, Query{"status@404", ""},
-                                             Query{"status@500", ""}, Query{"unknown@x.example", ""}});
+    const auto answers = source.lookup_many({make_query("hang@x.example"), make_query("status@404"),
+                                             make_query("status@500"), make_query("unknown@x.example")});
     ASSERT_EQ(answers.size(), 4u);
     EXPECT_EQ(answers[0].outcome, Outcome::TempError);
     EXPECT_EQ(answers[1].outcome, Outcome::NotFound);
@@ -676,17 +725,48 @@ TEST_F(DirectoryFault, ConcurrentCallersDoNotWaitForEachOther) {
     DirectorySource source(o);
     std::atomic<bool> slow_done{false};
     std::thread slow([&] {
-        EXPECT_EQ(source.lookup(Query{"hang@x.example", ""}).outcome, Outcome::TempError);
+        EXPECT_EQ(source.lookup(make_query("hang@x.example")).outcome, Outcome::TempError);
         slow_done = true;
     });
     // Let the slow request start first (bounded wait on the fault server's connection log is
     // not available; a short sleep only orders the two calls, it is not a timing assertion).
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    const SourceAnswer quick = source.lookup(Query{"status@404", ""});
+    const SourceAnswer quick = source.lookup(make_query("status@404"));
     const bool slow_finished_first = slow_done.load();
     slow.join();
     EXPECT_EQ(quick.outcome, Outcome::NotFound);
     EXPECT_FALSE(slow_finished_first) << "the quick lookup waited for the hanging one";
+}
+
+// directory.max_connections caps the connections to one host, for one batch and for several
+// callers at once: the fault server (HTTP/1.1, one request per connection) counts how many
+// were open at the same time. Every request still gets its answer.
+TEST_F(DirectoryFault, ConnectionsPerHostNeverExceedMaxConnections) {
+    constexpr long kCap = 3;
+    DirectoryOptions o;
+    o.url_template = server_->base_url() + "/slow/{email}";
+    o.timeout_ms = 20000;
+    o.max_connections = kCap;
+    DirectorySource source(o);
+    std::vector<Query> batch;
+    for (int i = 0; i < 24; ++i) batch.push_back(make_query("r" + std::to_string(i) + "@x.example"));
+    std::vector<std::vector<SourceAnswer>> answers(3);
+    std::vector<std::thread> callers;
+    for (auto& a : answers) callers.emplace_back([&source, &batch, &a] { a = source.lookup_many(batch); });
+    for (auto& t : callers) t.join();
+    for (const auto& a : answers) {
+        ASSERT_EQ(a.size(), batch.size());
+        for (const SourceAnswer& one : a) EXPECT_EQ(one.reason, "HTTP 404");
+    }
+    HttpClient stats_client(HttpOptions{});
+    HttpRequest stats;
+    stats.url = server_->base_url() + "/stats/";
+    const HttpResponse r = stats_client.perform({stats}).front();
+    ASSERT_EQ(r.status, 200) << r.error;
+    const nlohmann::json j = nlohmann::json::parse(r.body);
+    EXPECT_GE(j["connections"].get<int>(), 72);
+    EXPECT_GE(j["max_concurrent"].get<int>(), 1);
+    EXPECT_LE(j["max_concurrent"].get<int>(), kCap) << r.body;
 }
 
 }  // namespace

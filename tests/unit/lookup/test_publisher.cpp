@@ -79,9 +79,9 @@ TEST(Publisher, RetriesWhileTheEndpointIsDownAndDeliversWhenItIsBack) {
     ASSERT_GT(port, 0);
     PublishOptions o;
     o.url_template = "http://127.0.0.1:" + std::to_string(port) + "/certs/{email}";
-    o.bearer_token = "secret";
+    o.http.bearer_token = "secret";
     o.queue_dir = queue;
-    o.timeout_ms = 2000;
+    o.http.timeout_ms = 2000;
     o.initial_backoff_ms = 100;
     o.max_backoff_ms = 400;
     std::vector<std::string> log;
@@ -125,7 +125,7 @@ TEST(Publisher, FlushOnceSendsNowAndKeepsFailuresQueued) {
     PublishOptions o;
     o.url_template = "http://127.0.0.1:" + std::to_string(port) + "/certs/{email}";
     o.queue_dir = dir + "/queue";
-    o.timeout_ms = 2000;
+    o.http.timeout_ms = 2000;
     auto pub = Publisher::without_thread(o, [](const std::string&) {});
     pub->enqueue("a@partner.example", kPem);
     pub->enqueue("b@partner.example", kPem);

@@ -37,7 +37,7 @@ using ASN1_TIME_ptr = std::unique_ptr<ASN1_TIME, crypto::Deleter<ASN1_TIME_free>
 constexpr std::time_t kNow = 1811808000;  // 2027-06-01T00:00:00Z, inside the NSS corpus' validity
 constexpr std::time_t kDay = 86400;
 
-class FixedClock final : public lookup::Clock {
+class FixedClock final : public sealmilter::base::Clock {
 public:
     explicit FixedClock(std::time_t t) : t_(t) {}
     std::time_t now() const override { return t_.load(); }
@@ -485,7 +485,7 @@ INSTANTIATE_TEST_SUITE_P(Validate, ValidatorNss, ::testing::ValuesIn(nss_rows())
 
 // ---- behaviour beyond one row ------------------------------------------------------------
 
-lookup::ValidatorOptions root_options(const lookup::Clock* clock) {
+lookup::ValidatorOptions root_options(const sealmilter::base::Clock* clock) {
     return lookup::ValidatorOptions{.trust_anchor_files = {pki().root_pem}, .crl_files = {}, .clock = clock};
 }
 
