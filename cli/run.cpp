@@ -62,12 +62,13 @@ std::optional<crypto::Certificate> load_archive_cert(const conf::Config& c, cons
     return cert;
 }
 
+// milter.reinject was validated as HOST:PORT or [IPv6]:PORT when the configuration was read
+// (conf/kinds.hpp); here it is only taken apart.
 std::pair<std::string, int> host_port(const std::string& v) {
     const size_t colon = v.rfind(':');
-    if (colon == std::string::npos || colon == 0) throw CliError(kConfig, "milter.reinject must be HOST:PORT, got " + v);
-    const int port = std::atoi(v.c_str() + colon + 1);
-    if (port <= 0 || port > 65535) throw CliError(kConfig, "milter.reinject: bad port in " + v);
-    return {v.substr(0, colon), port};
+    std::string host = v.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    return {host, std::atoi(v.c_str() + colon + 1)};
 }
 
 core::PlanSettings plan_settings(const conf::Config& c, const LookupStack& stack, const base::Logger& log) {
@@ -115,9 +116,8 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& c) {
     std::shared_ptr<LookupStack> stack = build_lookup(c, [log](const std::string& e) { log.warning("lookup: " + e); });
     for (const std::string& n : stack->notes) log.info(n);
     if (!stack->errors.empty()) throw CliError(kConfig, stack->errors.front());
-    s->chain = stack->chain.get();
-    s->keepalive = stack;
-    s->resolver = std::make_shared<lookup::Resolver>(*stack->chain);
+    s->lookups = stack;
+    s->resolver = stack->make_resolver();
     s->plan = plan_settings(c, *stack, log);
     std::tie(s->reinject_host, s->reinject_port) = host_port(c.get("milter.reinject"));
     s->reinject_timeout_ms = static_cast<long>(c.get_int("milter.reinject_timeout_ms"));

@@ -12,6 +12,7 @@
 #include "core/inbound.hpp"
 #include "core/plan.hpp"
 #include "lookup/chain.hpp"
+#include "lookup/stack.hpp"
 #include "lookup/resolver.hpp"
 #include "milter/journal.hpp"
 
@@ -22,9 +23,9 @@
 namespace sealmilter::milter {
 
 struct Services {
-    std::shared_ptr<void> keepalive;  // owns the lookup stack the chain borrows from
-    const lookup::Chain* chain = nullptr;
-    // RCPT-time lookups (bounded workers, bursts batched); declared after keepalive so it is
+    // The validator, cache, sources and chain (null in tests that script the resolver's chain).
+    std::shared_ptr<const lookup::LookupStack> lookups;
+    // RCPT-time lookups (bounded workers, bursts batched); declared after `lookups` so it is
     // destroyed (its workers joined) before the chain it borrows.
     std::shared_ptr<lookup::Resolver> resolver;
     core::PlanSettings plan;       // policy, transform, dry run, size limits, archive

@@ -87,7 +87,6 @@ protected:
     }
     void rebuild(const std::function<void(milter::Services&)>& tweak) {
         auto s = std::make_shared<milter::Services>();
-        s->chain = chain_.get();
         s->resolver = std::make_shared<lookup::Resolver>(*chain_);
         s->plan.policy = core::PolicyTable::parse("@customers.bank.example require\n* opportunistic\n", "policy");
         s->spool_dir = "/tmp";
