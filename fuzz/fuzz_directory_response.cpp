@@ -16,6 +16,8 @@
 #include "fuzz/fuzz_support.hpp"
 #include "lookup/directory.hpp"
 
+#include "base/ascii.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cstddef>
@@ -34,18 +36,8 @@ struct Exchange {
     std::string body;
 };
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-    return s;
-}
+using base::to_lower;
+using base::trim;
 
 Exchange parse_input(std::string_view in) {
     Exchange ex;
@@ -66,7 +58,7 @@ Exchange parse_input(std::string_view in) {
         if (trim(line).empty()) break;
         const size_t colon = line.find(':');
         if (colon == std::string_view::npos) continue;
-        ex.headers[lower(trim(line.substr(0, colon)))] = std::string(trim(line.substr(colon + 1)));
+        ex.headers[to_lower(trim(line.substr(0, colon)))] = std::string(trim(line.substr(colon + 1)));
     }
     ex.body = std::string(in.substr(std::min(pos, in.size())));
     return ex;

@@ -7,6 +7,8 @@
 #include "core/policy.hpp"
 #include "fuzz/fuzz_support.hpp"
 
+#include "base/ascii.hpp"
+
 #include <algorithm>
 #include <cctype>
 #include <cstddef>
@@ -20,12 +22,7 @@ using namespace sealmilter;
 
 namespace {
 
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (char& c : out)
-        if (static_cast<unsigned char>(c) < 0x80) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
+using base::to_lower;
 
 // The first token of every non-comment line, split as the parser splits it.
 std::vector<std::string> keys_of(std::string_view text) {
@@ -36,7 +33,7 @@ std::vector<std::string> keys_of(std::string_view text) {
         if (const size_t hash = line.find('#'); hash != std::string::npos) line.erase(hash);
         std::istringstream fields(line);
         std::string key;
-        if (fields >> key) keys.push_back(lower(key));
+        if (fields >> key) keys.push_back(to_lower(key));
     }
     return keys;
 }

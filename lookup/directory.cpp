@@ -39,7 +39,6 @@ constexpr const char* kAccept =
 
 using base::trim;
 
-std::string lower(std::string_view s) { return base::to_lower(s); }
 
 // Cache-Control delta-seconds (RFC 9111 §1.2.2): digits only, clamped; garbage -> nullopt.
 std::optional<long long> parse_delta_seconds(std::string_view v) {
@@ -60,7 +59,7 @@ void parse_cache_control(std::string_view value, SourceAnswer& answer) {
         const std::string_view item = trim(value.substr(0, comma));
         value = comma == std::string_view::npos ? std::string_view{} : value.substr(comma + 1);
         const size_t eq = item.find('=');
-        const std::string name = lower(trim(item.substr(0, eq)));
+        const std::string name = base::to_lower(trim(item.substr(0, eq)));
         const std::string_view arg = eq == std::string_view::npos ? std::string_view{} : trim(item.substr(eq + 1));
         if (name == "max-age" && !answer.max_age) {
             answer.max_age = parse_delta_seconds(arg);
@@ -156,7 +155,7 @@ SourceAnswer parse_der_answer(const std::string& body) {
 SourceAnswer parse_ok_body(const std::map<std::string, std::string>& headers, const std::string& body) {
     const auto ct = headers.find("content-type");
     const std::string type =
-        ct == headers.end() ? std::string{} : lower(trim(std::string_view(ct->second).substr(0, ct->second.find(';'))));
+        ct == headers.end() ? std::string{} : base::to_lower(trim(std::string_view(ct->second).substr(0, ct->second.find(';'))));
     if (type == "application/json") return parse_json_answer(body);
     if (type == "application/pem-certificate-chain" || type == "application/x-pem-file") return parse_pem_answer(body);
     if (type == "application/pkix-cert") return parse_der_answer(body);
@@ -170,7 +169,7 @@ std::string expand_url(const std::string& url_template, const std::string& email
     // (RFC 5321 §2.4) and folded to lower case, the local part is sent as the caller gave it.
     const size_t at = email.rfind('@');
     const std::string local = at == std::string::npos ? email : email.substr(0, at);
-    const std::string domain = at == std::string::npos ? std::string{} : lower(std::string_view(email).substr(at + 1));
+    const std::string domain = at == std::string::npos ? std::string{} : base::to_lower(std::string_view(email).substr(at + 1));
     const std::string address = at == std::string::npos ? local : local + "@" + domain;
     const std::pair<std::string_view, std::string> fields[] = {
         {"{email}", base::percent_encode(address)},

@@ -1,6 +1,7 @@
 // The milter transaction driven without libmilter (STYLE.md): a fake MTA records header
 // edits, body replacement, recipient removal; a fake re-injector records the split copies.
 // Every encrypted result is decrypted and checked, never byte-compared.
+#include "tests/support/messages.hpp"
 #include "core/decrypt.hpp"
 #include "milter/transaction.hpp"
 #include "tests/support/scripted_source.hpp"
@@ -60,13 +61,7 @@ public:
     long fail_after = -1;  // >= 0: copies after this many fail
 };
 
-std::unique_ptr<core::Message> parse(const std::string& raw) {
-    auto m = std::make_unique<core::Message>();
-    core::MessageSplitter s(*m);
-    s.feed(raw.data(), raw.size());
-    s.finish();
-    return m;
-}
+std::unique_ptr<core::Message> parse(const std::string& raw) { return sealmilter::testing::parse_message(raw); }
 
 // Plaintext of an encrypted message (whole, CRLF) with one identity's key, or "" if it
 // cannot decrypt.

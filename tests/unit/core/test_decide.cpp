@@ -1,5 +1,6 @@
 // Per-recipient verdicts and envelope grouping (SPEC §4): policy x lookup outcome, Bcc
 // privacy, RSA/EC separation, triggers.
+#include "tests/support/messages.hpp"
 #include "core/decide.hpp"
 #include "core/decrypt.hpp"
 #include "core/plan.hpp"
@@ -16,13 +17,7 @@ using sealmilter::testing::make_identity;
 
 namespace {
 
-std::unique_ptr<core::Message> parse(const std::string& raw) {
-    auto m = std::make_unique<core::Message>();
-    core::MessageSplitter s(*m);
-    s.feed(raw.data(), raw.size());
-    s.finish();
-    return m;
-}
+std::unique_ptr<core::Message> parse(const std::string& raw) { return sealmilter::testing::parse_message(raw); }
 
 lookup::LookupResult found(const std::string& email, const std::string& key = "rsa2048") {
     lookup::LookupResult r;

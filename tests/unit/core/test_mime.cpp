@@ -1,4 +1,5 @@
 // Canonicalisation, Content-Type parsing, already-encrypted detection, and the entity walker.
+#include "tests/support/messages.hpp"
 #include "core/mime.hpp"
 
 #include "base/file.hpp"
@@ -11,13 +12,7 @@ namespace core = sealmilter::core;
 
 namespace {
 
-std::unique_ptr<core::Message> parse(const std::string& raw) {
-    auto m = std::make_unique<core::Message>();
-    core::MessageSplitter s(*m);
-    s.feed(raw.data(), raw.size());
-    s.finish();
-    return m;
-}
+std::unique_ptr<core::Message> parse(const std::string& raw) { return sealmilter::testing::parse_message(raw); }
 
 using sealmilter::base::read_file;
 
