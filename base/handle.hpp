@@ -19,7 +19,7 @@ template <auto Fn>
 struct Deleter {
     template <typename T>
     void operator()(T* p) const noexcept {
-        Fn(p);
+        Fn(p);  // NOLINT(cppcoreguidelines-owning-memory): the one place a C handle is freed
     }
 };
 

@@ -63,7 +63,7 @@ std::unique_ptr<Input> read_input(const conf::Config& config) {
     auto input = std::make_unique<Input>(threshold, tmp != nullptr && *tmp != '\0' ? tmp : "/tmp");
     core::BodySpool& raw = input->raw;
     core::MessageSplitter splitter(input->message);
-    std::string buf(64 * 1024, '\0');
+    std::string buf(size_t{64} * 1024, '\0');
     // Bounded by max_size.
     for (;;) {
         const size_t n = std::fread(buf.data(), 1, buf.size(), stdin);

@@ -59,9 +59,7 @@ bool is_content_header(std::string_view name) noexcept {
 BodySpool::BodySpool(size_t memory_limit, std::string spool_dir)
     : memory_limit_(memory_limit), spool_dir_(std::move(spool_dir)) {}
 
-BodySpool::~BodySpool() {
-    if (file_ != nullptr) std::fclose(file_);
-}
+BodySpool::~BodySpool() = default;
 
 void BodySpool::spill() {
     std::string tmpl = spool_dir_ + "/sealmilter-body-XXXXXX";
@@ -69,12 +67,12 @@ void BodySpool::spill() {
     if (fd < 0) throw_errno("cannot create spool file in " + spool_dir_);
     // Unlinked at once: the body never outlives the process, even after a crash.
     unlink(tmpl.c_str());
-    file_ = fdopen(fd, "w+b");
+    file_.reset(fdopen(fd, "w+b"));
     if (file_ == nullptr) {
         close(fd);
         throw_errno("fdopen spool file");
     }
-    if (!memory_.empty() && std::fwrite(memory_.data(), 1, memory_.size(), file_) != memory_.size())
+    if (!memory_.empty() && std::fwrite(memory_.data(), 1, memory_.size(), file_.get()) != memory_.size())
         throw_errno("write spool file");
     std::string().swap(memory_);
 }
@@ -83,7 +81,7 @@ void BodySpool::append(const char* data, size_t len) {
     if (len == 0) return;
     if (file_ == nullptr && memory_.size() + len > memory_limit_) spill();
     if (file_ != nullptr) {
-        if (std::fwrite(data, 1, len, file_) != len) throw_errno("write spool file");
+        if (std::fwrite(data, 1, len, file_.get()) != len) throw_errno("write spool file");
     } else {
         memory_.append(data, len);
     }
@@ -92,32 +90,32 @@ void BodySpool::append(const char* data, size_t len) {
 
 void BodySpool::for_each_chunk(const std::function<void(std::string_view)>& chunk) const {
     if (file_ == nullptr) {
-        constexpr size_t kSlice = 64 * 1024;
+        constexpr size_t kSlice = size_t{64} * 1024;
         for (size_t off = 0; off < memory_.size(); off += kSlice)
             chunk(std::string_view(memory_).substr(off, kSlice));
         return;
     }
-    if (std::fflush(file_) != 0 || std::fseek(file_, 0, SEEK_SET) != 0) throw_errno("rewind spool file");
-    std::string buf(64 * 1024, '\0');
+    if (std::fflush(file_.get()) != 0 || std::fseek(file_.get(), 0, SEEK_SET) != 0) throw_errno("rewind spool file");
+    std::string buf(size_t{64} * 1024, '\0');
     // Bounded by the file size.
     for (;;) {
-        const size_t n = std::fread(buf.data(), 1, buf.size(), file_);
+        const size_t n = std::fread(buf.data(), 1, buf.size(), file_.get());
         if (n > 0) chunk(std::string_view(buf.data(), n));
         if (n < buf.size()) {
-            if (std::ferror(file_) != 0) throw_errno("read spool file");
+            if (std::ferror(file_.get()) != 0) throw_errno("read spool file");
             break;
         }
     }
-    if (std::fseek(file_, 0, SEEK_END) != 0) throw_errno("seek spool file");
+    if (std::fseek(file_.get(), 0, SEEK_END) != 0) throw_errno("seek spool file");
 }
 
 std::string BodySpool::head(size_t n) const {
     if (file_ == nullptr) return memory_.substr(0, n);
     std::string out(std::min<unsigned long long>(n, size_), '\0');
-    if (std::fflush(file_) != 0 || std::fseek(file_, 0, SEEK_SET) != 0) throw_errno("rewind spool file");
-    const size_t got = std::fread(out.data(), 1, out.size(), file_);
+    if (std::fflush(file_.get()) != 0 || std::fseek(file_.get(), 0, SEEK_SET) != 0) throw_errno("rewind spool file");
+    const size_t got = std::fread(out.data(), 1, out.size(), file_.get());
     out.resize(got);
-    if (std::fseek(file_, 0, SEEK_END) != 0) throw_errno("seek spool file");
+    if (std::fseek(file_.get(), 0, SEEK_END) != 0) throw_errno("seek spool file");
     return out;
 }
 

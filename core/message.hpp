@@ -7,6 +7,8 @@
 // Errors:    I/O failures throw std::system_error (the transaction is then tempfailed).
 #pragma once
 
+#include "base/handle.hpp"
+
 #include "base/ascii.hpp"
 
 #include <cstdio>
@@ -57,7 +59,8 @@ private:
     size_t memory_limit_;
     std::string spool_dir_;
     std::string memory_;
-    std::FILE* file_ = nullptr;
+    // The spool file once the body outgrew memory (fclose through base::Deleter).
+    std::unique_ptr<std::FILE, base::Deleter<std::fclose>> file_;
     unsigned long long size_ = 0;
 };
 

@@ -41,7 +41,7 @@ std::string MapSettings::get(std::string_view key) const {
 std::string read_secret(const std::string& key, const std::string& path) {
     std::string text;
     try {
-        text = base::read_file(path, 64 * 1024);
+        text = base::read_file(path, size_t{64} * 1024);
     } catch (const std::system_error& e) {
         throw SettingsError(key + ": " + e.what());
     }

@@ -25,7 +25,7 @@ namespace sealmilter::milter {
 
 class Journal {
 public:
-    explicit Journal(std::string dir, long long max_age_s = 5 * 86400);
+    explicit Journal(std::string dir, long long max_age_s = 5LL * 86400);
     static std::string key(const core::Message& m, const std::string& sender, std::vector<std::string> recipients);
     bool contains(const std::string& key) const;
     bool record(const std::string& key) const;  // false when it could not be written

@@ -100,7 +100,7 @@ private:
                 buf_.erase(0, nl + 2);
                 return line;
             }
-            if (buf_.size() > 64 * 1024) throw SmtpError("reply line too long");
+            if (buf_.size() > size_t{64} * 1024) throw SmtpError("reply line too long");
             wait(POLLIN);
             char tmp[4096];
             const ssize_t n = ::recv(fd_.get(), tmp, sizeof tmp, 0);

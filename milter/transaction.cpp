@@ -154,7 +154,7 @@ std::string Transaction::hand_over_copies(const core::MessagePlan& plan, Reinjec
                       " recipient(s) was handed over by an earlier attempt; not sent again");
             continue;
         }
-        const std::string err = reinjector.send(sender_, g.addresses, g.write);
+        std::string err = reinjector.send(sender_, g.addresses, g.write);
         if (!err.empty()) return err;
         if (journal != nullptr && !journal->record(key))
             log_.warning("cannot write the re-injection journal in milter.spool_dir: a retry of this message may duplicate this copy");

@@ -10,7 +10,7 @@ PACKAGES=(
   libnss3-tools python3 time
   nginx-light
   postfix swaks miltertest opendkim opendkim-tools
-  clang libclang-rt-14-dev llvm-14
+  clang libclang-rt-14-dev llvm-14 clang-tidy
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
