@@ -132,20 +132,24 @@ std::string validate(const OptionSpec& spec, const std::string& raw, const std::
     throw ConfigError(where + ": bad value '" + trim_copy(raw) + "' for " + std::string(spec.key) + ": " + why);
 }
 
-// Keys that only make sense together; the error names where the second one was set.
+// Keys that only make sense together. The error names where the configuration set one of
+// them (the first of `keys` that is not a default: defaults alone never conflict).
 void check_together(const Config& c) {
-    const auto fail = [&](const char* key, const std::string& why) {
-        const std::string& at = c.origin(key);
-        throw ConfigError((at == "default" ? std::string("configuration") : at) + ": " + key + ": " + why);
+    const auto fail = [&](std::initializer_list<const char*> keys, const std::string& why) {
+        for (const char* key : keys)
+            if (c.origin(key) != "default") throw ConfigError(c.origin(key) + ": " + key + ": " + why);
+        throw ConfigError(std::string("built-in defaults: ") + *keys.begin() + ": " + why);
     };
-    if (c.get("directory.client_cert").empty() != c.get("directory.client_key").empty())
-        fail(c.get("directory.client_cert").empty() ? "directory.client_key" : "directory.client_cert",
+    const bool cert = !c.get("directory.client_cert").empty();
+    if (cert != !c.get("directory.client_key").empty())
+        fail({cert ? "directory.client_cert" : "directory.client_key"},
              "directory.client_cert and directory.client_key must be set together");
     const std::string& url = c.get("directory.url");
     if (!url.empty() && url.find("{email}") == std::string::npos && url.find("{local}") == std::string::npos)
-        fail("directory.url", "neither {email} nor {local} in the template: every address would ask the same URL");
+        fail({"directory.url"}, "neither {email} nor {local} in the template: every address would ask the same URL");
     if (c.get_int("cache.min_ttl") > c.get_int("cache.max_ttl"))
-        fail("cache.min_ttl", "larger than cache.max_ttl");
+        fail({"cache.min_ttl", "cache.max_ttl"}, "cache.min_ttl (" + c.get("cache.min_ttl") +
+                                                     ") is larger than cache.max_ttl (" + c.get("cache.max_ttl") + ")");
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 // command-line overrides, so both paths are fuzzed. When it parses, every declared key must
 // read back as its type promises: Bool "true"/"false", Int within [min, max] (get_int must not
 // throw), Enum one of its choices, List distinct choices; every key names its origin.
+#include "base/ascii.hpp"
 #include "conf/config.hpp"
 #include "fuzz/fuzz_support.hpp"
 
@@ -48,7 +49,10 @@ void check_value(const conf::Config& cfg, const conf::OptionSpec& spec) {
         case conf::Type::Bool:
             FUZZ_CHECK(v == "true" || v == "false", key + " = '" + v + "' is not a bool");
             break;
-        case conf::Type::Int: {
+        case conf::Type::Int:
+        case conf::Type::Seconds:
+        case conf::Type::Millis:
+        case conf::Type::Size: {
             const long long n = cfg.get_int(spec.key);
             FUZZ_CHECK(n >= spec.min && n <= spec.max, key + " = " + v + " is out of range");
             break;
@@ -66,6 +70,29 @@ void check_value(const conf::Config& cfg, const conf::OptionSpec& spec) {
             }
             break;
         }
+        case conf::Type::DomainList:
+            for (const std::string& d : cfg.get_list(spec.key))
+                FUZZ_CHECK(d.find_first_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ ") == std::string::npos,
+                           key + " keeps '" + d + "' unnormalised");
+            break;
+        case conf::Type::HostPort:
+        case conf::Type::MilterSocket:
+            FUZZ_CHECK(v.find(':') != std::string::npos, key + " = '" + v + "' has no ':'");
+            break;
+        case conf::Type::UrlTemplate:
+            FUZZ_CHECK(v.empty() || base::to_lower(v.substr(0, 8)) == "https://" ||
+                           base::to_lower(v.substr(0, 7)) == "http://",
+                       key + " = '" + v + "' is no http(s) URL");
+            break;
+        case conf::Type::Path:
+        case conf::Type::PathList:
+        case conf::Type::SecretFile:
+            FUZZ_CHECK(std::none_of(v.begin(), v.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }),
+                       key + " keeps a control character");
+            break;
+        case conf::Type::HeaderName:
+            FUZZ_CHECK(v.find(':') == std::string::npos && v.find(' ') == std::string::npos, key + " = '" + v + "'");
+            break;
     }
 }
 

@@ -62,7 +62,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadRow{"client_cert_alone", "[directory]\nclient_cert = /etc/c.pem\n", ":2: directory.client_cert: "},
         BadRow{"domain", "[policy]\ninternal_domains = bank.example, bad domain\n", "'bad domain' is not a domain"},
         BadRow{"header", "[policy]\ntrigger_header = X Encrypt\n", "expected a header field name"},
-        BadRow{"ttl_order", "[cache]\nmin_ttl = 2d\nmax_ttl = 1d\n", ":2: cache.min_ttl: larger than cache.max_ttl"},
+        BadRow{"ttl_order", "[cache]\nmin_ttl = 2d\nmax_ttl = 1d\n", ":2: cache.min_ttl: cache.min_ttl (172800) is larger"},
+        // Found by fuzz_config: only max_ttl set, below the default min_ttl; the error must name
+        // where max_ttl was set, not "configuration".
+        BadRow{"ttl_order_default_min", "[cache]\nmax_ttl = 0\n", "sealmilter.conf:2: cache.max_ttl: cache.min_ttl (3600)"},
         BadRow{"log_level", "[log]\nlevel = verbose\n", "expected one of error, warning, info, debug"},
         BadRow{"path_control", "[store]\ndir = /var/\x01lib\n", "control characters"},
         BadRow{"int_out_of_range", "[milter]\nmax_message_size = 1\n", "expected 1024.."},
