@@ -150,12 +150,7 @@ Decision decide(const Message& m, const std::vector<std::string>& envelope_rcpts
     EnvelopeGroup plain{false, {}, {}};
     std::vector<EnvelopeGroup> bcc;
     const auto add_certs = [](EnvelopeGroup& g, const std::vector<crypto::Certificate>& certs) {
-        for (const auto& c : certs) {
-            const bool dup = std::any_of(g.certificates.begin(), g.certificates.end(), [&](const crypto::Certificate& h) {
-                return h.fingerprint_sha256() == c.fingerprint_sha256();
-            });
-            if (!dup) g.certificates.push_back(c);
-        }
+        add_certificates(g.certificates, certs);
     };
     for (size_t i = 0; i < d.recipients.size(); ++i) {
         RecipientDecision& r = d.recipients[i];
@@ -182,6 +177,19 @@ Decision decide(const Message& m, const std::vector<std::string>& envelope_rcpts
         if (!g->recipients.empty()) d.groups.push_back(std::move(*g));
     for (EnvelopeGroup& g : bcc) d.groups.push_back(std::move(g));
     return d;
+}
+
+size_t add_certificates(std::vector<crypto::Certificate>& to, const std::vector<crypto::Certificate>& certs) {
+    size_t added = 0;
+    for (const crypto::Certificate& c : certs) {
+        const bool dup = std::any_of(to.begin(), to.end(), [&](const crypto::Certificate& h) {
+            return h.fingerprint_sha256() == c.fingerprint_sha256();
+        });
+        if (dup) continue;
+        to.push_back(c);
+        ++added;
+    }
+    return added;
 }
 
 crypto::EnvelopeOptions choose_envelope(const std::vector<const std::vector<std::string>*>& capabilities,

@@ -95,6 +95,10 @@ RecipientDecision decide_recipient(const std::string& address, const PolicyTable
 // ("550 5.7.1 ..." / "451 4.7.1 ..."), or nullopt to accept it (decided at end of data).
 std::optional<std::string> rcpt_reply(const RecipientDecision& d);
 
+// Appends each of `certs` that `to` does not hold yet (same SHA-256 fingerprint); returns how
+// many were appended. One certificate never gets two RecipientInfos in an envelope.
+size_t add_certificates(std::vector<crypto::Certificate>& to, const std::vector<crypto::Certificate>& certs);
+
 Decision decide(const Message& m, const std::vector<std::string>& envelope_rcpts, const PolicyTable& policy,
                 const PolicyOptions& options, const std::vector<lookup::LookupResult>& lookups);
 

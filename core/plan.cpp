@@ -117,12 +117,7 @@ PlannedGroup plan_group(const Decision& d, const EnvelopeGroup& g, const Message
     for (size_t i : g.recipients) p.addresses.push_back(d.recipients[i].address);
     p.certificates = g.certificates;
     p.options = options_for(d, g, s);
-    if (g.encrypted && s.archive) {
-        const bool dup = std::any_of(p.certificates.begin(), p.certificates.end(), [&](const crypto::Certificate& c) {
-            return c.fingerprint_sha256() == s.archive->fingerprint_sha256();
-        });
-        if (!dup) p.certificates.push_back(*s.archive);
-    }
+    if (g.encrypted && s.archive) add_certificates(p.certificates, {*s.archive});
     const Message* msg = &m;
     if (in_place && g.encrypted) {
         p.write = [msg, certs = p.certificates, opts = p.options](crypto::ByteSink& out) {
@@ -154,7 +149,7 @@ std::optional<MessagePlan> too_big_once_encrypted(const MessagePlan& p, const Me
     return std::nullopt;
 }
 
-void summarise_groups(MessagePlan& p) {
+void summarise_groups(MessagePlan& p, const Decision& d) {
     MessageSummary& s = p.summary;
     s.copies = p.groups.empty() ? 0 : p.groups.size() - 1;
     s.recipients = p.groups.empty() ? 0 : p.groups[0].recipients.size();
@@ -166,7 +161,9 @@ void summarise_groups(MessagePlan& p) {
     s.action = Action::Encrypted;
     s.cipher = crypto::cipher_name(g.options.envelope.cipher);
     s.oaep = g.options.envelope.rsa_padding == crypto::RsaPadding::Oaep;
-    s.certificates = g.certificates.size() - (s.archived ? 1 : 0);
+    // The recipients' own certificates: the archive is counted apart (s.archived), and is not
+    // subtracted when it was already one of them.
+    s.certificates = d.groups[0].certificates.size();
 }
 
 MessageSummary start_summary(const TransactionFacts& f, const PlanSettings& s) {
@@ -190,7 +187,7 @@ MessagePlan plan_delivery(const Decision& d, Message& m, Stripped stripped, cons
     p.summary.archived = s.archive.has_value() && std::any_of(p.groups.begin(), p.groups.end(), [](const PlannedGroup& g) {
         return g.kind == GroupKind::Encrypt;
     });
-    summarise_groups(p);
+    summarise_groups(p, d);
     if (auto refused = too_big_once_encrypted(p, m, s)) return std::move(*refused);
     p.header_edits = std::move(stripped.edits);
     if (!p.groups.empty() && p.groups[0].kind == GroupKind::Encrypt) {
