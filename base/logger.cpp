@@ -1,11 +1,13 @@
 // base/logger.cpp — see logger.hpp.
 #include "base/logger.hpp"
 
+#include "base/mutex.hpp"
+
 #include <syslog.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <mutex>
+#include <mutex>  // std::once_flag
 
 namespace sealmilter::base {
 namespace {
@@ -55,15 +57,15 @@ public:
     explicit FunctionSink(std::function<void(LogLevel, const std::string&)> fn) : fn_(std::move(fn)) {}
     void write(LogLevel level, std::string_view line) noexcept override {
         try {
-            const std::lock_guard<std::mutex> lock(mutex_);
+            const MutexLock lock(mutex_);
             fn_(level, std::string(line));
         } catch (...) {  // a failing capture drops the line (logger.hpp)
         }
     }
 
 private:
-    std::mutex mutex_;
-    std::function<void(LogLevel, const std::string&)> fn_;
+    Mutex mutex_;
+    std::function<void(LogLevel, const std::string&)> fn_ SEALMILTER_GUARDED_BY(mutex_);
 };
 
 }  // namespace
