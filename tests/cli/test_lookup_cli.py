@@ -38,12 +38,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_port(port, proc):
+def wait_port(port, proc, pid_file):
+    """Until nginx (proc) listens on port: its pid file, written after it bound the port, must
+    name proc, or another test's nginx that won the race for the port would pass for ours."""
     deadline = time.time() + 15
     while time.time() < deadline:
         if proc.poll() is not None:
             return False
         try:
+            with open(pid_file) as f:
+                if f.read().strip() != str(proc.pid):
+                    raise OSError("not ours yet")
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return True
         except OSError:
@@ -102,7 +107,7 @@ def main():
         nginx = subprocess.Popen(["bash", os.path.join(a.source, "tests/support/http/start_nginx.sh"), prefix,
                                   str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            if not wait_port(port, nginx):
+            if not wait_port(port, nginx, os.path.join(prefix, "nginx.pid")):
                 print("lookup-cli: nginx did not start: " + nginx.stderr.read().decode(errors="replace"))
                 return 1
             conf = os.path.join(tmp, "sealmilter.conf")

@@ -54,6 +54,14 @@ def free_port():
         return s.getsockname()[1]
 
 
+def read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def port_open(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -282,7 +290,7 @@ class Gateway:
         self.nginx = subprocess.Popen(
             ["bash", os.path.join(self.source, "tests/support/http/start_nginx.sh"), prefix, str(self.http_port)],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "nginx.err"), "wb"))
-        self._wait(self.http_port, self.nginx, "nginx")
+        self._wait(self.http_port, self.nginx, "nginx", os.path.join(prefix, "nginx.pid"))
 
     def stop_nginx(self):
         self._stop(self.nginx)
@@ -466,12 +474,15 @@ milter_end_of_data_macros = i
             p.wait(timeout=10)
 
     @staticmethod
-    def _wait(port, proc, what):
+    def _wait(port, proc, what, pid_file=None):
+        """Until proc listens on port. With pid_file (nginx writes it after binding), the port
+        counts only once that file names proc: otherwise another test's server that won the
+        race for the port would pass for ours."""
         deadline = time.time() + 20
         while time.time() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"{what} exited with {proc.returncode}")
-            if port_open(port):
+            if (pid_file is None or read_pid(pid_file) == proc.pid) and port_open(port):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"{what} did not listen on {port}")

@@ -215,9 +215,13 @@ public:
                 why = "cannot spawn start_nginx.sh";
                 return false;
             }
+            // The port must be *ours*: nginx writes its pid file only after it has bound the
+            // listening socket, and with `daemon off` after an exec its pid is our child's. A
+            // port that accepts without that is another test's nginx that won the race for it
+            // (seen in CI: the publisher then met the other server's CA).
             for (int i = 0; i < 300; ++i) {
-                if (port_accepts(port_)) return true;
                 if (child_.exited()) break;
+                if (owns_port() && port_accepts(port_)) return true;
                 std::this_thread::sleep_for(std::chrono::milliseconds(50));
             }
             child_.stop();
@@ -227,6 +231,11 @@ public:
     }
 
 private:
+    bool owns_port() const {
+        const std::string pid = read_text(prefix_ + "/nginx.pid");
+        return child_.pid() > 0 && std::atoi(pid.c_str()) == child_.pid();
+    }
+
     std::string prefix_;
     Child child_;
     int port_ = 0;

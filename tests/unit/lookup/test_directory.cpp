@@ -571,9 +571,11 @@ TEST_F(DirectoryNginx, PublisherPresentsTheDirectoryClientCertificate) {
         {"harvest.dir", dir}};
     const std::string pem = to_pem(env_->alice);
     {
-        auto with_cert = Publisher::without_thread(publish_options(MapSettings(values)), [](const std::string&) {});
+        std::vector<std::string> log;
+        auto with_cert = Publisher::without_thread(publish_options(MapSettings(values)),
+                                                   [&log](const std::string& l) { log.push_back(l); });
         with_cert->enqueue("alice@example.test", pem);
-        EXPECT_EQ(with_cert->flush_once(), 0u);  // 204: published and dequeued
+        EXPECT_EQ(with_cert->flush_once(), 0u) << (log.empty() ? "" : log.back());  // 204: published and dequeued
     }
     values["directory.client_cert"] = "";
     values["directory.client_key"] = "";
