@@ -110,11 +110,12 @@ Envelope find_envelope(const Message& outer) {
 
 }  // namespace
 
-crypto::DecryptOutcome decrypt_message(const Message& m, const crypto::KeyMaterial& key,
+namespace {
+
+// Opens the envelope `der` of message `m` with `key` and writes the decrypted message.
+crypto::DecryptOutcome write_decrypted(const Message& m, const std::string& der, const crypto::KeyMaterial& key,
                                        const std::string& eol, crypto::ByteSink& out) {
-    const Envelope env = find_envelope(m);
-    if (env.problem.status != crypto::DecryptStatus::Ok) return env.problem;
-    crypto::BIO_ptr in(BIO_new_mem_buf(env.der.data(), static_cast<int>(env.der.size())));
+    crypto::BIO_ptr in(BIO_new_mem_buf(der.data(), static_cast<int>(der.size())));
     if (!in) crypto::throw_openssl("BIO_new_mem_buf");
 
     Message inner(m.body.on_disk() ? 0 : 1 << 20);
@@ -137,6 +138,51 @@ crypto::DecryptOutcome decrypt_message(const Message& m, const crypto::KeyMateri
     EolWriter body(out, eol);
     inner.body.for_each_chunk([&](std::string_view c) { body.write(c); });
     body.finish();
+    return r;
+}
+
+}  // namespace
+
+crypto::DecryptOutcome decrypt_message(const Message& m, const crypto::KeyMaterial& key,
+                                       const std::string& eol, crypto::ByteSink& out) {
+    const Envelope env = find_envelope(m);
+    if (env.problem.status != crypto::DecryptStatus::Ok) return env.problem;
+    return write_decrypted(m, env.der, key, eol, out);
+}
+
+RingDecryptOutcome decrypt_message(const Message& m, const keys::KeyRing& ring, const std::string& eol,
+                                   crypto::ByteSink& out) {
+    RingDecryptOutcome r;
+    const Envelope env = find_envelope(m);
+    if (env.problem.status != crypto::DecryptStatus::Ok) {
+        r.outcome = env.problem;
+        return r;
+    }
+    std::vector<crypto::RecipientId> ids;
+    r.outcome = crypto::inspect_envelope(env.der, ids);
+    if (r.outcome.status != crypto::DecryptStatus::Ok) return r;
+    std::string key_errors;
+    for (const crypto::RecipientId& id : ids) {
+        for (const keys::KeyEntry& entry : ring.find(id)) {
+            std::string error;
+            const keys::PrivateKey key = ring.private_key(*entry, &error);
+            if (!key) {
+                key_errors += "; key " + entry->id + ": " + error;
+                continue;
+            }
+            // With the certificate set, decrypt_envelope matches the identifier before it writes
+            // a byte: a name-hash collision is NoMatchingRecipient and the next candidate is tried.
+            r.outcome = write_decrypted(m, env.der, *key, eol, out);
+            if (r.outcome.status == crypto::DecryptStatus::NoMatchingRecipient) continue;
+            if (r.outcome.status == crypto::DecryptStatus::Ok) r.key = entry;
+            return r;
+        }
+    }
+    r.outcome.status = crypto::DecryptStatus::NoMatchingRecipient;
+    r.outcome.detail = "no key in the store matches";
+    for (const crypto::RecipientId& id : ids) r.outcome.detail += (&id == ids.data() ? ": " : ", ") + id.describe();
+    r.outcome.detail += key_errors;
+    r.unmatched = ids;
     return r;
 }
 

@@ -8,6 +8,9 @@
 
 #include "core/message.hpp"
 #include "crypto/envelope.hpp"
+#include "keys/key_ring.hpp"
+
+#include <vector>
 
 namespace sealmilter::core {
 
@@ -17,5 +20,19 @@ namespace sealmilter::core {
 // (Content-Type hp="cipher"), those replace the outer ones (HP-Outer fields dropped).
 crypto::DecryptOutcome decrypt_message(const Message& m, const crypto::KeyMaterial& key,
                                        const std::string& eol, crypto::ByteSink& out);
+
+// Which key of a ring opened a message, or why none did.
+struct RingDecryptOutcome {
+    crypto::DecryptOutcome outcome;
+    keys::KeyEntry key;                        // set when outcome.status == Ok
+    std::vector<crypto::RecipientId> unmatched;  // NoMatchingRecipient: the envelope's
+                                                 // identifiers that no key of the ring has
+};
+
+// As above with the key chosen from `ring` by the envelope's RecipientIdentifiers (a hash
+// lookup per identifier, never a trial of every key), whatever the key's state: retired and
+// compromised keys still open old mail.
+RingDecryptOutcome decrypt_message(const Message& m, const keys::KeyRing& ring, const std::string& eol,
+                                   crypto::ByteSink& out);
 
 }  // namespace sealmilter::core

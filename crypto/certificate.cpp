@@ -12,7 +12,6 @@
 #include <system_error>
 
 namespace sealmilter::crypto {
-namespace {
 
 std::string name_to_string(const X509_NAME* name) {
     BIO_ptr mem(BIO_new(BIO_s_mem()));
@@ -22,6 +21,8 @@ std::string name_to_string(const X509_NAME* name) {
     const long len = BIO_get_mem_data(mem.get(), &data);
     return std::string(data, static_cast<size_t>(len));
 }
+
+namespace {
 
 std::time_t asn1_to_time(const ASN1_TIME* t) {
     std::tm tm{};

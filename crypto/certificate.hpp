@@ -64,6 +64,9 @@ ParsedCertificates load_certificate_file(const std::string& path, bool* unreadab
 
 std::string format_time_utc(std::time_t t);
 
+// A distinguished name as one RFC 2253 line ("CN=Alice,O=Example"), UTF-8.
+std::string name_to_string(const X509_NAME* name);
+
 // A certificate or key file, whole (base::read_file); std::nullopt and *error = "cannot read
 // PATH: reason" when it cannot be read.
 std::optional<std::string> read_crypto_file(const std::string& path, std::string* error);  // "2031-01-26T14:38:35Z"

@@ -93,9 +93,12 @@ void EnvelopeWriter::finish() {
     if (counter_.count == 0) throw CryptoError("CMS stream produced no output (empty content with AES-GCM)");
 }
 
-DecryptOutcome decrypt_envelope(BIO* der_in, const KeyMaterial& key, ByteSink& out) {
+namespace {
+
+// Parses an envelope; `cms` stays empty and the outcome says why when it is none.
+DecryptOutcome read_envelope(BIO* der_in, CMS_ptr& cms) {
     DecryptOutcome r;
-    CMS_ptr cms(d2i_CMS_bio(der_in, nullptr));
+    cms.reset(d2i_CMS_bio(der_in, nullptr));
     if (!cms) {
         r.status = DecryptStatus::NotCms;
         r.detail = "not a CMS structure: " + drain_errors();
@@ -103,10 +106,30 @@ DecryptOutcome decrypt_envelope(BIO* der_in, const KeyMaterial& key, ByteSink& o
     }
     const int type = OBJ_obj2nid(CMS_get0_type(cms.get()));
     if (type != NID_pkcs7_enveloped && type != NID_id_smime_ct_authEnvelopedData) {
+        cms.reset();
         r.status = DecryptStatus::NotEncrypted;
         r.detail = std::string("CMS content type is ") + OBJ_nid2ln(type) + ", not enveloped data";
         return r;
     }
+    r.status = DecryptStatus::Ok;
+    return r;
+}
+
+}  // namespace
+
+DecryptOutcome inspect_envelope(std::string_view der, std::vector<RecipientId>& ids) {
+    BIO_ptr in(BIO_new_mem_buf(der.data(), static_cast<int>(der.size())));
+    if (!in) throw_openssl("BIO_new_mem_buf");
+    CMS_ptr cms;
+    DecryptOutcome r = read_envelope(in.get(), cms);
+    if (r.status == DecryptStatus::Ok) ids = recipient_ids(cms.get());
+    return r;
+}
+
+DecryptOutcome decrypt_envelope(BIO* der_in, const KeyMaterial& key, ByteSink& out) {
+    CMS_ptr cms;
+    DecryptOutcome r = read_envelope(der_in, cms);
+    if (r.status != DecryptStatus::Ok) return r;
     X509* cert = key.certificate ? key.certificate->native() : nullptr;
     if (cert != nullptr && !recipient_matches(cms.get(), cert)) {
         r.status = DecryptStatus::NoMatchingRecipient;

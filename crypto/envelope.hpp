@@ -16,6 +16,7 @@
 #include "crypto/certificate.hpp"
 #include "crypto/cms_stream.hpp"
 #include "crypto/private_key.hpp"
+#include "crypto/recipient_id.hpp"
 
 #include <memory>
 #include <string>
@@ -77,5 +78,9 @@ struct DecryptOutcome {
 // der_in: the BER/DER CMS bytes. Plaintext goes to `out`. When key.certificate is set the
 // recipient is matched by issuer/serial (KTRI) or originator key (KARI) before decrypting.
 DecryptOutcome decrypt_envelope(BIO* der_in, const KeyMaterial& key, ByteSink& out);
+
+// Whether `der` is an EnvelopedData / AuthEnvelopedData (Ok; `ids` gets its recipient
+// identifiers) or not (NotCms, NotEncrypted with the reason), without decrypting.
+DecryptOutcome inspect_envelope(std::string_view der, std::vector<RecipientId>& ids);
 
 }  // namespace sealmilter::crypto
