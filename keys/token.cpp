@@ -166,7 +166,9 @@ CK_FUNCTION_LIST* raw_functions(const std::string& path) {
 
 Module* load_module(const std::string& path, std::string* error) {
     static base::Mutex registry_mu;
-    static std::map<std::string, std::unique_ptr<Module>> registry;  // process lifetime
+    // Never destroyed: token keys handed out may be used until the very end of the process
+    // (and a module unloaded under a live key would crash), so the registry stays reachable.
+    static auto& registry = *new std::map<std::string, std::unique_ptr<Module>>();  // NOLINT(cppcoreguidelines-owning-memory)
     base::MutexLock lock(registry_mu);
     if (auto it = registry.find(path); it != registry.end()) return it->second.get();
     std::error_code ec;
