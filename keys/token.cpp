@@ -87,6 +87,16 @@ std::optional<Request> parse_request(const std::string& text, const TokenOptions
         *error = "the pkcs11: URI has an attribute this gateway does not understand";
         return std::nullopt;
     }
+    // Attributes that would select something this code cannot check are refused, never
+    // ignored (ignoring one would widen the match to keys it was meant to exclude).
+    if (p11_kit_uri_get_module_name(r.uri.get()) != nullptr) {
+        *error = "module-name is not supported in a pkcs11: URI; use module-path or keys.pkcs11_module";
+        return std::nullopt;
+    }
+    if (p11_kit_uri_get_module_info(r.uri.get())->libraryVersion.major != static_cast<CK_BYTE>(-1)) {
+        *error = "library-version is not supported in a pkcs11: URI";
+        return std::nullopt;
+    }
     const char* module_path = p11_kit_uri_get_module_path(r.uri.get());
     r.module = module_path != nullptr ? module_path
                : options.module.empty() ? kDefaultPkcs11Module
@@ -115,6 +125,20 @@ CK_TOKEN_INFO token_info(const PKCS11_TOKEN& t) {
     pad_copy(info.manufacturerID, sizeof info.manufacturerID, t.manufacturer);
     pad_copy(info.model, sizeof info.model, t.model);
     pad_copy(info.serialNumber, sizeof info.serialNumber, t.serialnr);
+    return info;
+}
+
+CK_SLOT_INFO slot_info(const PKCS11_SLOT& s) {
+    CK_SLOT_INFO info{};
+    pad_copy(info.slotDescription, sizeof info.slotDescription, s.description);
+    pad_copy(info.manufacturerID, sizeof info.manufacturerID, s.manufacturer);
+    return info;
+}
+
+CK_INFO module_info(const PKCS11_CTX& ctx) {
+    CK_INFO info{};
+    pad_copy(info.manufacturerID, sizeof info.manufacturerID, ctx.manufacturer);
+    pad_copy(info.libraryDescription, sizeof info.libraryDescription, ctx.description);
     return info;
 }
 
@@ -239,6 +263,10 @@ std::optional<std::vector<Match>> find_keys(Module& m, const Request& r, std::st
     }
     const CK_SLOT_ID wanted_slot = p11_kit_uri_get_slot_id(uri);
     std::vector<Match> out;
+    if (CK_INFO info = module_info(*m.ctx); p11_kit_uri_match_module_info(uri, &info) != 1) {
+        *error = "the pkcs11: URI's library-manufacturer/library-description do not match module " + m.path;
+        return std::nullopt;
+    }
     std::string tokens_seen;
     bool token_matched = false;
     for (unsigned i = 0; i < m.nslots; ++i) {
@@ -248,6 +276,7 @@ std::optional<std::vector<Match>> find_keys(Module& m, const Request& r, std::st
         tokens_seen += std::string("'") + slot->token->label + "'";
         CK_TOKEN_INFO info = token_info(*slot->token);
         if (p11_kit_uri_match_token_info(uri, &info) != 1) continue;
+        if (CK_SLOT_INFO si = slot_info(*slot); p11_kit_uri_match_slot_info(uri, &si) != 1) continue;
         if (wanted_slot != static_cast<CK_SLOT_ID>(-1) && PKCS11_get_slotid_from_slot(slot) != wanted_slot) continue;
         token_matched = true;
         if (!r.pin.empty() && !login(m, slot, r.pin, error)) return std::nullopt;
