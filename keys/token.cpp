@@ -18,6 +18,7 @@
 #include <openssl/rsa.h>
 #include <p11-kit/uri.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -28,7 +29,8 @@ namespace sealmilter::keys {
 namespace {
 
 using P11KitUri_ptr = std::unique_ptr<P11KitUri, base::Deleter<p11_kit_uri_free>>;
-inline void free_c_string(char* s) noexcept { std::free(s); }  // NOLINT(cppcoreguidelines-no-malloc)
+// p11_kit_uri_format() returns malloc'd text: free() is its documented release.
+inline void free_c_string(char* s) noexcept { std::free(s); }  // NOLINT(cppcoreguidelines-no-malloc,cppcoreguidelines-owning-memory)
 using CString_ptr = std::unique_ptr<char, base::Deleter<free_c_string>>;
 
 std::string hex(const unsigned char* p, size_t n) {
@@ -116,7 +118,7 @@ std::optional<Request> parse_request(const std::string& text, const TokenOptions
 // Space-padded fixed-width PKCS#11 string fields, as p11-kit's matchers compare them.
 void pad_copy(unsigned char* field, size_t width, const char* value) {
     std::memset(field, ' ', width);
-    if (value != nullptr) std::memcpy(field, value, std::min(width, std::strlen(value)));
+    if (value != nullptr) std::copy_n(value, std::min(width, std::strlen(value)), field);
 }
 
 CK_TOKEN_INFO token_info(const PKCS11_TOKEN& t) {

@@ -149,10 +149,10 @@ crypto::EVP_PKEY_ptr rsa_proxy(const std::shared_ptr<Target>& target) {
     RSA_set_flags(rsa.get(), RSA_FLAG_EXT_PKEY);
     auto ref = std::make_unique<TargetRef>(target);
     if (RSA_set_ex_data(rsa.get(), rsa_index(), ref.get()) != 1) return nullptr;
-    ref.release();  // now freed by free_target with the RSA
+    (void)ref.release();  // set0: now freed by free_target with the RSA
     crypto::EVP_PKEY_ptr pkey(EVP_PKEY_new());
     if (!pkey || EVP_PKEY_assign_RSA(pkey.get(), rsa.get()) != 1) return nullptr;
-    rsa.release();  // assign0: the EVP_PKEY owns it now
+    (void)rsa.release();  // assign0: the EVP_PKEY owns it now
     return pkey;
 }
 
@@ -167,10 +167,10 @@ crypto::EVP_PKEY_ptr ec_proxy(const std::shared_ptr<Target>& target) {
     }
     auto ref = std::make_unique<TargetRef>(target);
     if (EC_KEY_set_ex_data(ec.get(), ec_index(), ref.get()) != 1) return nullptr;
-    ref.release();
+    (void)ref.release();  // freed by free_target with the EC_KEY
     crypto::EVP_PKEY_ptr pkey(EVP_PKEY_new());
     if (!pkey || EVP_PKEY_assign_EC_KEY(pkey.get(), ec.get()) != 1) return nullptr;
-    ec.release();
+    (void)ec.release();  // assign0: the EVP_PKEY owns it now
     return pkey;
 }
 

@@ -364,6 +364,23 @@ TEST_F(TokenKeys, AGivenCertificateMustBeTheTokenKeys) {
     EXPECT_NE(error.find("is not the token key's"), std::string::npos) << error;
 }
 
+// The default module is the p11-kit proxy, which loads SoftHSM2 through its registration in
+// /usr/share/p11-kit/modules (package softhsm2) and so sees this suite's token too.
+TEST_F(TokenKeys, TheDefaultModuleIsTheP11KitProxy) {
+    if (!std::filesystem::exists(keys::kDefaultPkcs11Module)) GTEST_SKIP() << "p11-kit-modules not installed";
+    std::string error;
+    std::optional<crypto::KeyMaterial> km =
+        keys::load_token_key("pkcs11:token=mail;id=%02", {.module = "", .pin_file = token().pin_file}, &error);
+    ASSERT_TRUE(km) << error;
+    keys::MemoryKeyRing ring;
+    ASSERT_TRUE(ring.add(std::move(*km), "proxy"));
+    crypto::StringSink out;
+    const std::string raw = mail_with_envelope(*token().ec_cert, {}, "Content-Type: text/plain\r\n\r\nvia the proxy\r\n");
+    const core::RingDecryptOutcome r = open_mail(raw, ring, out);
+    ASSERT_EQ(r.outcome.status, crypto::DecryptStatus::Ok) << r.outcome.detail;
+    EXPECT_NE(out.out.find("\nvia the proxy\n"), std::string::npos) << out.out;
+}
+
 // ---- the master key on the token -----------------------------------------------------------
 
 TEST_F(TokenKeys, MasterKeyWrapsAndUnwrapsOnTheToken) {
