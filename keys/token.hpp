@@ -16,6 +16,13 @@
 // PIN:       `pin-value` in the URI wins; otherwise the first line of TokenOptions::pin_file
 //            (a final newline is ignored); otherwise no login (public objects only). A PIN is
 //            never logged nor put into an error string.
+// Cost:      a call parses the URI, reads the PIN file and lists the token's objects under
+//            the module lock: load a key once (e.g. when the ring is built) and keep the
+//            KeyMaterial; repeated loads of one key return the same cached token handle.
+// Login:     once per token per process; a later URI for that token without a PIN uses the
+//            existing login, one with a different PIN is refused.
+// Fork:      PKCS#11 sessions do not survive fork(); load token keys in the process that uses
+//            them.
 // Ownership: KeyMaterial owns an EVP_PKEY reference; the token handle behind it is shared and
 //            lives until the process ends (the module is never unloaded).
 // Threads:   every function is safe to call concurrently; operations on one module are

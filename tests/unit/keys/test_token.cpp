@@ -357,6 +357,16 @@ TEST_F(TokenKeys, SignsOnTheTokenWithRsaPkcs1RsaPssAndEcdsa) {
     EXPECT_EQ(EVP_DigestVerify(verify.get(), sig, siglen, reinterpret_cast<const unsigned char*>(msg.data()), msg.size()), 1);
 }
 
+// libp11 caches a token's object list: a look without a PIN (public objects only) must not
+// hide the private keys from a later call that logs in. (Run alone, as ctest does, this is the
+// process's first contact with the token.)
+TEST_F(TokenKeys, ALookWithoutPinDoesNotHideKeysFromALaterLogin) {
+    std::string error;
+    keys::list_token_keys("pkcs11:token=mail", {.module = kSoftHsm, .pin_file = ""}, &error);
+    EXPECT_EQ(keys::list_token_keys("pkcs11:token=mail", options(), &error).size(), 2u) << error;
+    EXPECT_TRUE(keys::load_token_key("pkcs11:token=mail;object=ec1", options(), &error)) << error;
+}
+
 TEST_F(TokenKeys, AGivenCertificateMustBeTheTokenKeys) {
     std::string error;
     EXPECT_TRUE(keys::load_token_key("pkcs11:token=mail;id=%01", options(), *token().rsa_cert, &error)) << error;
