@@ -424,6 +424,7 @@ std::optional<crypto::KeyMaterial> load(const std::string& text, const TokenOpti
     } else {
         km.certificate = token_certificate(hit.key);
     }
+    ERR_clear_error();  // libp11 may leave notes (e.g. already logged in) on success
     return km;
 }
 
@@ -464,6 +465,7 @@ std::vector<TokenObject> list_token_keys(const std::string& pkcs11_uri, const To
         o.certificate = token_certificate(hit.key);
         out.push_back(std::move(o));
     }
+    ERR_clear_error();
     return out;
 }
 
