@@ -176,7 +176,8 @@ protected:
     static void TearDownTestSuite() {
         // The module stays loaded (by design) but its files may go: SoftHSM2 reads objects
         // at login and keeps them.
-        if (!token().dir.empty()) std::filesystem::remove_all(token().dir);
+        // A failed set-up keeps its directory: tools.log says what the tools answered.
+        if (!token().dir.empty() && token().error.empty()) std::filesystem::remove_all(token().dir);
     }
     void SetUp() override { ASSERT_TRUE(token().error.empty()) << token().error; }
 
