@@ -11,6 +11,7 @@ PACKAGES=(
   nginx-light
   postfix swaks miltertest opendkim opendkim-tools
   clang libclang-rt-14-dev llvm-14 clang-tidy
+  libp11-dev libp11-kit-dev p11-kit-modules softhsm2 opensc
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
