@@ -590,6 +590,7 @@ std::vector<SourceAnswer> LdapSource::lookup_many(const std::vector<Query>& quer
         for (size_t k = 0; k < g.second.size() && k < got.size(); ++k) answers[g.second[k]] = std::move(got[k]);
     };
     std::vector<const std::pair<LdapServer, std::vector<size_t>>*> list;
+    list.reserve(groups.size());
     for (const auto& [key, g] : groups) list.push_back(&g);
     for (size_t start = 0; start < list.size(); start += kMaxParallelServers) {
         const size_t end = std::min(list.size(), start + kMaxParallelServers);
