@@ -457,6 +457,18 @@ public:
         return true;
     }
 
+    // Closes every idle connection: one was found closed by the server, the others, opened
+    // before the same restart, would fail the same way.
+    void drop_idle() {
+        std::vector<LDAP_ptr> stale;
+        {
+            base::MutexLock lock(mu_);
+            stale.swap(idle_);
+            open_ -= static_cast<int>(stale.size());
+        }
+        wake_.notify_all();
+    }
+
     // Gives a connection back (null or broken: its slot is freed).
     void release(LDAP_ptr ld, bool keep) {
         {
@@ -533,7 +545,10 @@ struct LdapSource::Impl {
             }
             if (!x.search(ld.get(), addresses, answers)) {
                 p.release(nullptr, false);
-                if (reused) continue;  // the server closed an idle connection: once more, fresh
+                if (reused) {  // the server closed an idle connection: once more, on a fresh one
+                    p.drop_idle();
+                    continue;
+                }
                 return std::vector<SourceAnswer>(addresses.size(), temp_error("connection to " + server.uri + " lost"));
             }
             p.release(std::move(ld), !x.broken());
