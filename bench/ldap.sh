@@ -11,7 +11,8 @@
 #    purged before each run) 1 / 50 per RCPT / 50 in one call for each source, 11 runs each,
 #    interleaved; warm cache hits; LDAP searches without the cache on the kept connection;
 # 5. writes the "ldap" section of BENCHMARKS.md (bench/sections.py); the other sections stay.
-# Starts nginx and slapd itself and stops them (by PID) on exit. About 15 seconds.
+# Starts nginx and slapd itself and stops them (by PID) on exit. About 6 minutes on the shared
+# 2-CPU machine under load 15 (mostly waiting for the CPU); less on an idle one.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${1:-$ROOT/build}
