@@ -132,6 +132,28 @@ Result validate_url_template(std::string_view v, std::string& why) {
     return std::string(v);
 }
 
+// The form lookup/ldap_config's check_ldap_uris also applies to the domain map's URIs: the
+// base DN and filter have their own keys, so a URI carries only scheme, host and port.
+Result validate_ldap_uri(std::string_view v, std::string& why) {
+    std::string out;
+    std::string_view rest = v;
+    while (!rest.empty()) {
+        const size_t sp = rest.find_first_of(" \t");
+        const std::string_view uri = rest.substr(0, sp);
+        rest = sp == std::string_view::npos ? std::string_view{} : base::trim(rest.substr(sp));
+        if (uri.empty()) continue;
+        const std::string lower = base::to_lower(uri);
+        const size_t skip = lower.rfind("ldaps://", 0) == 0 ? 8 : lower.rfind("ldap://", 0) == 0 ? 7 : 0;
+        if (skip == 0) return fail(why, "only ldap:// and ldaps:// URIs");
+        std::string_view hostport = uri.substr(skip);
+        if (!hostport.empty() && hostport.back() == '/') hostport.remove_suffix(1);
+        if (hostport.empty() || has_control(hostport) || hostport.find_first_of("/?#@") != std::string_view::npos)
+            return fail(why, "expected ldap[s]://HOST[:PORT] (ldap.base and ldap.filter have their own keys)");
+        out += (out.empty() ? "" : " ") + std::string(uri);
+    }
+    return out;
+}
+
 Result validate_path(std::string_view v, std::string& why) {
     if (has_control(v)) return fail(why, "control characters are not allowed in a path");
     return std::string(v);
@@ -194,6 +216,7 @@ const char* kind_description(Type t) noexcept {
     case Type::Size: return "bytes (or with K, M, G)";
     case Type::DomainList: return "comma list of domains";
     case Type::HeaderName: return "header name";
+    case Type::LdapUri: return "ldap[s]://HOST[:PORT] list";
     }
     return "?";
 }
@@ -239,6 +262,7 @@ std::optional<std::string> validate_kind(Type t, std::string_view value, const K
                       "a number of bytes, optionally with K, M or G", " bytes");
     case Type::DomainList: return validate_domains(v, why);
     case Type::HeaderName: return validate_header_name(v, why);
+    case Type::LdapUri: return validate_ldap_uri(v, why);
     }
     return fail(why, "unknown kind");
 }

@@ -36,6 +36,7 @@ enum class Type {
     Size,          // bytes: N or N with K/M/G (1024-based), normalised to bytes, in [min, max]
     DomainList,    // comma list of DNS domain names, lower-cased
     HeaderName,    // RFC 5322 field name, or empty = off
+    LdapUri,       // empty, or space-separated ldap://HOST[:PORT] / ldaps://HOST[:PORT] (tried in order)
 };
 
 // A short description of the kind for --help and the reference ("HOST:PORT", "seconds").

@@ -93,6 +93,16 @@ void check_value(const conf::Config& cfg, const conf::OptionSpec& spec) {
         case conf::Type::HeaderName:
             FUZZ_CHECK(v.find(':') == std::string::npos && v.find(' ') == std::string::npos, key + " = '" + v + "'");
             break;
+        case conf::Type::LdapUri:  // space-separated ldap:// / ldaps:// URIs, nothing else
+            for (size_t at = 0; at < v.size();) {
+                const size_t end = std::min(v.find(' ', at), v.size());
+                const std::string uri = base::to_lower(v.substr(at, end - at));
+                FUZZ_CHECK(uri.rfind("ldap://", 0) == 0 || uri.rfind("ldaps://", 0) == 0, key + " = '" + v + "'");
+                FUZZ_CHECK(std::none_of(uri.begin(), uri.end(), [](char c) { return static_cast<unsigned char>(c) < 0x21; }),
+                           key + " keeps a control character");
+                at = end + 1;
+            }
+            break;
     }
 }
 

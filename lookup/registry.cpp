@@ -2,6 +2,7 @@
 #include "lookup/registry.hpp"
 
 #include "lookup/harvest_store.hpp"
+#include "lookup/ldap_source.hpp"
 #include "lookup/store.hpp"
 
 namespace sealmilter::lookup {
@@ -32,6 +33,16 @@ BuiltSource build_directory(const Settings& s) {
     return b;
 }
 
+BuiltSource build_ldap(const Settings& s) {
+    BuiltSource b;
+    if (s.get("ldap.uri").empty() && s.get("ldap.domain_map").empty()) {
+        b.notes.emplace_back("ldap: off (ldap.uri and ldap.domain_map are empty)");
+        return b;
+    }
+    b.source = std::make_unique<LdapSource>(ldap_options(s));
+    return b;
+}
+
 }  // namespace
 
 void SourceRegistry::add(std::string name, SourceFactory factory) {
@@ -54,6 +65,7 @@ SourceRegistry builtin_sources() {
     r.add("store", build_store);
     r.add("harvest", build_harvest);
     r.add("directory", build_directory);
+    r.add("ldap", build_ldap);
     return r;
 }
 

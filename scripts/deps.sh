@@ -12,6 +12,7 @@ PACKAGES=(
   postfix swaks miltertest opendkim opendkim-tools
   clang libclang-rt-14-dev llvm-14 clang-tidy
   libp11-dev libp11-kit-dev p11-kit-modules softhsm2 opensc
+  libldap-dev slapd ldap-utils
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -27,5 +28,8 @@ echo "deps: installing ${missing[*]}"
 # Postfix is only used by the tests, from private config directories: install it without
 # touching the system's mail configuration.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+# slapd is only used by the tests (tests/support/ldap/start_slapd.sh, private directories):
+# install it without a system directory.
+echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 $SUDO apt-get update
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"

@@ -228,6 +228,7 @@ class Gateway:
         os.makedirs(self.pki_dir)
         self.ids, self.ca = make_pki(self.pki_dir, recipients)
         self.nginx = self.milter = self.sink = None
+        self.slapd = None  # started only by the groups that need it (start_slapd)
         self.postfix_up = False
         self.milter_log = os.path.join(self.tmp, "milter.log")
         self.sink_dir = os.path.join(self.tmp, "sink")
@@ -295,6 +296,31 @@ class Gateway:
     def stop_nginx(self):
         self._stop(self.nginx)
         self.nginx = None
+
+    def start_slapd(self, ldif):
+        """A real slapd (tests/support/ldap/start_slapd.sh) with `ldif` under
+        ou=people,dc=example,dc=test; ldap:// (StartTLS) and ldaps:// on fresh loopback ports,
+        TLS from its own test CA (self.slapd_dir/tls/ca.crt). Stopped by PID in stop()."""
+        self.slapd_dir = os.path.join(self.tmp, "slapd")
+        os.makedirs(self.slapd_dir, exist_ok=True)
+        with open(os.path.join(self.slapd_dir, "data.ldif"), "w") as f:
+            f.write(ldif)
+        for _ in range(3):  # a port taken between free_port() and slapd's bind: slapd exits, retry
+            self.ldap_port, self.ldaps_port = free_port(), free_port()
+            self.slapd = subprocess.Popen(
+                ["bash", os.path.join(self.source, "tests/support/ldap/start_slapd.sh"), self.slapd_dir,
+                 str(self.ldap_port), str(self.ldaps_port)],
+                stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "slapd.err"), "ab"))
+            try:  # slapd writes its pid file once it listens
+                self._wait(self.ldaps_port, self.slapd, "slapd", os.path.join(self.slapd_dir, "slapd.pid"))
+                return
+            except RuntimeError:
+                self._stop(self.slapd)
+        raise RuntimeError("slapd did not start: " + open(os.path.join(self.tmp, "slapd.err")).read()[-1000:])
+
+    def stop_slapd(self):
+        self._stop(self.slapd)
+        self.slapd = None
 
     def start_sink(self):
         # One file per transaction; %Y... plus smtp-sink's random suffix keeps names unique.
@@ -444,7 +470,7 @@ milter_end_of_data_macros = i
         if self.milter is not None:
             self._stop(self.milter)
             milter_rc = self.milter.returncode
-        for p in (self.sink, self.nginx):
+        for p in (self.sink, self.nginx, self.slapd):
             self._stop(p)
         # Under ASan/UBSan (run-tests.sh's second pass) the daemon reports into its log; a report
         # or an unclean exit on SIGTERM is a failure of the test.

@@ -3,7 +3,7 @@
 
 usage: test_milter_e2e.py --sealmilter BIN --source REPO_DIR --group GROUP
 Groups (each starts its own gateway, see gateway.py): basic, directory-down, large,
-concurrency, kill, archive. Prints 'e2e-GROUP: N passed, M failed' and exits 1 on any failure.
+concurrency, kill, archive, ldap. Prints 'e2e-GROUP: N passed, M failed' and exits 1 on any failure.
 Every case asserts what the sink received (decrypted with `openssl cms` and NSS `cmsutil`) or
 the SMTP reply the client got. After each group the harness checks every sink file: no
 plaintext ever reached a `require` recipient.
@@ -649,6 +649,80 @@ def group_archive(gw):
     check("archive: the summary says so", "and the archive)" in gw.log(), gw.log()[-500:])
 
 
+# ------------------------------------------------------------------------------------------------
+# ldap: recipients known only in a real slapd (userCertificate;binary and userSMIMECertificate)
+# ------------------------------------------------------------------------------------------------
+
+def ldap_entry(cn, mail, attrs):
+    import base64
+    e = (f"dn: cn={cn},ou=people,dc=example,dc=test\nobjectClass: inetOrgPerson\ncn: {cn}\nsn: {cn}\n"
+         f"mail: {mail}\n")
+    for name, value in attrs:
+        e += f"{name}:: {base64.b64encode(value).decode()}\n"
+    return e + "\n"
+
+
+def group_ldap(gw):
+    sender = "statements@bank.example"
+    lena, olaf, nina = gw.ids["lena"], gw.ids["olaf"], gw.ids["nina"]
+    der = {i.name: must_out(["openssl", "x509", "-in", i.cert, "-outform", "DER"]) for i in (lena, nina)}
+    # OpenLDAP's userSMIMECertificate: a certs-only SignedData (RFC 8551 §3.8).
+    bundle = must_out(["openssl", "crl2pkcs7", "-nocrl", "-certfile", olaf.cert, "-outform", "DER"])
+    gw.start_slapd(ldap_entry("lena", lena.addr, [("userCertificate;binary", der["lena"])]) +
+                   ldap_entry("olaf", olaf.addr, [("userSMIMECertificate", bundle)]) +
+                   ldap_entry("nina", nina.addr, [("userCertificate;binary", der["nina"])]) +
+                   ldap_entry("nobody", "nobody@ldap.example", []))
+    # Only LDAP knows these recipients (the directory serves nobody); StartTLS with the test CA.
+    gw.extra_conf = (f"[lookup]\norder = cache,directory,ldap,harvest\n"
+                     f"[ldap]\nuri = ldap://127.0.0.1:{gw.ldap_port}\nbase = ou=people,dc=example,dc=test\n"
+                     f"ca_file = {gw.slapd_dir}/tls/ca.crt\nstarttls = true\ntimeout_ms = 3000\n")
+    gw.write_conf()
+    p = subprocess.run([gw.bin, "check-config", "-c", gw.conf], capture_output=True, timeout=60)
+    check("ldap: check-config accepts the [ldap] section", p.returncode == 0, p.stdout[-500:] + p.stderr[-500:])
+    p = subprocess.run([gw.bin, "lookup", "-c", gw.conf, olaf.addr, "--json"], capture_output=True, timeout=60)
+    import json
+    try:
+        got = json.loads(p.stdout)
+        got = got[0] if isinstance(got, list) else got
+    except ValueError:
+        got = {}
+    check("ldap: `sealmilter lookup --json` names ldap as the source", got.get("source") == "ldap",
+          p.stdout[-600:] + p.stderr[-300:])
+    gw.hup_milter()
+    wait_log(gw, "reloaded the configuration", 1)
+
+    for who, template in ((lena, "01-plain-ascii.eml"), (olaf, "05-alternative-text-html.eml")):
+        mid = new_id(f"ldap-{who.name}")
+        msg = compose(template, mid, to=[who.addr])
+        r = gw.send(sender, [who.addr], msg)
+        ds = gw.wait_deliveries(mid, 1)
+        if check(f"ldap: {who.name} (only in LDAP) accepted and delivered", reply_ok(r) and len(ds) == 1, r):
+            check(f"ldap: {who.name} encrypted to the LDAP certificate",
+                  ds[0].encrypted and gw.recipients_of(ds[0]) == [who.name], gw.recipients_of(ds[0]))
+            # olaf is EC: openssl only (NSS 3.87 cannot do ECDH, as in the basic group)
+            check_decrypts(gw, f"ldap {who.name}", ds[0], who.name, msg, nss=who.name != "olaf")
+    mid = new_id("ldap-nobody")
+    r = gw.send(sender, ["nobody@ldap.example"], compose("01-plain-ascii.eml", mid, to=["nobody@ldap.example"]))
+    code, text = r["rcpt"]["nobody@ldap.example"]
+    check("ldap: entry without a certificate, require -> 550 5.7.1 at RCPT", code == 550 and text.startswith("5.7.1"),
+          (code, text))
+
+    gw.stop_slapd()  # the server stopped mid-run: nina was never looked up, nothing is cached
+    mid = new_id("ldap-down")
+    r = gw.send(sender, [nina.addr], compose("01-plain-ascii.eml", mid, to=[nina.addr]))
+    code, text = r["rcpt"][nina.addr]
+    check("ldap: server down, require -> 451 4.7.1 at RCPT (never plain, never 550)",
+          code == 451 and text.startswith("4.7.1"), (code, text))
+    require_never_plain(gw, lambda a: True)
+
+
+def must_out(cmd):
+    p = subprocess.run(cmd, capture_output=True, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {p.stderr[-300:]}")
+    return p.stdout
+
+
 GROUPS = {
     "basic": (basic_recipients, ["bob", "carol", "dave", "erin", "frank"], BASIC_POLICY, "", group_basic),
     "directory-down": (lambda: {"bob": ("bob@partner.example", "rsa"), "frank": ("frank@secure.example", "rsa")},
@@ -660,6 +734,9 @@ GROUPS = {
     "archive": (lambda: {"bob": ("bob@partner.example", "rsa"), "hidden": ("hidden@partner.example", "rsa"),
                          "archive": ("archive@bank.example", "rsa")},
                 ["bob", "hidden"], "* opportunistic\n", "", group_archive),
+    "ldap": (lambda: {"lena": ("lena@ldap.example", "rsa"), "olaf": ("olaf@ldap.example", "ec"),
+                      "nina": ("nina@ldap.example", "rsa")},
+             [], "* require\n", "", group_ldap),
 }
 
 
@@ -671,7 +748,7 @@ def main():
     ap.add_argument("--group", required=True, choices=sorted(GROUPS))
     a = ap.parse_args()
     DATA = os.path.join(a.source, "tests", "data", "messages")
-    for tool in ("postfix", "smtp-sink", "openssl", "cmsutil", "nginx"):
+    for tool in ("postfix", "smtp-sink", "openssl", "cmsutil", "nginx") + (("slapd",) if a.group == "ldap" else ()):
         if subprocess.run(["sh", "-c", f"command -v {tool} || test -x /usr/sbin/{tool}"],
                           capture_output=True).returncode != 0:
             print(f"e2e-{a.group}: missing tool {tool} (scripts/deps.sh installs it)")
