@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # tests/support/dns/start_nsd.sh — a real DNSSEC-signed zone on loopback for the SMIMEA tests.
 #
-# Usage: start_nsd.sh PREFIX PORT
+# Usage: start_nsd.sh PREFIX PORT [ZONE]
 #   PREFIX  a private directory the test owns, holding
-#             records/dane.example      resource records of the signed zone dane.example.
-#             records/insecure.dane.example   records of an unsigned child zone (delegated
-#                                       from dane.example. without DS: answers are insecure)
+#             records/ZONE              resource records of the signed zone ZONE (default
+#                                       dane.example)
+#             records/insecure.ZONE     records of an unsigned child zone (delegated from
+#                                       ZONE without DS: answers are insecure)
 #             tamper                    optional: owner names whose RRSIG is corrupted after
 #                                       signing (answers for them are bogus)
 #   PORT    a free loopback port (UDP and TCP; the caller picks it and retries on collision).
-# Creates (once) the zone keys (ldns-keygen, ECDSA P-256), signs dane.example. with
+# Creates (once) the zone keys (ldns-keygen, ECDSA P-256), signs ZONE with
 # ldns-signzone, writes PREFIX/trust_anchor.ds (the KSK's DS, with a comment line) and
 # PREFIX/nsd.conf, then execs nsd in the foreground: the caller's child PID is nsd's main
 # process (its pid file says so), and SIGTERM stops it with its children.
@@ -25,8 +26,8 @@ for tool in nsd ldns-keygen ldns-signzone; do
   fi
 done
 nsd_bin=$(command -v nsd || echo /usr/sbin/nsd)
-zone=dane.example
-child=insecure.dane.example
+zone=${3:-dane.example}
+child=insecure.$zone
 cd "$prefix"
 mkdir -p keys
 
