@@ -69,18 +69,20 @@ void check(const LookupResult& r, const std::string& source) {
 }
 
 // As Transaction::recipient does it: a thread per recipient, started at once.
-void resolve_per_rcpt(const LookupStack& stack, const std::vector<std::string>& addresses) {
+void resolve_per_rcpt(const LookupStack& stack, const std::vector<std::string>& addresses,
+                      const std::string& source = "directory") {
     std::vector<std::future<LookupResult>> futures;
     futures.reserve(addresses.size());
     for (const std::string& a : addresses)
         futures.push_back(std::async(std::launch::async, [&stack, a] { return stack.chain->resolve({a}).front(); }));
-    for (auto& f : futures) check(f.get(), "directory");
+    for (auto& f : futures) check(f.get(), source);
 }
 
-void resolve_one_call(const LookupStack& stack, const std::vector<std::string>& addresses) {
+void resolve_one_call(const LookupStack& stack, const std::vector<std::string>& addresses,
+                      const std::string& source = "directory") {
     const std::vector<LookupResult> results = stack.chain->resolve(addresses);
     if (results.size() != addresses.size()) throw std::runtime_error("wrong number of results");
-    for (const LookupResult& r : results) check(r, "directory");
+    for (const LookupResult& r : results) check(r, source);
 }
 
 // A `require` recipient waits at RCPT, and the MTA sends the next RCPT after the reply.
@@ -107,7 +109,7 @@ double cpu_ms_now() {
 // Runs `fn` on an empty cache; returns its wall and CPU time.
 template <typename Fn>
 Sample cold(const LookupStack& stack, Fn fn) {
-    stack.cache->purge_all();
+    if (stack.cache) stack.cache->purge_all();  // null when lookup.order has no cache step
     const double cpu0 = cpu_ms_now();
     const auto t0 = Clock::now();
     fn();
@@ -176,11 +178,62 @@ std::string read_file(const std::string& path) {
     return text.str();
 }
 
+std::unique_ptr<LookupStack> make_stack(const std::string& conf_path, const std::string& cache_path) {
+    auto config = sealmilter::conf::parse_config_text(read_file(conf_path), conf_path, {{"cache.path", cache_path}});
+    auto stack =
+        sealmilter::cli::build_lookup(*config, [](const std::string& e) { std::cerr << "lookup: " << e << "\n"; });
+    if (!stack->errors.empty()) throw std::runtime_error("lookup stack: " + stack->errors.front());
+    return stack;
+}
+
+// The DNS SMIMEA source (lookup.order = dns), and the message with several sources configured
+// (lookup.order = cache,directory,dns: directory and dns asked in parallel). Cold = a new
+// stack (a new libunbound context: its DNS cache empty; not timed) with the SQLite cache
+// purged; the warmup address opens the directory connection first, as in a running daemon.
+// Warm = the same stack again: libunbound answers from its cache (the dns source does not use
+// the SQLite cache).
+void dns_runs(const std::string& dns_conf, const std::string& multi_conf, const std::string& cache_path,
+              const std::vector<std::string>& addresses, const std::string& warmup) {
+    std::vector<Sample> single;
+    std::vector<Sample> rcpt;
+    std::vector<Sample> multi;
+    for (int i = 0; i < kColdRuns; ++i) {
+        const std::string& one = addresses[static_cast<std::size_t>(i) % addresses.size()];
+        auto s1 = make_stack(dns_conf, cache_path);
+        single.push_back(cold(*s1, [&] { resolve_per_rcpt(*s1, {one}, "dns"); }));
+        auto s2 = make_stack(dns_conf, cache_path);
+        rcpt.push_back(cold(*s2, [&] { resolve_per_rcpt(*s2, addresses, "dns"); }));
+        auto s3 = make_stack(multi_conf, cache_path);
+        s3->chain->resolve({warmup});
+        multi.push_back(cold(*s3, [&] { resolve_one_call(*s3, addresses, "directory"); }));
+    }
+    print_runs("dns_cold_single", single);
+    print_runs("dns_cold_rcpt", rcpt);
+    print_runs("multi_cold_call", multi);
+
+    auto stack = make_stack(dns_conf, cache_path);
+    resolve_one_call(*stack, addresses, "dns");  // fills libunbound's cache
+    constexpr int kWarm = 2000;
+    std::vector<double> lat;
+    lat.reserve(kWarm);
+    const auto t0 = Clock::now();
+    for (int i = 0; i < kWarm; ++i) {
+        const auto t = Clock::now();
+        check(stack->chain->resolve({addresses[static_cast<std::size_t>(i) % addresses.size()]}).front(), "dns");
+        lat.push_back(ms_since(t));
+    }
+    const double total_ms = ms_since(t0);
+    std::cout << "dns_warm_iterations=" << kWarm << "\n"
+              << "dns_warm_ms_p50=" << percentile(lat, 50) << "\n"
+              << "dns_warm_ms_p99=" << percentile(lat, 99) << "\n"
+              << "dns_warm_per_s_1t=" << kWarm / (total_ms / 1000.0) << "\n";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) try {
-    if (argc != 5) {
-        std::cerr << "usage: bench_lookup CONFIG ADDRESSES_FILE CACHE_PATH WARM_ITERATIONS\n";
+    if (argc != 5 && argc != 7) {
+        std::cerr << "usage: bench_lookup CONFIG ADDRESSES_FILE CACHE_PATH WARM_ITERATIONS [DNS_CONFIG MULTI_CONFIG]\n";
         return 2;
     }
     std::vector<std::string> addresses;
@@ -230,6 +283,7 @@ int main(int argc, char** argv) try {
     // Warm: the cache holds all addresses (filled by the last cold run); the validator checks
     // every answer, as in the daemon.
     warm(*stack, addresses, warm_iterations);
+    if (argc == 7) dns_runs(argv[5], argv[6], argv[3], addresses, warmup);
     return 0;
 } catch (const std::exception& e) {
     std::cerr << "bench_lookup: " << e.what() << "\n";

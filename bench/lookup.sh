@@ -14,7 +14,10 @@
 #    warm: 20,000 lookups answered by the cache (1 thread, then 2);
 # 5. writes the "lookup" section of BENCHMARKS.md (bench/sections.py); the other sections stay.
 # Loopback only; starts nginx and the backend itself and stops them (by PID) on exit.
-# Needs: cmake, a C++20 compiler, nginx, openssl, python3. About 30 seconds.
+# 6. the DNS SMIMEA source beside it: NSD serving the same certificates as SMIMEA records in
+#    a zone signed with ldns-signzone (tests/support/dns/start_nsd.sh); cold and warm dns
+#    lookups, and the cold 50-recipient message with cache,directory,dns configured.
+# Needs: cmake, a C++20 compiler, nginx, openssl, python3, nsd, ldnsutils. About 40 seconds.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${1:-$ROOT/build}
@@ -50,6 +53,21 @@ for i in $(seq 1 50); do
   echo "$a" >>"$TMP/addresses"
 done
 echo "warmup nobody@partner.example" >>"$TMP/addresses"
+# The same 50 certificates as SMIMEA usage 1 records in partner.example., signed with
+# ldns-signzone and served by NSD on loopback (tests/support/dns/start_nsd.sh).
+mkdir -p "$TMP/nsd/records"
+python3 - "$TMP" <<'PY' || die "SMIMEA records"
+import hashlib, subprocess, sys
+tmp = sys.argv[1]
+with open(f"{tmp}/nsd/records/partner.example", "w") as out:
+    for i in range(1, 51):
+        der = subprocess.run(["openssl", "x509", "-in", f"{tmp}/pki/c{i}.pem", "-outform", "DER"],
+                             capture_output=True, check=True).stdout
+        rdata = bytes([1, 0, 0]) + der
+        owner = hashlib.sha256(f"rcpt{i}".encode()).hexdigest()[:56]
+        out.write(f"{owner}._smimecert 300 IN TYPE53 \\# {len(rdata)} {rdata.hex()}\n")
+open(f"{tmp}/nsd/records/insecure.partner.example", "w").close()
+PY
 
 coproc SLOW { exec python3 "$ROOT/bench/slow_directory.py" "$TMP/www" "$DELAY"; }
 pids+=("$SLOW_PID")
@@ -64,6 +82,22 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [[ $up == 1 ]] || die "nginx did not start: $(tail -3 "$TMP/nginx.err")"
+dns_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+bash "$ROOT/tests/support/dns/start_nsd.sh" "$TMP/nsd" "$dns_port" partner.example >/dev/null 2>"$TMP/nsd.err" &
+NSD_PID=$!  # start_nsd.sh execs nsd: this is its main process
+pids+=("$NSD_PID")
+up=0
+for _ in $(seq 1 300); do
+  if [[ $(cat "$TMP/nsd/nsd.pid" 2>/dev/null) == "$NSD_PID" ]] && grep -q "nsd started" "$TMP/nsd/nsd.log" 2>/dev/null; then
+    up=1; break
+  fi
+  sleep 0.1
+done
+[[ $up == 1 ]] || die "nsd did not start: $(tail -3 "$TMP/nsd.err")"
+DNS_CONF="[dns]
+trust_anchor = $TMP/nsd/trust_anchor.ds
+forwarders = 127.0.0.1@$dns_port
+timeout_ms = 5000"
 cat >"$TMP/sealmilter.conf" <<CONF
 [lookup]
 order = cache,directory
@@ -72,6 +106,22 @@ trust_anchors = $TMP/pki/ca.pem
 url = https://127.0.0.1:$port/slow/{email}
 ca_file = $TMP/nginx/tls/ca.crt
 timeout_ms = 5000
+CONF
+cat >"$TMP/dns.conf" <<CONF
+[lookup]
+order = dns
+trust_anchors = $TMP/pki/ca.pem
+$DNS_CONF
+CONF
+cat >"$TMP/multi.conf" <<CONF
+[lookup]
+order = cache,directory,dns
+trust_anchors = $TMP/pki/ca.pem
+[directory]
+url = https://127.0.0.1:$port/slow/{email}
+ca_file = $TMP/nginx/tls/ca.crt
+timeout_ms = 5000
+$DNS_CONF
 CONF
 # CPU (clock ticks) of the test directory itself: the backend and nginx's worker.
 harness_ticks() {
@@ -82,13 +132,15 @@ harness_ticks() {
   echo "$t"
 }
 TICKS_BEFORE=$(harness_ticks)
-"$BUILD/bench_lookup" "$TMP/sealmilter.conf" "$TMP/addresses" "$TMP/cache.db" 20000 >"$TMP/results" \
+"$BUILD/bench_lookup" "$TMP/sealmilter.conf" "$TMP/addresses" "$TMP/cache.db" 20000 "$TMP/dns.conf" "$TMP/multi.conf" \
+  >"$TMP/results" \
   || die "bench_lookup failed"
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 HARNESS_MS=$(( ($(harness_ticks) - TICKS_BEFORE) * 1000 / $(getconf CLK_TCK) ))
 for key in addresses cold_single_ms_p50 cold_rcpt_ms_p50 cold_call_ms_p50 cold_rcpt_first_burst_ms cold_require_ms \
   cold_single_cpu_ms_p50 cold_rcpt_cpu_ms_p50 cold_call_cpu_ms_p50 cold_rcpt_first_burst_cpu_ms \
-  warm_iterations warm_ms_p50 warm_ms_p99 warm_per_s_1t warm_per_s_2t; do
+  warm_iterations warm_ms_p50 warm_ms_p99 warm_per_s_1t warm_per_s_2t \
+  dns_cold_single_ms_p50 dns_cold_rcpt_ms_p50 multi_cold_call_ms_p50 dns_warm_ms_p50 dns_warm_ms_p99 dns_warm_per_s_1t; do
   grep -q "^$key=[0-9]" "$TMP/results" || die "bench_lookup did not report $key"
 done
 get() { sed -n "s/^$1=//p" "$TMP/results"; }
@@ -158,6 +210,26 @@ The cache answers the next message to the same recipients (below).
 | Latency p50 / p99 | $(f "$(get warm_ms_p50)" 3) ms / $(f "$(get warm_ms_p99)" 3) ms |
 | Lookups per second, 1 thread | $(f "$(get warm_per_s_1t)" 0) |
 | Lookups per second, 2 threads sharing the stack | $(f "$(get warm_per_s_2t)" 0) |
+
+### DNS SMIMEA source (same run)
+
+NSD $(nsd -v 2>&1 | sed -n 's/^NSD version //p' | head -1) on loopback serves the same $n certificates as SMIMEA usage 1 records in
+\`partner.example.\`, signed with ldns-signzone (ECDSA P-256); the \`dns\` source (libunbound,
+DNSSEC validated in process from the zone's DS) forwards to it. No latency is added to DNS
+(unlike the directory's ${DELAY} ms), so these rows measure our cost: libunbound's queries and
+validation plus the certificate validation. *Cold* = a new lookup stack per run (a new
+libunbound context, its DNS cache empty; building it is not timed); *warm* = libunbound's cache
+(the \`dns\` source does not use the SQLite cache).
+
+| Case | Wall time | vs directory, 1 recipient (cold) |
+|---|---|---|
+| dns, 1 recipient, cold | $(f "$(get dns_cold_single_ms_p50)" 2) ms ($(range dns_cold_single)) | $(x "$(get dns_cold_single_ms_p50)")x |
+| dns, $n recipients as the milter runs them, cold | $(f "$(get dns_cold_rcpt_ms_p50)" 2) ms ($(range dns_cold_rcpt)) | $(x "$(get dns_cold_rcpt_ms_p50)")x |
+| \`cache,directory,dns\`: $n recipients in one \`resolve()\` call, cold (directory and dns asked in parallel, the directory's answer wins by priority) | $(f "$(get multi_cold_call_ms_p50)") ms ($(range multi_cold_call)) | $(x "$(get multi_cold_call_ms_p50)")x; vs the directory alone (\`cache,directory\`, row above): $(python3 -c "print(f'{$(get multi_cold_call_ms_p50) / $(get cold_call_ms_p50):.2f}')")x |
+| dns, warm (libunbound's cache), one address per call | p50 $(f "$(get dns_warm_ms_p50)" 3) ms, p99 $(f "$(get dns_warm_ms_p99)" 3) ms; $(f "$(get dns_warm_per_s_1t)" 0) lookups/s on 1 thread | |
+
+The several-sources row opens a new stack per run (a new libunbound context) and one directory
+connection before timing, where the directory-only row reuses the connections of earlier runs.
 MD
 python3 "$ROOT/bench/sections.py" "$ROOT/BENCHMARKS.md" lookup "$TMP/section.md" || die "cannot update BENCHMARKS.md"
 cat "$TMP/results" >&2

@@ -1,9 +1,13 @@
 // lookup/chain.cpp — ordered resolution with validation and caching (see chain.hpp).
 #include "lookup/chain.hpp"
 
+#include "base/worker_thread.hpp"
+
 #include <algorithm>
+#include <exception>
 #include <optional>
 #include <stdexcept>
+#include <thread>
 
 namespace sealmilter::lookup {
 
@@ -14,6 +18,15 @@ struct Chain::Pending {
     bool had_error = false;
     std::vector<std::string> skip;     // sources with a fresh negative cache entry
     std::optional<CacheEntry> stale;   // an expired entry still servable on error
+};
+
+// One source's share of a step: the addresses it is asked and its answers.
+struct Chain::Asked {
+    CertificateSource* source = nullptr;
+    std::vector<Query> queries;
+    std::vector<Pending*> pending;
+    std::vector<SourceAnswer> answers;
+    std::exception_ptr failure;  // a broken invariant in the source, rethrown on the caller's thread
 };
 
 Chain::Chain(std::vector<std::string> order, std::vector<CertificateSource*> sources, const Validator& validator,
@@ -39,9 +52,13 @@ CertificateSource* Chain::source_named(const std::string& name) const {
 bool Chain::use_candidates(Pending& p, StepTrace& trace, const std::vector<crypto::Certificate>& candidates,
                            const CertificateSource* origin) const {
     std::vector<bool> vouched(candidates.size(), false);
+    std::vector<bool> dates_vouched(candidates.size(), false);
     if (origin != nullptr)
-        for (size_t i = 0; i < candidates.size(); ++i) vouched[i] = origin->vouches_for(candidates[i]);
-    trace.verdicts = validator_.validate(p.result.email, candidates, vouched);
+        for (size_t i = 0; i < candidates.size(); ++i) {
+            vouched[i] = origin->vouches_for(candidates[i]);
+            dates_vouched[i] = vouched[i] && origin->vouches_for_validity(candidates[i]);
+        }
+    trace.verdicts = validator_.validate(p.result.email, candidates, vouched, dates_vouched);
     std::vector<crypto::Certificate> usable = select(trace.verdicts, encrypt_to_);
     if (usable.empty()) {
         trace.reason = "no usable certificate among " + std::to_string(candidates.size()) + " candidate(s)";
@@ -82,7 +99,10 @@ void Chain::cache_step(std::vector<Pending>& pending) const {
 void Chain::take_answer(CertificateSource& source, Pending& p, SourceAnswer& a) const {
     const SourceProperties props = source.properties();
     StepTrace trace{source.name(), a.outcome, a.reason, {}};
-    if (a.outcome == Outcome::Found && a.not_modified && p.stale && !p.stale->negative) {
+    if (p.done) {  // asked in parallel with a source of higher priority that answered
+        trace.reason = "not used: " + p.result.source + " has priority" + (a.reason.empty() ? "" : " (" + a.reason + ")");
+        if (a.outcome == Outcome::Found) trace.reason += ", " + std::to_string(a.candidates.size()) + " candidate(s)";
+    } else if (a.outcome == Outcome::Found && a.not_modified && p.stale && !p.stale->negative) {
         trace.reason = "not modified (cached certificates revalidated)";
         if (use_candidates(p, trace, p.stale->certificates, &source) && cache_ != nullptr)
             cache_->revalidated(p.result.email, a.max_age);
@@ -105,23 +125,53 @@ void Chain::take_answer(CertificateSource& source, Pending& p, SourceAnswer& a) 
     p.result.trace.push_back(std::move(trace));
 }
 
-void Chain::source_step(CertificateSource& source, std::vector<Pending>& pending) const {
-    std::vector<Query> queries;
-    std::vector<Pending*> asked;
+Chain::Asked Chain::prepare(CertificateSource& source, std::vector<Pending>& pending) const {
+    Asked asked;
+    asked.source = &source;
     for (Pending& p : pending) {
         if (p.done || std::find(p.skip.begin(), p.skip.end(), source.name()) != p.skip.end()) continue;
         Query q = p.query;
         if (p.stale && !p.stale->negative && p.stale->source == source.name()) q.if_none_match = p.stale->etag;
-        queries.push_back(std::move(q));
-        asked.push_back(&p);
+        asked.queries.push_back(std::move(q));
+        asked.pending.push_back(&p);
     }
-    if (queries.empty()) return;
-    std::vector<SourceAnswer> answers = source.lookup_many(queries);
-    for (size_t i = 0; i < asked.size() && i < answers.size(); ++i) take_answer(source, *asked[i], answers[i]);
-    for (size_t i = answers.size(); i < asked.size(); ++i) {  // a source that answered short
-        asked[i]->had_error = true;
-        asked[i]->result.trace.push_back({source.name(), Outcome::TempError, "no answer", {}});
+    return asked;
+}
+
+void Chain::take_answers(Asked& asked) const {
+    CertificateSource& source = *asked.source;
+    for (size_t i = 0; i < asked.pending.size() && i < asked.answers.size(); ++i)
+        take_answer(source, *asked.pending[i], asked.answers[i]);
+    for (size_t i = asked.answers.size(); i < asked.pending.size(); ++i) {  // a source that answered short
+        asked.pending[i]->had_error = true;
+        asked.pending[i]->result.trace.push_back({source.name(), Outcome::TempError, "no answer", {}});
     }
+}
+
+// Consecutive sources are asked at once, each on its own thread (the first on the caller's);
+// their answers are then taken in configured priority, so the first usable one wins whichever
+// came back first. Each source bounds its own time (timeouts), so the step lasts as long as
+// the slowest source, not their sum.
+void Chain::sources_step(const std::vector<CertificateSource*>& sources, std::vector<Pending>& pending) const {
+    std::vector<Asked> asked;
+    for (CertificateSource* source : sources) {
+        Asked a = prepare(*source, pending);
+        if (!a.queries.empty()) asked.push_back(std::move(a));
+    }
+    auto ask = [](Asked& a) {
+        try {
+            a.answers = a.source->lookup_many(a.queries);
+        } catch (...) {
+            a.failure = std::current_exception();
+        }
+    };
+    std::vector<std::thread> threads;
+    for (size_t i = 1; i < asked.size(); ++i) threads.push_back(base::start_worker_thread([&ask, &a = asked[i]] { ask(a); }));
+    if (!asked.empty()) ask(asked.front());
+    for (std::thread& t : threads) t.join();
+    for (Asked& a : asked)
+        if (a.failure) std::rethrow_exception(a.failure);
+    for (Asked& a : asked) take_answers(a);
 }
 
 // After every step: a stale entry when a source failed, else the final outcome and why.
@@ -154,13 +204,17 @@ std::vector<LookupResult> Chain::resolve(const std::vector<std::string>& emails)
         pending[i].result.email = pending[i].query.email;
         pending[i].result.as_written = emails[i];
     }
+    std::vector<CertificateSource*> group;  // consecutive sources, asked in parallel
     for (const std::string& step : order_) {
         if (step == "cache") {
+            if (!group.empty()) sources_step(group, pending);
+            group.clear();
             cache_step(pending);
         } else {
-            source_step(*source_named(step), pending);
+            group.push_back(source_named(step));
         }
     }
+    if (!group.empty()) sources_step(group, pending);
     std::vector<LookupResult> out;
     out.reserve(pending.size());
     for (Pending& p : pending) {

@@ -4,7 +4,10 @@
 //            - steps run in lookup.order; "cache" is a step like the sources;
 //            - every candidate of every source passes the Validator before use and before
 //              caching; the usable ones are selected per crypto.encrypt_to;
-//            - the first step that yields a usable certificate answers;
+//            - the first step that yields a usable certificate answers; consecutive sources
+//              (not separated by "cache") are asked in parallel, their answers taken in
+//              configured priority: the first usable one wins, the others are traced as
+//              "not used";
 //            - a fresh negative cache entry skips the source that gave it; a stale entry is
 //              revalidated (If-None-Match) and served if the sources fail (stale-if-error);
 //            - authoritative NotFound answers (directory 404/410) are negative-cached;
@@ -61,8 +64,11 @@ public:
 
 private:
     struct Pending;
+    struct Asked;
     void cache_step(std::vector<Pending>& pending) const;
-    void source_step(CertificateSource& source, std::vector<Pending>& pending) const;
+    Asked prepare(CertificateSource& source, std::vector<Pending>& pending) const;
+    void take_answers(Asked& asked) const;
+    void sources_step(const std::vector<CertificateSource*>& sources, std::vector<Pending>& pending) const;
     void take_answer(CertificateSource& source, Pending& p, SourceAnswer& a) const;
     void finish(Pending& p) const;
     bool use_candidates(Pending& p, StepTrace& trace, const std::vector<crypto::Certificate>& candidates,

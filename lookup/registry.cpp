@@ -3,6 +3,7 @@
 
 #include "lookup/harvest_store.hpp"
 #include "lookup/ldap_source.hpp"
+#include "lookup/smimea_source.hpp"
 #include "lookup/store.hpp"
 
 namespace sealmilter::lookup {
@@ -43,6 +44,23 @@ BuiltSource build_ldap(const Settings& s) {
     return b;
 }
 
+// dns.*: a trust anchor file that cannot be used is a configuration error naming the key.
+BuiltSource build_dns(const Settings& s) {
+    BuiltSource b;
+    SmimeaOptions o;
+    o.trust_anchor_file = s.get("dns.trust_anchor");
+    if (o.trust_anchor_file.empty()) throw SettingsError("dns.trust_anchor: empty, but lookup.order names dns");
+    o.forwarders = s.get_list("dns.forwarders");
+    o.timeout_ms = static_cast<long>(s.get_int("dns.timeout_ms"));
+    o.max_inflight = static_cast<int>(s.get_int("dns.max_inflight"));
+    try {
+        b.source = std::make_unique<SmimeaSource>(std::move(o));
+    } catch (const SmimeaError& e) {
+        throw SettingsError(e.what());
+    }
+    return b;
+}
+
 }  // namespace
 
 void SourceRegistry::add(std::string name, SourceFactory factory) {
@@ -66,6 +84,7 @@ SourceRegistry builtin_sources() {
     r.add("harvest", build_harvest);
     r.add("directory", build_directory);
     r.add("ldap", build_ldap);
+    r.add("dns", build_dns);
     return r;
 }
 

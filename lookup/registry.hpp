@@ -46,7 +46,7 @@ private:
     std::map<std::string, SourceFactory> factories_;
 };
 
-// store, directory, harvest, ldap.
+// store, directory, harvest, ldap, dns.
 SourceRegistry builtin_sources();
 
 // directory.* -> the directory source's options (reads directory.token_file).

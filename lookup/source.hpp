@@ -63,6 +63,10 @@ public:
     // it, every other check still applies. Asked for fresh answers and for cached entries
     // this source gave.
     virtual bool vouches_for(const crypto::Certificate& /*candidate*/) const { return false; }
+    // True when the source's binding also stands in for the candidate's validity period
+    // (DNS SMIMEA usage 3, DANE-EE: RFC 7671 §5.1 ignores the certificate's dates); only
+    // asked for candidates the source vouches for.
+    virtual bool vouches_for_validity(const crypto::Certificate& /*candidate*/) const { return false; }
     virtual SourceAnswer lookup(const Query& query) = 0;
     // Several addresses at once, answers in the same order. Sources that can run requests
     // concurrently override this (the directory: 50 recipients cost about one round trip).

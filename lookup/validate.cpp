@@ -144,15 +144,17 @@ std::string eku_reason(X509* x) {
 }
 
 // Everything but the chain; cheap, no I/O.
+// check_dates false: a DANE-EE binding (RFC 7671 §5.1) stands in for the validity period.
 std::vector<std::string> local_reasons(const std::string& email, const crypto::Certificate& cert, std::time_t now,
-                                       bool allow_expired) {
+                                       bool allow_expired, bool check_dates) {
     X509* x = cert.native();
     std::vector<std::string> reasons;
     const uint32_t flags = X509_get_extension_flags(x);
     if ((flags & EXFLAG_INVALID) != 0) reasons.emplace_back("malformed certificate extension");
     if ((flags & EXFLAG_CA) != 0)
         reasons.emplace_back("a CA certificate (basicConstraints CA:TRUE) is not a recipient");
-    for (std::string r : {address_reason(email, cert), leaf_time_reason(cert, now, allow_expired),
+    for (std::string r : {address_reason(email, cert),
+                          check_dates ? leaf_time_reason(cert, now, allow_expired) : std::string(),
                           cert.encryption_unsuitability(), eku_reason(x)}) {
         if (!r.empty()) reasons.push_back(std::move(r));
     }
@@ -188,7 +190,8 @@ std::vector<Verdict> Validator::validate(const std::string& email, const std::ve
 }
 
 std::vector<Verdict> Validator::validate(const std::string& email, const std::vector<crypto::Certificate>& candidates,
-                                         const std::vector<bool>& vouched) const {
+                                         const std::vector<bool>& vouched,
+                                         const std::vector<bool>& dates_vouched) const {
     const std::time_t now = impl_->clock->now();  // one instant for the whole candidate set
     // Intermediates come from the candidate set itself (a directory answers with a chain).
     crypto::X509_STACK_ptr untrusted(sk_X509_new_null());
@@ -208,8 +211,10 @@ std::vector<Verdict> Validator::validate(const std::string& email, const std::ve
             verdicts.push_back(Verdict{cert, false, "no usable public key"});
             continue;
         }
-        std::vector<std::string> reasons = local_reasons(email, cert, now, impl_->options.allow_expired);
-        if (i >= vouched.size() || !vouched[i]) {
+        const bool is_vouched = i < vouched.size() && vouched[i];
+        const bool dates_ok = is_vouched && i < dates_vouched.size() && dates_vouched[i];
+        std::vector<std::string> reasons = local_reasons(email, cert, now, impl_->options.allow_expired, !dates_ok);
+        if (!is_vouched) {
             std::string chain = chain_reason(impl_->store.get(), cert.native(), untrusted.get(), now);
             if (!chain.empty()) reasons.push_back(std::move(chain));
         }

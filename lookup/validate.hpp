@@ -56,9 +56,10 @@ public:
                                   bool trust_source = false) const;
     // The same, trust decided per candidate: vouched[i] (the source vouches for candidate i,
     // see CertificateSource::vouches_for) skips only the chain check for that candidate.
-    // Missing entries count as not vouched.
+    // Missing entries count as not vouched. dates_vouched[i] (DANE-EE) also skips the
+    // validity-period check of a vouched candidate.
     std::vector<Verdict> validate(const std::string& email, const std::vector<crypto::Certificate>& candidates,
-                                  const std::vector<bool>& vouched) const;
+                                  const std::vector<bool>& vouched, const std::vector<bool>& dates_vouched = {}) const;
 
 private:
     struct Impl;

@@ -13,6 +13,7 @@ PACKAGES=(
   clang libclang-rt-14-dev llvm-14 clang-tidy
   libp11-dev libp11-kit-dev p11-kit-modules softhsm2 opensc
   libldap-dev slapd ldap-utils
+  libunbound-dev dns-root-data nsd ldnsutils
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -62,6 +62,14 @@ def read_pid(path):
         return 0
 
 
+def open_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def port_open(port):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -219,8 +227,12 @@ def sink_body_equal(delivery, original):
 
 class Gateway:
     def __init__(self, sealmilter, source, recipients, directory_entries, policy, extra_conf="",
-                 postfix_extra="", sink_dump=True):
+                 postfix_extra="", sink_dump=True, dns_entries=None):
         self.bin, self.source = sealmilter, source
+        # dns_entries: {name: usage} published as SMIMEA in a DNSSEC-signed zone (start_nsd);
+        # {name: "bogus"} publishes a usage 3 record whose signature is then corrupted.
+        self.dns_entries = dns_entries or {}
+        self.nsd = None
         self.sink_dump = sink_dump  # False: smtp-sink only counts (benchmarks)
         self.tmp = tempfile.mkdtemp(prefix="sealmilter-e2e-")
         os.chmod(self.tmp, 0o755)  # Postfix's unprivileged processes must reach the queue
@@ -235,6 +247,8 @@ class Gateway:
         os.makedirs(self.sink_dir)
         self.smtp_port, self.reinject_port, self.sink_port = free_port(), free_port(), free_port()
         self.milter_port, self.http_port = free_port(), free_port()
+        self.nsd_dir = os.path.join(self.tmp, "nsd")
+        self.dns_port = free_port() if self.dns_entries else 0
         self.extra_conf, self.postfix_extra = extra_conf, postfix_extra
         self.policy_path = os.path.join(self.tmp, "policy")
         self.write_policy(policy)
@@ -267,11 +281,14 @@ class Gateway:
                 f"reinject = 127.0.0.1:{self.reinject_port}\nspool_dir = {spool}\n"
                 f"reinject_timeout_ms = 5000\n"
                 f"[policy]\nfile = {self.policy_path}\ninternal_domains = bank.example\n"
-                f"[lookup]\norder = cache,directory,harvest\ntrust_anchors = {self.ca}\n"
+                f"[lookup]\norder = cache,directory{',dns' if self.dns_entries else ''},harvest\n"
+                f"trust_anchors = {self.ca}\n"
                 f"[harvest]\ndir = {self.tmp}/harvested\n"
                 f"[directory]\nurl = https://127.0.0.1:{self.http_port}/json/{{email}}\n"
                 f"ca_file = {self.tmp}/nginx/tls/ca.crt\ntimeout_ms = 3000\n"
                 f"[cache]\npath = {self.tmp}/cache.db\n"
+                + (f"[dns]\ntrust_anchor = {self.nsd_dir}/trust_anchor.ds\n"
+                   f"forwarders = 127.0.0.1@{self.dns_port}\ntimeout_ms = 3000\n" if self.dns_entries else "")
                 + (self.extra_conf if extra is None else extra))
 
     def write_conf(self, text=None):
@@ -280,6 +297,8 @@ class Gateway:
 
     # ---- processes --------------------------------------------------------------------------
     def start(self):
+        if self.dns_entries:
+            self.start_nsd()
         self.start_nginx()
         self.start_sink()
         self.start_milter()
@@ -292,6 +311,44 @@ class Gateway:
             ["bash", os.path.join(self.source, "tests/support/http/start_nginx.sh"), prefix, str(self.http_port)],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "nginx.err"), "wb"))
         self._wait(self.http_port, self.nginx, "nginx", os.path.join(prefix, "nginx.pid"))
+
+    def start_nsd(self):
+        """A real NSD serving dane.example. signed with ldns-signzone (tests/support/dns/start_nsd.sh),
+        the SMIMEA records of dns_entries in it; the daemon's libunbound forwards to it with the
+        zone's DS as trust anchor. Ours once its pid file names our child and its log says so."""
+        import hashlib
+        os.makedirs(os.path.join(self.nsd_dir, "records"), exist_ok=True)
+        lines, tamper = [], []
+        for name, usage in sorted(self.dns_entries.items()):
+            ident = self.ids[name]
+            local, domain = ident.addr.rsplit("@", 1)
+            owner = hashlib.sha256(local.encode()).hexdigest()[:56] + "._smimecert." + domain + "."
+            der = must(["openssl", "x509", "-in", ident.cert, "-outform", "DER"])
+            rdata = bytes([3 if usage == "bogus" else int(usage), 0, 0]) + der
+            lines.append(f"{owner} 300 IN TYPE53 \\# {len(rdata)} {rdata.hex()}\n")
+            if usage == "bogus":
+                tamper.append(owner + "\n")
+        with open(os.path.join(self.nsd_dir, "records", "dane.example"), "w") as f:
+            f.writelines(lines)
+        with open(os.path.join(self.nsd_dir, "records", "insecure.dane.example"), "w") as f:
+            f.write("")
+        with open(os.path.join(self.nsd_dir, "tamper"), "w") as f:
+            f.writelines(tamper)
+        for _ in range(5):  # another process may take the port first: pick another
+            self.nsd = subprocess.Popen(
+                ["bash", os.path.join(self.source, "tests/support/dns/start_nsd.sh"), self.nsd_dir,
+                 str(self.dns_port)],
+                stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "nsd.err"), "ab"))
+            deadline = time.time() + 30
+            while time.time() < deadline and self.nsd.poll() is None:
+                if (read_pid(os.path.join(self.nsd_dir, "nsd.pid")) == self.nsd.pid
+                        and "nsd started" in open_text(os.path.join(self.nsd_dir, "nsd.log"))):
+                    self.write_conf()  # the trust anchor file exists now
+                    return
+                time.sleep(0.1)
+            self._stop(self.nsd)
+            self.dns_port = free_port()
+        raise RuntimeError("nsd did not start: " + open_text(os.path.join(self.tmp, "nsd.err"))[-500:])
 
     def stop_nginx(self):
         self._stop(self.nginx)
@@ -470,7 +527,7 @@ milter_end_of_data_macros = i
         if self.milter is not None:
             self._stop(self.milter)
             milter_rc = self.milter.returncode
-        for p in (self.sink, self.nginx, self.slapd):
+        for p in (self.sink, self.nginx, self.slapd, self.nsd):
             self._stop(p)
         # Under ASan/UBSan (run-tests.sh's second pass) the daemon reports into its log; a report
         # or an unclean exit on SIGTERM is a failure of the test.

@@ -9,6 +9,7 @@ the SMTP reply the client got. After each group the harness checks every sink fi
 plaintext ever reached a `require` recipient.
 """
 import argparse
+import json
 import os
 import random
 import re
@@ -723,6 +724,47 @@ def must_out(cmd):
     return p.stdout
 
 
+# dns: recipients known only in DNS (SMIMEA in a DNSSEC-signed zone served by a real NSD)
+# ------------------------------------------------------------------------------------------------
+
+DNS_ENTRIES = {"dana": 3, "dina": 1, "carla": "bogus"}
+
+
+def lookup_json(gw, addr):
+    p = subprocess.run([gw.bin, "lookup", "-c", gw.conf, "--json", addr], capture_output=True, timeout=60)
+    try:
+        return p.returncode, json.loads(p.stdout.decode())
+    except ValueError:
+        return p.returncode, {"raw": (p.stdout + p.stderr).decode(errors="replace")[-500:]}
+
+
+def group_dns(gw):
+    sender = "statements@bank.example"
+    for name, usage in (("dana", "usage 3 (DANE-EE)"), ("dina", "usage 1 (PKIX-EE)")):
+        ident = gw.ids[name]
+        rc, out = lookup_json(gw, ident.addr)
+        first = out[0] if isinstance(out, list) and out else {}  # one result per address
+        check(f"dns: lookup --json {name} answers from dns (exit 0)", rc == 0 and first.get("source") == "dns",
+              (rc, out))
+        mid = new_id(f"dns-{name}")
+        msg = compose("01-plain-ascii.eml", mid, to=[ident.addr])
+        r = gw.send(sender, [ident.addr], msg)
+        check(f"dns: {name} ({usage}, require) accepted", reply_ok(r), r)
+        ds = gw.wait_deliveries(mid, 1)
+        if check(f"dns: {name} one delivery, encrypted", len(ds) == 1 and ds[0].encrypted, [d.rcpts for d in ds]):
+            check(f"dns: envelope names {name}", gw.recipients_of(ds[0]) == [name], gw.recipients_of(ds[0]))
+            check_decrypts(gw, f"dns {name}", ds[0], name, msg, nss=False)
+    # A broken signature: the directory says "none", DNS is bogus -> a source failure.
+    carla = gw.ids["carla"].addr
+    rc, out = lookup_json(gw, carla)
+    check("dns: lookup of a bogus record exits 2 (source failure)", rc == 2, (rc, out))
+    mid = new_id("dns-bogus")
+    r = gw.send(sender, [carla], compose("01-plain-ascii.eml", mid, to=[carla]))
+    code, text = r["rcpt"][carla]
+    check("dns: bogus record, require -> 451 4.7.1 at RCPT", code == 451 and text.startswith("4.7.1"), (code, text))
+    require_never_plain(gw, lambda a: a.endswith("@dane.example"))
+
+
 GROUPS = {
     "basic": (basic_recipients, ["bob", "carol", "dave", "erin", "frank"], BASIC_POLICY, "", group_basic),
     "directory-down": (lambda: {"bob": ("bob@partner.example", "rsa"), "frank": ("frank@secure.example", "rsa")},
@@ -737,6 +779,9 @@ GROUPS = {
     "ldap": (lambda: {"lena": ("lena@ldap.example", "rsa"), "olaf": ("olaf@ldap.example", "ec"),
                       "nina": ("nina@ldap.example", "rsa")},
              [], "* require\n", "", group_ldap),
+    "dns": (lambda: {"dana": ("dana@dane.example", "rsa"), "dina": ("dina@dane.example", "ec"),
+                     "carla": ("carla@dane.example", "rsa")},
+            [], "@dane.example require\n* opportunistic\n", "dns", group_dns),
 }
 
 
@@ -760,7 +805,7 @@ def main():
         extra_conf = "[milter]\nmta_size_limit = 52428800\n"
         postfix_extra = "message_size_limit = 52428800\n"
     gw = Gateway(a.sealmilter, a.source, recipients(), published, policy, extra_conf=extra_conf,
-                 postfix_extra=postfix_extra)
+                 postfix_extra=postfix_extra, dns_entries=DNS_ENTRIES if extra == "dns" else None)
     try:
         gw.start()
         fn(gw)

@@ -9,9 +9,12 @@
 #include <gtest/gtest.h>
 #include <openssl/pem.h>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <thread>
 
 namespace lookup = sealmilter::lookup;
 namespace crypto = sealmilter::crypto;
@@ -259,4 +262,45 @@ TEST_F(ChainTest, QueryCarriesTheAddressAsWritten) {
     ASSERT_EQ(directory_.queries.size(), 1u);
     EXPECT_EQ(directory_.queries[0].email, "bob.smith@partner.example");
     EXPECT_EQ(directory_.queries[0].written(), "Bob.Smith@Partner.Example");
+}
+
+// Part 3 of issue 14: consecutive sources are asked at once. Each scripted source holds its
+// batch until the other has started its own (bounded): asked one after the other, the first
+// would wait out the bound alone and see only itself.
+TEST_F(ChainTest, ConsecutiveSourcesAreAskedAtOnce) {
+    ScriptedSource dns("dns", {}, true);
+    std::atomic<int> started{0};
+    std::atomic<int> saw_both{0};
+    auto hold = [&](const std::vector<lookup::Query>&) {
+        ++started;
+        for (int i = 0; i < 5000 && started.load() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        if (started.load() == 2) ++saw_both;
+    };
+    directory_.on_batch = hold;
+    dns.on_batch = hold;
+    auto c = chain({"cache", "directory", "dns"}, {&directory_, &dns});
+    const auto r = c.resolve({"bob@partner.example"});
+    EXPECT_EQ(saw_both.load(), 2);
+    EXPECT_EQ(directory_.calls, 1);
+    EXPECT_EQ(dns.calls, 1);
+    EXPECT_EQ(r[0].outcome, lookup::Outcome::NotFound);  // both said "none"
+}
+
+// No usable certificate and one source failed: a failure, whichever said "none" and in any
+// order; a usable answer from any source still wins over another's failure.
+TEST_F(ChainTest, AFailureBesideANoneIsAFailure) {
+    for (const bool dns_first : {false, true}) {
+        ScriptedSource dns("dns", {}, true);
+        dns.answers["bob@partner.example"] = answer(lookup::Outcome::TempError, "DNSSEC bogus");
+        dns.answers["carol@partner.example"] = answer(lookup::Outcome::TempError, "timeout");
+        directory_.answers["carol@partner.example"] = found(make_identity({.email = "carol@partner.example"}).cert);
+        auto c = dns_first ? chain({"dns", "directory"}, {&directory_, &dns})
+                           : chain({"directory", "dns"}, {&directory_, &dns});
+        const auto r = c.resolve({"bob@partner.example", "carol@partner.example"});
+        EXPECT_EQ(r[0].outcome, lookup::Outcome::TempError) << dns_first << " " << r[0].reason;
+        EXPECT_NE(r[0].reason.find("DNSSEC bogus"), std::string::npos) << r[0].reason;
+        EXPECT_EQ(r[1].outcome, lookup::Outcome::Found) << dns_first << " " << r[1].reason;
+        EXPECT_EQ(r[1].source, "directory");
+        cache_->purge_all();
+    }
 }
