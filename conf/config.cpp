@@ -106,6 +106,16 @@ const std::vector<OptionSpec>& option_table() {
         {"directory.max_connections", Type::Int, "4",
          "most concurrent connections to one directory host (requests beyond share them, HTTP/2 multiplexed)",
          {}, 1, 256},
+        {"database.dsn_file", Type::SecretFile, "",
+         "file holding the libpq connection string of the shared PostgreSQL (key=value or URI; sslmode, "
+         "sslrootcert, password there, never in this file); used when database.shared is set"},
+        {"database.shared", Type::List, "",
+         "comma list of the state kept in PostgreSQL for several nodes: cache, harvest, journal (keys arrives with "
+         "the key store, publish is not yet shared); empty = all local (SQLite, files)",
+         {"cache", "harvest", "keys", "journal", "publish"}},
+        {"database.max_connections", Type::Int, "4",
+         "most PostgreSQL connections of one node (a call waits for a free one, within directory.timeout_ms)", {}, 1,
+         64},
         {"log.level", Type::Enum, "info", "least severe level logged: error, warning, info or debug",
          {"error", "warning", "info", "debug"}},
         {"log.target", Type::Enum, "stderr", "stderr (journald) or syslog (facility mail, like Postfix)",

@@ -11,6 +11,7 @@ PACKAGES=(
   nginx-light
   postfix swaks miltertest opendkim opendkim-tools
   clang libclang-rt-14-dev llvm-14 clang-tidy
+  libpq-dev postgresql-15 postgresql-client-15
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

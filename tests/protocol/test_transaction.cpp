@@ -408,7 +408,7 @@ TEST_F(TransactionTest, ARetryNeverSendsACopyTwice) {
     const auto dave = make_identity({.email = "dave@partner.example"});
     give_cert(bob, "bob@partner.example");
     give_cert(dave, "dave@partner.example");
-    rebuild([&](milter::Services& s) { s.journal = std::make_shared<milter::Journal>(dir); });
+    rebuild([&](milter::Services& s) { s.journal = std::make_shared<milter::FileJournal>(dir); });
     const std::string msg = "From: noreply@bank.example\r\nTo: bob@partner.example, carol@partner.example\r\n"
                             "Message-ID: <once@bank.example>\r\nSubject: Statement\r\n\r\nbalance\r\n";
     const std::vector<std::string> rcpts = {"bob@partner.example", "carol@partner.example", "dave@partner.example"};
