@@ -270,10 +270,18 @@ def group_outage(a, b, nodes, pg, pg_port):
                 if rc == bob and not d.encrypted:
                     plain_to_bob.append(d.message_id)
     wrong = [(m, r, counts.get((m, r), 0)) for m in want for r in (bob, dave) if counts.get((m, r), 0) != 1]
+    # The one instant the promise excludes: the database went away between the next hop's 250
+    # for Dave's copy and its journal write; the node logs it as an error, and the retry may
+    # duplicate that copy (never Bob's in-place delivery, never a loss).
+    instants = sum(n.log().count("could not be recorded in the re-injection journal") for n in (a, b))
+    lost = [w for w in wrong if w[2] == 0]
+    dup = [w for w in wrong if w[2] > 1]
+    excused = len(dup) <= instants and all(r == dave and c == 2 for _, r, c in dup)
     print(f"figure: outage: {len(during)} messages from 4 clients over 2 nodes, {len(tempfailed)} tempfailed "
-          f"and retried", flush=True)
-    check("outage: every message delivered exactly once to each recipient (none lost, none duplicated)",
-          not wrong, wrong[:6])
+          f"and retried; {instants} copy(ies) handed over in the instant before a failed journal write", flush=True)
+    check("outage: no accepted message lost (every recipient got it)", not lost, lost[:6])
+    check("outage: every message delivered exactly once to each recipient, apart from the documented "
+          "instant between the next hop's 250 and the journal write", not dup or excused, (dup[:6], instants))
     check("outage: no plaintext to the require recipient", not plain_to_bob, plain_to_bob[:5])
     for n, name in ((a, "A"), (b, "B")):
         check(f"outage: node {name} logged the database outage and its recovery",
