@@ -245,7 +245,7 @@ std::string read_dsn_file(const std::string& path) {
     }
     std::istringstream in(text);
     for (std::string line; std::getline(in, line);) {
-        const std::string t(base::trim(line));
+        std::string t(base::trim(line));
         if (!t.empty() && t[0] != '#') return t;
     }
     throw std::runtime_error("database.dsn_file " + path + ": holds no connection string");
