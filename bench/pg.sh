@@ -129,7 +129,8 @@ $(row "warm lookups per second, 1 thread" warm_per_s_1t 0)
 $(row "warm lookups per second, 2 threads" warm_per_s_2t 0)
 
 A cold lookup is dominated by the directory's ${DELAY} ms either way; the cache write on
-PostgreSQL is one round trip on a pooled connection. A warm hit on PostgreSQL is one indexed
+PostgreSQL is one round trip on a pooled connection (in one \`resolve()\` call the entries are
+written one after the other, which is why that row is slower). A warm hit on PostgreSQL is one indexed
 SELECT over loopback (plus the parsed-certificate memo in front, as for SQLite), so it costs
 a round trip and the server's work where SQLite reads a local page: that is the price of
 every node seeing every answer. Over a network to a replicated primary, add its round-trip

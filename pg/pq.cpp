@@ -160,7 +160,8 @@ PGconn_ptr Pool::connect(Deadline deadline, std::string& error) const {
     return c;
 }
 
-PGconn_ptr Pool::take(Deadline deadline, std::string& error) {
+PGconn_ptr Pool::take(Deadline deadline, std::string& error, bool& fresh) {
+    fresh = false;
     {
         base::UniqueMutexLock lock(mutex_);
         for (;;) {
@@ -183,6 +184,7 @@ PGconn_ptr Pool::take(Deadline deadline, std::string& error) {
         }
         ++open_;
     }
+    fresh = true;
     PGconn_ptr c = connect(deadline, error);
     if (!c) {
         const base::MutexLock lock(mutex_);
@@ -210,25 +212,32 @@ std::string Pool::run(const std::function<void(Conn&)>& fn) noexcept { return ru
 std::string Pool::run(const std::function<void(Conn&)>& fn, long timeout_ms) noexcept {
     try {
         const Deadline deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-        std::string error;
-        PGconn_ptr c = take(deadline, error);
-        if (!c) return error;
-        Conn conn(c.get(), deadline);
-        try {
-            fn(conn);
-        } catch (const std::exception& e) {
-            error = e.what();
-            // A failed statement inside BEGIN leaves the transaction aborted: roll it back
-            // (or drop the connection when even that fails).
-            if (!conn.broken() && PQtransactionStatus(c.get()) != PQTRANS_IDLE) {
-                try {
-                    conn.exec("ROLLBACK");
-                } catch (const std::exception&) {
+        // A pooled connection the server closed meanwhile (a database restart) fails its first
+        // statement: the call is tried once more on a fresh connection, within the same
+        // deadline. Every statement of the backends is idempotent (SELECT, upserts, DELETE).
+        for (int attempt = 0;; ++attempt) {
+            std::string error;
+            bool fresh = false;
+            PGconn_ptr c = take(deadline, error, fresh);
+            if (!c) return error;
+            Conn conn(c.get(), deadline);
+            try {
+                fn(conn);
+            } catch (const std::exception& e) {
+                error = e.what();
+                // A failed statement inside BEGIN leaves the transaction aborted: roll it back
+                // (or drop the connection when even that fails).
+                if (!conn.broken() && PQtransactionStatus(c.get()) != PQTRANS_IDLE) {
+                    try {
+                        conn.exec("ROLLBACK");
+                    } catch (const std::exception&) {
+                    }
                 }
             }
+            const bool lost = !error.empty() && !fresh && PQstatus(c.get()) == CONNECTION_BAD;
+            give_back(std::move(c), conn.broken());
+            if (!lost || attempt > 0 || Clock::now() >= deadline) return error;
         }
-        give_back(std::move(c), conn.broken());
-        return error;
     } catch (const std::exception& e) {  // allocation, std::system_error from the mutex
         return std::string("internal error: ") + e.what();
     } catch (...) {

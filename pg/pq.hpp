@@ -7,8 +7,9 @@
 //            the deadline) and the statement itself (sent asynchronously, its socket polled
 //            against the deadline; the server's statement_timeout is set to the same value so
 //            an abandoned statement does not run on). A slow or unreachable database therefore
-//            never holds a milter transaction longer than directory.timeout_ms. After a failed
-//            connect, calls fail at once for retry_after_ms instead of each waiting out the
+//            never holds a milter transaction longer than directory.timeout_ms. A pooled
+//            connection the server closed (a restart) is replaced once within the same call.
+//            After a failed connect, calls fail at once for retry_after_ms instead of each waiting out the
 //            timeout; the first call after that tries again (recovery without a restart).
 // Ownership: the Pool owns its PGconn handles (PGconn_ptr / PGresult_ptr, one alias each,
 //            the crypto/ossl.hpp pattern); Rows are values.
@@ -107,7 +108,8 @@ public:
     const PoolOptions& options() const { return options_; }
 
 private:
-    PGconn_ptr take(Deadline deadline, std::string& error) SEALMILTER_EXCLUDES(mutex_);
+    // A pooled connection, or a new one (fresh = true).
+    PGconn_ptr take(Deadline deadline, std::string& error, bool& fresh) SEALMILTER_EXCLUDES(mutex_);
     void give_back(PGconn_ptr c, bool broken) SEALMILTER_EXCLUDES(mutex_);
     PGconn_ptr connect(Deadline deadline, std::string& error) const;
 
