@@ -52,7 +52,8 @@ int cmd_harvest(int argc, char** argv) {
         return 1;
     }
     for (const std::string& n : report.notes) std::cout << n << "\n";
-    const lookup::HarvestStore store(p.config->get("harvest.dir"));
+    const std::shared_ptr<const lookup::HarvestStorage> storage = harvest_storage(*p.config, shared_state(*p.config));
+    const lookup::HarvestStorage& store = *storage;
     for (const core::HarvestedCertificate& h : report.certificates) {
         std::string caps;
         for (const std::string& c : h.capabilities) caps += (caps.empty() ? "" : ",") + c;

@@ -5,6 +5,7 @@
 #include "cli/common.hpp"
 #include "cli/wiring.hpp"
 #include "milter/adapter.hpp"
+#include "pg/schema.hpp"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -91,12 +92,13 @@ core::PlanSettings plan_settings(const conf::Config& c, const LookupStack& stack
 }
 
 core::InboundSettings inbound_settings(const conf::Config& c, const LookupStack& stack,
-                                       const core::PlanSettings& plan, const base::Logger& log) {
+                                       const core::PlanSettings& plan, const SharedState& shared,
+                                       const base::Logger& log) {
     core::InboundSettings h;
     h.enabled = c.get_bool("harvest.enabled");
     if (!h.enabled) return h;
     h.validator = stack.validator.get();
-    h.store = std::make_shared<lookup::HarvestStore>(c.get("harvest.dir"));
+    h.store = harvest_storage(c, shared);
     h.domains = c.get_list("harvest.domains");
     if (h.domains.empty()) h.domains = plan.policy_options.internal_domains;
     h.max_size = static_cast<unsigned long long>(c.get_int("harvest.max_size"));
@@ -107,13 +109,32 @@ core::InboundSettings inbound_settings(const conf::Config& c, const LookupStack&
     return h;
 }
 
+// The schema of the shared state: `run` creates or migrates it at start and on reload
+// (SIGHUP may turn database.shared on); check-config only reads its version. The database
+// must answer at start: a node that cannot reach the shared journal would tempfail every
+// split message, so it refuses to start instead (systemd restarts it).
+void prepare_shared_schema(const SharedState& shared, bool migrate, const base::Logger& log) {
+    if (!shared.pool) return;
+    constexpr long kMigrateTimeoutMs = 30000;
+    const pg::MigrateResult r = migrate ? pg::migrate(*shared.pool, kMigrateTimeoutMs) : pg::inspect(*shared.pool, kMigrateTimeoutMs);
+    if (!r.error.empty()) throw CliError(kTempFail, "database (database.dsn_file): " + r.error);
+    if (!migrate && r.from != r.to)
+        throw CliError(kConfig, "database: schema version " + std::to_string(r.from) + ", this program needs " +
+                                    std::to_string(r.to) + " (sealmilter db migrate, or start sealmilter run)");
+    if (migrate && r.from != r.to)
+        log.info("database: schema migrated from version " + std::to_string(r.from) + " to " + std::to_string(r.to));
+}
+
 }  // namespace
 
-std::shared_ptr<const milter::Services> build_services(const conf::Config& c) {
+std::shared_ptr<const milter::Services> build_services(const conf::Config& c, bool migrate) {
     auto s = std::make_shared<milter::Services>();
     s->log = make_logger(c);
     const base::Logger& log = s->log;
-    std::shared_ptr<LookupStack> stack = build_lookup(c, [log](const std::string& e) { log.warning("lookup: " + e); });
+    const SharedState shared = shared_state(c);
+    prepare_shared_schema(shared, migrate, log);
+    std::shared_ptr<LookupStack> stack =
+        build_lookup(c, [log](const std::string& e) { log.warning("lookup: " + e); }, &shared);
     for (const std::string& n : stack->notes) log.info(n);
     if (!stack->errors.empty()) throw CliError(kConfig, stack->errors.front());
     s->lookups = stack;
@@ -125,8 +146,8 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& c) {
     s->spool_dir = c.get("milter.spool_dir");
     if (access(s->spool_dir.c_str(), W_OK | X_OK) != 0)
         throw CliError(kConfig, "milter.spool_dir " + s->spool_dir + " is not a writable directory");
-    s->harvest = inbound_settings(c, *stack, s->plan, log);
-    auto journal = std::make_shared<milter::Journal>(s->spool_dir + "/reinjected");
+    s->harvest = inbound_settings(c, *stack, s->plan, shared, log);
+    std::shared_ptr<const milter::Journal> journal = make_journal(c, shared);
     if (const size_t pruned = journal->prune(); pruned != 0)
         log.info("re-injection journal: pruned " + std::to_string(pruned) + " old entries");
     s->journal = journal;

@@ -17,6 +17,8 @@
 #include "lookup/publisher.hpp"
 #include "lookup/settings.hpp"
 #include "lookup/stack.hpp"
+#include "pg/pq.hpp"
+#include "pg/shared.hpp"
 
 #include <functional>
 #include <memory>
@@ -37,14 +39,30 @@ private:
     const conf::Config& config_;
 };
 
+// database.*: what is shared on PostgreSQL and the one pool for it (null when database.shared
+// is empty). Throws CliError(kConfig) for `keys`/`publish` or an unreadable dsn file.
+struct SharedState {
+    pg::Selection which;
+    std::shared_ptr<pg::Pool> pool;
+};
+SharedState shared_state(const conf::Config& config);
+
+// The lookup stack; the cache and the harvest source on PostgreSQL when `shared` says so
+// (null = shared_state(config)).
 std::unique_ptr<LookupStack> build_lookup(const conf::Config& config,
-                                          const std::function<void(const std::string&)>& on_error);
+                                          const std::function<void(const std::string&)>& on_error,
+                                          const SharedState* shared = nullptr);
+// Where harvested certificates are kept: harvest.dir, or PostgreSQL (database.shared).
+std::shared_ptr<const lookup::HarvestStorage> harvest_storage(const conf::Config& config, const SharedState& shared);
+// The re-injection journal: milter.spool_dir/reinjected, or PostgreSQL (database.shared).
+std::shared_ptr<const milter::Journal> make_journal(const conf::Config& config, const SharedState& shared);
 // The transform options of [crypto], with line ending `eol` ("\r\n" on the milter wire).
 core::TransformOptions transform_options(const conf::Config& config, const std::string& eol);
 
 // The daemon's snapshot (cli/run.cpp): lookup stack, policy table, options. Throws CliError
 // (kConfig) when the daemon could not run with this config; check-config uses it too.
-std::shared_ptr<const milter::Services> build_services(const conf::Config& config);
+// `migrate` = create or migrate the shared schema (run); false = only check its version.
+std::shared_ptr<const milter::Services> build_services(const conf::Config& config, bool migrate = true);
 
 // The organisation's keys for opening enveloped inbound mail (harvest.keys, --key): PEM or
 // PKCS#12 without password. Throws CliError (kNoInput unreadable, kConfig unusable).

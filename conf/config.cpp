@@ -133,6 +133,16 @@ const std::vector<OptionSpec>& option_table() {
          "comma list of IP[@PORT] the SMIMEA queries are forwarded to (loopback allowed); empty = full recursion"},
         {"dns.timeout_ms", Type::Millis, "5000", "whole-lookup timeout of a DNS SMIMEA lookup", {}, 100, 120000},
         {"dns.max_inflight", Type::Int, "64", "most DNS SMIMEA queries outstanding at once (more wait)", {}, 1, 4096},
+        {"database.dsn_file", Type::SecretFile, "",
+         "file holding the libpq connection string of the shared PostgreSQL (key=value or URI; sslmode, "
+         "sslrootcert, password there, never in this file); used when database.shared is set"},
+        {"database.shared", Type::List, "",
+         "comma list of the state kept in PostgreSQL for several nodes: cache, harvest, journal (keys arrives with "
+         "the key store, publish is not yet shared); empty = all local (SQLite, files)",
+         {"cache", "harvest", "keys", "journal", "publish"}},
+        {"database.max_connections", Type::Int, "4",
+         "most PostgreSQL connections of one node (a call waits for a free one, within directory.timeout_ms)", {}, 1,
+         64},
         {"log.level", Type::Enum, "info", "least severe level logged: error, warning, info or debug",
          {"error", "warning", "info", "debug"}},
         {"log.target", Type::Enum, "stderr", "stderr (journald) or syslog (facility mail, like Postfix)",

@@ -26,7 +26,7 @@ namespace sealmilter::core {
 struct InboundSettings {
     bool enabled = false;  // harvest.enabled
     const lookup::Validator* validator = nullptr;
-    std::shared_ptr<const lookup::HarvestStore> store;
+    std::shared_ptr<const lookup::HarvestStorage> store;
     std::vector<std::string> domains;  // mail to these is inbound
     unsigned long long max_size = 26214400;
     std::vector<crypto::KeyMaterial> keys;      // to open encrypted signed mail

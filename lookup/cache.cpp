@@ -82,37 +82,6 @@ void backoff(int attempt) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10 * (attempt + 1)));
 }
 
-// Each certificate as a 4-byte big-endian length followed by its DER: parse_certificates
-// reads a single DER certificate, so plain concatenation would not round-trip.
-std::string encode_certificates(const std::vector<crypto::Certificate>& certs) {
-    std::string out;
-    for (const crypto::Certificate& c : certs) {  // DER certificates are far below 4 GiB
-        const std::vector<unsigned char> der = c.der();
-        const auto n = static_cast<std::uint32_t>(der.size());
-        for (int shift = 24; shift >= 0; shift -= 8) out.push_back(static_cast<char>((n >> shift) & 0xff));
-        out.append(der.begin(), der.end());
-    }
-    return out;
-}
-
-// Empty result = unreadable blob (never a positive entry without certificates). Each DER
-// goes through the memo: a certificate read before is not parsed again.
-std::vector<crypto::Certificate> decode_certificates(std::string_view blob, CertificateMemo& memo) {
-    std::vector<crypto::Certificate> out;
-    while (!blob.empty()) {
-        if (blob.size() < 4) return {};
-        std::uint32_t n = 0;
-        for (int i = 0; i < 4; ++i) n = (n << 8) | static_cast<unsigned char>(blob[static_cast<size_t>(i)]);
-        blob.remove_prefix(4);
-        if (n == 0 || n > blob.size()) return {};
-        std::optional<crypto::Certificate> cert = memo.get_or_parse(blob.substr(0, n));
-        if (!cert) return {};
-        out.push_back(std::move(*cert));
-        blob.remove_prefix(n);
-    }
-    return out;
-}
-
 // SQLITE_STATIC: the caller's string outlives the statement use (StmtUse clears bindings).
 void bind_text(sqlite3_stmt* s, int index, const std::string& text) {
     sqlite3_bind_text64(s, index, text.data(), text.size(), SQLITE_STATIC, SQLITE_UTF8);

@@ -23,6 +23,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace sealmilter::lookup {
 
@@ -51,5 +52,12 @@ private:
     size_t hits_ SEALMILTER_GUARDED_BY(mutex_) = 0;
     size_t misses_ SEALMILTER_GUARDED_BY(mutex_) = 0;
 };
+
+// The stored form of a positive cache entry's certificates, shared by every cache backend:
+// each certificate as a 4-byte big-endian length followed by its DER.
+std::string encode_certificates(const std::vector<crypto::Certificate>& certs);
+// Empty result = unreadable blob (never a positive entry without certificates). Each DER goes
+// through the memo: a certificate read before is not parsed again.
+std::vector<crypto::Certificate> decode_certificates(std::string_view blob, CertificateMemo& memo);
 
 }  // namespace sealmilter::lookup

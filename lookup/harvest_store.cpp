@@ -84,7 +84,7 @@ void HarvestStore::save(HarvestRecord r) const {
     base::write_atomically(meta.string(), j.dump(2) + "\n");
 }
 
-std::vector<HarvestRecord> HarvestStore::records(const std::string& email, std::string* error) const {
+std::vector<HarvestRecord> HarvestStore::read_records(const std::string& email, std::string* error) const {
     std::vector<HarvestRecord> out;
     const fs::path d = fs::path(dir_) / encode(email);
     std::error_code ec;
@@ -116,7 +116,7 @@ std::vector<HarvestRecord> HarvestStore::records(const std::string& email, std::
 SourceAnswer HarvestSource::lookup(const Query& query) {
     SourceAnswer a;
     std::string error;
-    const std::vector<HarvestRecord> recs = store_.records(query.email, &error);
+    const std::vector<HarvestRecord> recs = store_->records(query.email, &error);
     if (!error.empty()) {
         a.outcome = Outcome::TempError;
         a.reason = error;

@@ -8,6 +8,9 @@
 //            "...,harvest") and never caches its answers, so a harvested certificate never
 //            overrides an admin-pinned or a directory certificate (SPEC §6). Its candidates
 //            pass the Validator like every other source's.
+//            HarvestStorage is what the source and core::harvest_inbound use: HarvestStore is
+//            the file implementation (the default, one node); pg/harvest.hpp keeps the same
+//            records in PostgreSQL for several nodes (database.shared = harvest).
 // Ownership: plain values; reads the directory on every lookup (harvests arrive at run time).
 // Threads:   save() writes a temp file and renames it: safe against concurrent readers and
 //            writers in other threads and processes (the last writer wins).
@@ -18,6 +21,7 @@
 #include "lookup/source.hpp"
 
 #include <ctime>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,17 +37,33 @@ struct HarvestRecord {
     bool from_key_preference = false;
 };
 
-class HarvestStore {
+class HarvestStorage {
+public:
+    virtual ~HarvestStorage() = default;
+    // Stores the record, keeping first_seen of an earlier copy of the same certificate.
+    // Throws std::runtime_error naming what could not be written.
+    virtual void save(HarvestRecord record) const = 0;
+    // Every readable record for the address, newest last_seen first; *error is set when the
+    // store could not be read at all (the source then answers TempError).
+    std::vector<HarvestRecord> records(const std::string& email, std::string* error = nullptr) const {
+        return read_records(email, error);
+    }
+
+protected:
+    virtual std::vector<HarvestRecord> read_records(const std::string& email, std::string* error) const = 0;
+};
+
+class HarvestStore final : public HarvestStorage {
 public:
     explicit HarvestStore(std::string dir);
     const std::string& dir() const { return dir_; }
-    // Stores the record, keeping first_seen of an earlier copy of the same certificate.
-    void save(HarvestRecord record) const;
-    // Every readable record for the address, newest last_seen first.
-    std::vector<HarvestRecord> records(const std::string& email, std::string* error = nullptr) const;
+    void save(HarvestRecord record) const override;
     // The directory name an address is kept under (percent-encoded, never "." or "..").
     static std::string encode(const std::string& email);
     static std::string pem(const crypto::Certificate& c);  // the certificate as PEM text
+
+protected:
+    std::vector<HarvestRecord> read_records(const std::string& email, std::string* error) const override;
 
 private:
     std::string dir_;
@@ -51,12 +71,13 @@ private:
 
 class HarvestSource final : public CertificateSource {
 public:
-    explicit HarvestSource(std::string dir) : store_(std::move(dir)) {}
+    explicit HarvestSource(std::string dir) : store_(std::make_shared<HarvestStore>(std::move(dir))) {}
+    explicit HarvestSource(std::shared_ptr<const HarvestStorage> store) : store_(std::move(store)) {}
     std::string name() const override { return "harvest"; }
     SourceAnswer lookup(const Query& query) override;
 
 private:
-    HarvestStore store_;
+    std::shared_ptr<const HarvestStorage> store_;
 };
 
 }  // namespace sealmilter::lookup

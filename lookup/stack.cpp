@@ -33,14 +33,14 @@ std::unique_ptr<CertificateCache> open_cache(const Settings& s, const ErrorHook&
 }
 
 std::unique_ptr<LookupStack> build_lookup_stack(const Settings& s, const SourceRegistry& registry,
-                                                const ErrorHook& on_error) {
+                                                const ErrorHook& on_error, const CacheOpener& open) {
     auto stack = std::make_unique<LookupStack>();
     stack->validator = make_validator(s);
     std::vector<std::string> order;
     std::vector<CertificateSource*> sources;
     for (const std::string& step : s.get_list("lookup.order")) {
         if (step == "cache") {
-            stack->cache = open_cache(s, on_error);
+            stack->cache = open ? open(s, on_error) : open_cache(s, on_error);
             if (!stack->cache) {
                 stack->notes.emplace_back("cache: off (cache.path is empty)");
                 continue;

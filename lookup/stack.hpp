@@ -37,9 +37,12 @@ struct LookupStack {
 };
 
 using ErrorHook = std::function<void(const std::string&)>;
+// Opens the cache for the "cache" step; empty = the SQLite cache of open_cache() below. The
+// top (cli/wiring) passes another backend here (PostgreSQL, database.shared = cache).
+using CacheOpener = std::function<std::unique_ptr<CertificateCache>(const Settings&, const ErrorHook&)>;
 
 std::unique_ptr<LookupStack> build_lookup_stack(const Settings& settings, const SourceRegistry& registry,
-                                                const ErrorHook& on_error);
+                                                const ErrorHook& on_error, const CacheOpener& open = {});
 
 // Only the cache (cache.*), for `cache list|purge`; null when cache.path is empty.
 std::unique_ptr<CertificateCache> open_cache(const Settings& settings, const ErrorHook& on_error);

@@ -29,7 +29,7 @@ bool identifies(const std::string& name) {
 
 }  // namespace
 
-Journal::Journal(std::string dir, long long max_age_s) : dir_(std::move(dir)), max_age_s_(max_age_s) {
+FileJournal::FileJournal(std::string dir, long long max_age_s) : dir_(std::move(dir)), max_age_s_(max_age_s) {
     std::error_code ec;
     fs::create_directories(dir_, ec);
 }
@@ -60,20 +60,22 @@ std::string Journal::key(const core::Message& m, const std::string& sender, std:
     return base::to_hex(std::string_view(reinterpret_cast<const char*>(md), n));
 }
 
-bool Journal::contains(const std::string& key) const {
+Journal::Seen FileJournal::contains(const std::string& key, std::string* /*error*/) const {
     std::error_code ec;
     const fs::path p = fs::path(dir_) / key;
-    if (!fs::exists(p, ec)) return false;
+    if (!fs::exists(p, ec)) return Seen::No;
     const auto age = std::chrono::duration_cast<std::chrono::seconds>(fs::file_time_type::clock::now() - fs::last_write_time(p, ec));
-    return !ec && age.count() < max_age_s_;
+    return !ec && age.count() < max_age_s_ ? Seen::Yes : Seen::No;
 }
 
-bool Journal::record(const std::string& key) const {
+bool FileJournal::record(const std::string& key, std::string* error) const {
     std::ofstream out(fs::path(dir_) / key, std::ios::trunc);
-    return static_cast<bool>(out);
+    if (out) return true;
+    if (error != nullptr) *error = "cannot write " + (fs::path(dir_) / key).string();
+    return false;
 }
 
-size_t Journal::prune() const {
+size_t FileJournal::prune() const {
     size_t removed = 0;
     std::error_code ec;
     const auto now = fs::file_time_type::clock::now();

@@ -149,15 +149,25 @@ std::string Transaction::hand_over_copies(const core::MessagePlan& plan, Reinjec
         // A retry of a message whose copies went out before its verdict was lost: that copy
         // is not sent twice (milter/journal.hpp).
         const std::string key = journal != nullptr ? Journal::key(*message_, sender_, g.addresses) : std::string();
-        if (journal != nullptr && journal->contains(key)) {
+        std::string error;
+        const Journal::Seen seen = journal != nullptr ? journal->contains(key, &error) : Journal::Seen::No;
+        if (seen == Journal::Seen::Yes) {
             log_.info("copy for " + std::to_string(g.recipients.size()) +
                       " recipient(s) was handed over by an earlier attempt; not sent again");
             continue;
         }
+        // Not knowing whether an earlier attempt (here or on another node) sent it: sending
+        // could duplicate it, so the message is tried again later.
+        if (seen == Journal::Seen::Unknown) return "the re-injection journal cannot be read (" + error + ")";
         std::string err = reinjector.send(sender_, g.addresses, g.write);
         if (!err.empty()) return err;
-        if (journal != nullptr && !journal->record(key))
-            log_.warning("cannot write the re-injection journal in milter.spool_dir: a retry of this message may duplicate this copy");
+        // Right after the next hop's 250 and before the next copy: a retry must find it.
+        if (journal != nullptr && !journal->record(key, &error)) {
+            log_.error("copy for " + std::to_string(g.recipients.size()) +
+                       " recipient(s) was handed over but could not be recorded in the re-injection journal (" + error +
+                       "); a retry of this message may duplicate this copy");
+            return "the re-injection journal cannot be written (" + error + ")";
+        }
     }
     return {};
 }

@@ -14,6 +14,7 @@ PACKAGES=(
   libp11-dev libp11-kit-dev p11-kit-modules softhsm2 opensc
   libldap-dev slapd ldap-utils
   libunbound-dev dns-root-data nsd ldnsutils
+  libpq-dev postgresql-15 postgresql-client-15
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -227,7 +227,7 @@ def sink_body_equal(delivery, original):
 
 class Gateway:
     def __init__(self, sealmilter, source, recipients, directory_entries, policy, extra_conf="",
-                 postfix_extra="", sink_dump=True, dns_entries=None):
+                 postfix_extra="", sink_dump=True, dns_entries=None, share_pki=None):
         self.bin, self.source = sealmilter, source
         # dns_entries: {name: usage} published as SMIMEA in a DNSSEC-signed zone (start_nsd);
         # {name: "bogus"} publishes a usage 3 record whose signature is then corrupted.
@@ -238,7 +238,8 @@ class Gateway:
         os.chmod(self.tmp, 0o755)  # Postfix's unprivileged processes must reach the queue
         self.pki_dir = os.path.join(self.tmp, "pki")
         os.makedirs(self.pki_dir)
-        self.ids, self.ca = make_pki(self.pki_dir, recipients)
+        # share_pki: another Gateway whose PKI this one uses (two nodes of one organisation).
+        self.ids, self.ca = (share_pki.ids, share_pki.ca) if share_pki else make_pki(self.pki_dir, recipients)
         self.nginx = self.milter = self.sink = None
         self.slapd = None  # started only by the groups that need it (start_slapd)
         self.postfix_up = False
@@ -278,7 +279,8 @@ class Gateway:
         spool = os.path.join(self.tmp, "spool")
         os.makedirs(spool, exist_ok=True)
         return (f"[milter]\nsocket = inet:{self.milter_port}@127.0.0.1\n"
-                f"reinject = 127.0.0.1:{self.reinject_port}\nspool_dir = {spool}\n"
+                f"reinject = 127.0.0.1:{getattr(self, 'reinject_target', None) or self.reinject_port}\n"
+                f"spool_dir = {spool}\n"
                 f"reinject_timeout_ms = 5000\n"
                 f"[policy]\nfile = {self.policy_path}\ninternal_domains = bank.example\n"
                 f"[lookup]\norder = cache,directory{',dns' if self.dns_entries else ''},harvest\n"
@@ -393,6 +395,10 @@ class Gateway:
                                        stderr=subprocess.STDOUT)
         if wait:
             self._wait(self.milter_port, self.milter, "sealmilter run")
+
+    def set_reinject(self, port):
+        """Points milter.reinject at another port (a fault-injecting proxy); restart to apply."""
+        self.reinject_target = port
 
     def kill_milter(self):
         """SIGKILL: no clean-up, as a crash would."""

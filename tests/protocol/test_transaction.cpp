@@ -408,7 +408,7 @@ TEST_F(TransactionTest, ARetryNeverSendsACopyTwice) {
     const auto dave = make_identity({.email = "dave@partner.example"});
     give_cert(bob, "bob@partner.example");
     give_cert(dave, "dave@partner.example");
-    rebuild([&](milter::Services& s) { s.journal = std::make_shared<milter::Journal>(dir); });
+    rebuild([&](milter::Services& s) { s.journal = std::make_shared<milter::FileJournal>(dir); });
     const std::string msg = "From: noreply@bank.example\r\nTo: bob@partner.example, carol@partner.example\r\n"
                             "Message-ID: <once@bank.example>\r\nSubject: Statement\r\n\r\nbalance\r\n";
     const std::vector<std::string> rcpts = {"bob@partner.example", "carol@partner.example", "dave@partner.example"};
@@ -435,6 +435,62 @@ TEST_F(TransactionTest, ARetryNeverSendsACopyTwice) {
     ASSERT_EQ(r3.verdict, milter::EomResult::Verdict::Accept) << r3.summary;
     EXPECT_EQ(reinjector_.copies.size(), 4u);
     std::filesystem::remove_all(dir);
+}
+
+// A journal that cannot answer (the shared database is down): scripted, since the point is
+// the transaction's reaction (pg/journal.hpp answers the same way against a stopped server,
+// tests/unit/pg).
+class ScriptedJournal final : public milter::Journal {
+public:
+    mutable int contains_calls = 0;
+    mutable int record_calls = 0;
+    bool answer = true;  // contains() can answer
+    bool write = true;   // record() succeeds
+    Seen contains(const std::string&, std::string* error) const override {
+        ++contains_calls;
+        if (answer) return Seen::No;
+        *error = "PostgreSQL: connection refused";
+        return Seen::Unknown;
+    }
+    bool record(const std::string&, std::string* error) const override {
+        ++record_calls;
+        if (!write) *error = "PostgreSQL: connection refused";
+        return write;
+    }
+    size_t prune() const override { return 0; }
+};
+
+TEST_F(TransactionTest, AJournalThatCannotAnswerTempfailsBeforeAnyCopyIsSent) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    auto journal = std::make_shared<ScriptedJournal>();
+    journal->answer = false;
+    rebuild([&](milter::Services& s) { s.journal = journal; });
+    const std::string msg = "To: bob@partner.example, carol@partner.example\r\nSubject: x\r\n\r\nbalance\r\n";
+    const auto r = run(msg, {"bob@partner.example", "carol@partner.example"});
+    EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Tempfail) << r.summary;
+    EXPECT_TRUE(reinjector_.copies.empty());  // nothing handed over: a retry cannot duplicate
+    EXPECT_TRUE(mta_.deleted.empty());
+    EXPECT_NE(r.summary.find("re-injection journal cannot be read"), std::string::npos) << r.summary;
+}
+
+TEST_F(TransactionTest, AJournalThatCannotRecordACopyTempfailsTheMessage) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    const auto dave = make_identity({.email = "dave@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    give_cert(dave, "dave@partner.example");
+    auto journal = std::make_shared<ScriptedJournal>();
+    journal->write = false;
+    rebuild([&](milter::Services& s) { s.journal = journal; });
+    // Two copies to hand over (Carol plain, Dave's Bcc envelope): the first cannot be recorded,
+    // so the second is never started and the message is tempfailed.
+    const std::string msg = "To: bob@partner.example, carol@partner.example\r\nSubject: x\r\n\r\nbalance\r\n";
+    const auto r = run(msg, {"bob@partner.example", "carol@partner.example", "dave@partner.example"});
+    EXPECT_EQ(r.verdict, milter::EomResult::Verdict::Tempfail) << r.summary;
+    EXPECT_EQ(reinjector_.copies.size(), 1u);
+    EXPECT_EQ(journal->record_calls, 1);
+    EXPECT_TRUE(mta_.deleted.empty());
+    EXPECT_NE(r.summary.find("re-injection journal cannot be written"), std::string::npos) << r.summary;
 }
 
 }  // namespace

@@ -5,7 +5,7 @@
 // input contains "-----BEGIN" ANYWHERE, and then never tries DER. A DER certificate whose
 // bytes contain that text (a subject, a SAN, an extension, or by chance the signature) is
 // therefore unparsable. Where it bites: the SQLite cache stores each certificate as DER and
-// reads it back with parse_certificates (lookup/cache.cpp decode_certificates), so such a
+// reads it back with parse_certificates (lookup/certificate_memo.cpp decode_certificates, shared by both cache backends), so such a
 // certificate, validated and cached, comes back as an unreadable entry: every lookup goes to
 // the directory again, and while the directory fails there is no stale answer to serve
 // (tempfail instead of encryption). The store (store.dir, DER files) and `encrypt --cert

@@ -1,0 +1,330 @@
+// The PostgreSQL backends (pg/) against a real PostgreSQL 15: one cluster for the whole
+// suite, started by tests/support/pg_cluster.py on a loopback port as user nobody and stopped
+// by its pid at the end; each test works in a database of its own. Covers the schema
+// migration, the cache (shared by two "nodes", concurrent writers, the freshness rules across
+// nodes), the harvest store and source, the journal, the pool's bound, and the faults: a
+// locked table (slow database) answers a miss instead of blocking, a stopped server makes
+// the cache miss, the harvest source fail and the journal answer Unknown, and every backend
+// recovers by itself when the server is back.
+#include "lookup/harvest_store.hpp"
+#include "lookup/source.hpp"
+#include "pg/cache.hpp"
+#include "pg/harvest.hpp"
+#include "pg/journal.hpp"
+#include "pg/schema.hpp"
+#include "pg/shared.hpp"
+#include "tests/support/test_pki.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <thread>
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace pg = sealmilter::pg;
+namespace lookup = sealmilter::lookup;
+using sealmilter::testing::make_identity;
+
+std::string run_command(const std::string& cmd) {
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (p == nullptr) return out;
+    char buf[256];
+    while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    if (pclose(p) != 0) return {};
+    return out;
+}
+
+class ManualClock final : public sealmilter::base::Clock {
+public:
+    explicit ManualClock(std::time_t t) : now_(t) {}
+    std::time_t now() const override { return now_.load(); }
+    void advance(long long s) { now_.fetch_add(static_cast<std::time_t>(s)); }
+
+private:
+    std::atomic<std::time_t> now_;
+};
+
+class PgTest : public ::testing::Test {
+protected:
+    static inline std::string dir_;
+    static inline int port_ = 0;
+    static inline int pid_ = 0;
+    static inline int databases_ = 0;
+
+    static std::string helper() { return std::string(SEALMILTER_SOURCE_DIR) + "/tests/support/pg_cluster.py"; }
+
+    static void start_server(int port) {
+        const std::string out = run_command("python3 " + helper() + " start " + dir_ + "/data" +
+                                            (port != 0 ? " --port " + std::to_string(port) : std::string()));
+        std::istringstream in(out);
+        in >> port_ >> pid_;
+    }
+
+    static void SetUpTestSuite() {
+        char tmpl[] = "/tmp/sealmilter-pg-XXXXXX";
+        dir_ = ::mkdtemp(tmpl);
+        fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+        start_server(0);
+    }
+
+    static void TearDownTestSuite() {
+        if (pid_ > 0) run_command("python3 " + helper() + " stop " + std::to_string(pid_));
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
+    }
+
+    static std::string dsn(const std::string& db) {
+        return "host=127.0.0.1 port=" + std::to_string(port_) + " user=sealmilter dbname=" + db;
+    }
+
+    // A fresh database for this test, migrated; its pool.
+    std::shared_ptr<pg::Pool> fresh(size_t max_connections = 4, long timeout_ms = 3000) {
+        ASSERT_GT_PORT();
+        db_ = "t" + std::to_string(getpid()) + "_" + std::to_string(++databases_);
+        pg::Pool admin({dsn("postgres"), 1, 10000, 1000, "test"});
+        EXPECT_EQ(admin.run([&](pg::Conn& c) { c.exec("CREATE DATABASE " + db_); }), "");
+        auto pool = std::make_shared<pg::Pool>(pg::PoolOptions{dsn(db_), max_connections, timeout_ms, 200, "test"});
+        const pg::MigrateResult r = pg::migrate(*pool, 10000);
+        EXPECT_EQ(r.error, "");
+        return pool;
+    }
+
+    void ASSERT_GT_PORT() const { ASSERT_GT(port_, 0) << "PostgreSQL did not start (see " << dir_ << "/data/server.log)"; }
+
+    std::string db_;
+};
+
+TEST_F(PgTest, MigrationCreatesTheSchemaOnceAndRefusesANewerOne) {
+    auto pool = fresh();
+    pg::MigrateResult again = pg::migrate(*pool, 10000);
+    EXPECT_EQ(again.error, "");
+    EXPECT_EQ(again.from, pg::schema_version());
+    EXPECT_EQ(pg::inspect(*pool, 10000).from, pg::schema_version());
+    // Two nodes starting at once: both succeed, the schema is made once.
+    std::string e1, e2;
+    std::thread t([&] { e1 = pg::migrate(*pool, 10000).error; });
+    e2 = pg::migrate(*pool, 10000).error;
+    t.join();
+    EXPECT_EQ(e1, "");
+    EXPECT_EQ(e2, "");
+    EXPECT_EQ(pool->run([](pg::Conn& c) { c.exec("UPDATE sealmilter_schema SET version = 99"); }), "");
+    const pg::MigrateResult newer = pg::migrate(*pool, 10000);
+    EXPECT_NE(newer.error.find("newer than this program's"), std::string::npos) << newer.error;
+    EXPECT_EQ(newer.from, 99);
+}
+
+TEST_F(PgTest, CacheEntriesWrittenOnOneNodeServeTheOther) {
+    auto pool = fresh();
+    ManualClock clock(1'800'000'000);
+    pg::PgCacheOptions o;
+    o.clock = &clock;
+    pg::PgCache node_a(pool, o);
+    pg::PgCache node_b(std::make_shared<pg::Pool>(pool->options()), o);  // its own connections
+    const auto bob = make_identity({.email = "bob@partner.example", .days_valid = 36500});
+    node_a.put_positive("Bob@Partner.Example", {bob.cert}, "directory", 7200, std::nullopt, "\"v1\"");
+    node_a.put_negative("nobody@partner.example", "directory", "HTTP 404");
+    const auto hit = node_b.get("bob@partner.example");
+    ASSERT_TRUE(hit.has_value());
+    EXPECT_FALSE(hit->negative);
+    ASSERT_EQ(hit->certificates.size(), 1u);
+    EXPECT_EQ(hit->certificates[0].fingerprint_sha256(), bob.cert.fingerprint_sha256());
+    EXPECT_EQ(hit->etag, "\"v1\"");
+    EXPECT_EQ(hit->expires_at, clock.now() + 7200);
+    const auto neg = node_b.get("nobody@partner.example");
+    ASSERT_TRUE(neg.has_value());
+    EXPECT_TRUE(neg->negative);
+    EXPECT_EQ(neg->reason, "HTTP 404");
+    EXPECT_EQ(neg->expires_at, clock.now() + 3600);  // negative_ttl, the same rule on every node
+    // Revalidated on B: fresh again for A, stale window kept.
+    clock.advance(8000);
+    EXPECT_FALSE(node_a.get("bob@partner.example")->fresh(clock.now()));
+    node_b.revalidated("bob@partner.example", 3600);
+    const auto again = node_a.get("bob@partner.example");
+    ASSERT_TRUE(again.has_value());
+    EXPECT_TRUE(again->fresh(clock.now()));
+    EXPECT_EQ(again->stale_until - again->expires_at, hit->stale_until - hit->expires_at);
+    EXPECT_EQ(node_a.list().size(), 2u);
+    EXPECT_EQ(node_b.purge("BOB@partner.example"), 1);
+    EXPECT_FALSE(node_a.get("bob@partner.example").has_value());
+    EXPECT_EQ(node_a.purge_all(), 1);
+    EXPECT_TRUE(node_a.list().empty());
+    EXPECT_TRUE(node_a.healthy());
+    EXPECT_TRUE(node_b.healthy());
+}
+
+TEST_F(PgTest, ConcurrentWritersOnTwoNodesNeverLeaveATornEntry) {
+    auto pool = fresh(4);
+    auto pool_b = std::make_shared<pg::Pool>(pool->options());
+    pg::PgCache a(pool, {});
+    pg::PgCache b(pool_b, {});
+    const auto one = make_identity({.email = "carol@partner.example", .serial = 11});
+    const auto two = make_identity({.email = "carol@partner.example", .serial = 12});
+    std::atomic<int> bad{0};
+    const auto writer = [&](pg::PgCache& cache, const sealmilter::crypto::Certificate& cert, bool negative) {
+        for (int i = 0; i < 40; ++i) {
+            if (negative && i % 3 == 0)
+                cache.put_negative("carol@partner.example", "directory", "HTTP 404");
+            else
+                cache.put_positive("carol@partner.example", {cert}, "directory", 600, std::nullopt, "");
+            const auto e = cache.get("carol@partner.example");
+            if (!e || (!e->negative && e->certificates.size() != 1)) ++bad;
+        }
+    };
+    std::thread t1(writer, std::ref(a), one.cert, false);
+    std::thread t2(writer, std::ref(b), two.cert, true);
+    std::thread t3(writer, std::ref(a), two.cert, false);
+    writer(b, one.cert, false);
+    t1.join();
+    t2.join();
+    t3.join();
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_TRUE(a.healthy());
+    EXPECT_TRUE(b.healthy());
+}
+
+TEST_F(PgTest, HarvestedOnOneNodeIsFoundByTheOthersSource) {
+    auto pool = fresh();
+    pg::PgHarvestStore a(pool);
+    const auto dave = make_identity({.email = "dave@partner.example"});
+    a.save({"Dave@Partner.Example", dave.cert, 100, 200, {"aes256-gcm", "aes256-cbc"}, "ab:cd", true});
+    a.save({"dave@partner.example", dave.cert, 50, 150, {"aes256-cbc"}, "ab:cd", false});  // an older copy
+    lookup::HarvestSource b(std::make_shared<pg::PgHarvestStore>(std::make_shared<pg::Pool>(pool->options())));
+    lookup::Query q;
+    q.email = "dave@partner.example";
+    const lookup::SourceAnswer answer = b.lookup(q);
+    ASSERT_EQ(answer.outcome, lookup::Outcome::Found) << answer.reason;
+    ASSERT_EQ(answer.candidates.size(), 1u);
+    EXPECT_EQ(answer.candidates[0].fingerprint_sha256(), dave.cert.fingerprint_sha256());
+    EXPECT_EQ(answer.capabilities, (std::vector<std::string>{"aes256-cbc"}));
+    const auto recs = a.records("dave@partner.example");
+    ASSERT_EQ(recs.size(), 1u);
+    EXPECT_EQ(recs[0].first_seen, 50);  // the earliest
+    EXPECT_EQ(recs[0].last_seen, 200);  // the latest
+    q.email = "erin@partner.example";
+    EXPECT_EQ(b.lookup(q).outcome, lookup::Outcome::NotFound);
+}
+
+TEST_F(PgTest, TheJournalIsSharedByTheNodes) {
+    auto pool = fresh();
+    pg::PgJournal a(pool, "node-a");
+    pg::PgJournal b(std::make_shared<pg::Pool>(pool->options()), "node-b");
+    std::string error;
+    EXPECT_EQ(b.contains("k1", &error), sealmilter::milter::Journal::Seen::No);
+    EXPECT_TRUE(a.record("k1", &error)) << error;
+    EXPECT_TRUE(a.record("k1", &error)) << error;  // a second writer of the same key is harmless
+    EXPECT_EQ(b.contains("k1", &error), sealmilter::milter::Journal::Seen::Yes);
+    EXPECT_EQ(b.contains("k2", &error), sealmilter::milter::Journal::Seen::No);
+    EXPECT_EQ(pool->run([](pg::Conn& c) { c.exec("UPDATE sealmilter_journal SET recorded_at = 1"); }), "");
+    EXPECT_EQ(b.contains("k1", &error), sealmilter::milter::Journal::Seen::No);  // older than max_age
+    EXPECT_EQ(a.prune(), 1u);
+}
+
+TEST_F(PgTest, ASlowDatabaseIsAMissWithinTheTimeoutAndThePoolIsBounded) {
+    auto pool = fresh(1, 600);
+    pg::PgCache cache(pool, {});
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    cache.put_positive("bob@partner.example", {bob.cert}, "directory", 600, std::nullopt, "");
+    ASSERT_TRUE(cache.get("bob@partner.example").has_value());
+    // Another session holds the table locked: the cache's statement cannot finish.
+    pg::Pool locker({dsn(db_), 1, 20000, 200, "locker"});
+    std::atomic<bool> locked{false};
+    std::atomic<bool> release{false};
+    std::thread holder([&] {
+        locker.run([&](pg::Conn& c) {
+            c.exec("BEGIN");
+            c.exec("LOCK TABLE sealmilter_cache IN ACCESS EXCLUSIVE MODE");
+            locked = true;
+            for (int i = 0; i < 400 && !release; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+            c.exec("COMMIT");
+        });
+    });
+    for (int i = 0; i < 400 && !locked; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    ASSERT_TRUE(locked.load());
+    std::vector<std::string> errors;
+    pg::PgCacheOptions o;
+    o.on_error = [&](const std::string& e) { errors.push_back(e); };
+    pg::PgCache slow(pool, o);
+    EXPECT_FALSE(slow.get("bob@partner.example").has_value());  // a miss, not a wait for the lock
+    EXPECT_FALSE(slow.healthy());
+    ASSERT_FALSE(errors.empty());
+    EXPECT_NE(errors[0].find("timed out"), std::string::npos) << errors[0];
+    // The pool has one connection: while a call holds it, another gives up within the timeout.
+    std::string second;
+    const std::string first = pool->run([&](pg::Conn&) { second = pool->run([](pg::Conn& c) { c.exec("SELECT 1"); }); });
+    EXPECT_EQ(first, "");
+    EXPECT_NE(second.find("no free database connection"), std::string::npos) << second;
+    release = true;
+    holder.join();
+    EXPECT_TRUE(slow.get("bob@partner.example").has_value());  // the lock is gone: answering again
+    EXPECT_TRUE(slow.healthy());
+    EXPECT_EQ(errors.back(), "certificate cache (PostgreSQL): answering again");
+}
+
+TEST_F(PgTest, DsnFileAndSelection) {
+    const std::string f = dir_ + "/dsn";
+    std::ofstream(f) << "# the shared database\n\n  " << dsn("postgres") << "  \n";
+    EXPECT_EQ(pg::read_dsn_file(f), dsn("postgres"));
+    std::ofstream(f, std::ios::trunc) << "# nothing\n";
+    EXPECT_THROW(pg::read_dsn_file(f), std::runtime_error);
+    EXPECT_THROW(pg::read_dsn_file(dir_ + "/absent"), std::runtime_error);
+    const pg::Selection s = pg::parse_selection({"cache", "journal"});
+    EXPECT_TRUE(s.cache);
+    EXPECT_TRUE(s.journal);
+    EXPECT_FALSE(s.harvest);
+    try {
+        pg::parse_selection({"cache", "keys"});
+        ADD_FAILURE() << "keys accepted";
+    } catch (const pg::SharedStateError& e) {
+        EXPECT_NE(std::string(e.what()).find("arrives with the key store"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(pg::parse_selection({"publish"}), pg::SharedStateError);
+}
+
+// Last (gtest runs a suite's tests in order): stops and restarts the suite's server.
+TEST_F(PgTest, ZzServerDownMissesFailsAndRecoversWithoutARestart) {
+    auto pool = fresh(2, 2000);
+    std::vector<std::string> errors;
+    pg::PgCacheOptions o;
+    o.on_error = [&](const std::string& e) { errors.push_back(e); };
+    pg::PgCache cache(pool, o);
+    pg::PgJournal journal(pool, "node-a");
+    lookup::HarvestSource harvest(std::make_shared<pg::PgHarvestStore>(pool));
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    cache.put_positive("bob@partner.example", {bob.cert}, "directory", 600, std::nullopt, "");
+    std::make_shared<pg::PgHarvestStore>(pool)->save({"bob@partner.example", bob.cert, 1, 2, {}, "", false});
+    std::string error;
+    ASSERT_TRUE(journal.record("k", &error)) << error;
+
+    run_command("python3 " + helper() + " stop " + std::to_string(pid_));
+    const int port = port_;
+    pid_ = 0;
+    EXPECT_FALSE(cache.get("bob@partner.example").has_value());  // a miss: the other sources answer
+    EXPECT_FALSE(cache.healthy());
+    cache.put_negative("x@partner.example", "directory", "HTTP 404");  // a no-op, no exception
+    EXPECT_EQ(errors.size(), 1u);  // one line per outage, not one per call
+    lookup::Query q;
+    q.email = "bob@partner.example";
+    EXPECT_EQ(harvest.lookup(q).outcome, lookup::Outcome::TempError);  // a failed source (SPEC §7)
+    EXPECT_EQ(journal.contains("k", &error), sealmilter::milter::Journal::Seen::Unknown);
+    EXPECT_FALSE(journal.record("k2", &error));
+    EXPECT_FALSE(error.empty());
+
+    start_server(port);
+    ASSERT_EQ(port_, port) << "PostgreSQL did not come back on its port";
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // past the pool's retry_after
+    EXPECT_TRUE(cache.get("bob@partner.example").has_value());
+    EXPECT_TRUE(cache.healthy());
+    EXPECT_EQ(journal.contains("k", &error), sealmilter::milter::Journal::Seen::Yes);
+    EXPECT_EQ(harvest.lookup(q).outcome, lookup::Outcome::Found);
+}
+
+}  // namespace
