@@ -71,6 +71,7 @@ int cmd_check_config(int argc, char** argv) {
         for (const std::string& n : stack->notes) note(n);
         problems.insert(problems.end(), stack->errors.begin(), stack->errors.end());
         if (stack->cache && !stack->cache->healthy()) problems.push_back("cache.path " + p.config->get("cache.path") + " is not usable");
+        metrics_listen(*p.config);  // HOST:PORT (whether it is free is only known when run binds it)
         if (problems.empty()) build_services(*p.config);  // policy file, spool dir, re-injection endpoint
         size_warnings(*p.config);
         if (problems.empty()) {

@@ -62,8 +62,11 @@ void Chain::cache_step(std::vector<Pending>& pending) const {
     for (Pending& p : pending) {
         if (p.done) continue;
         std::optional<CacheEntry> entry = cache_->get(p.result.email);
-        if (!entry) continue;
-        StepTrace trace{"cache", Outcome::NotFound, {}, {}};
+        StepTrace trace{"cache", Outcome::NotFound, {}, {}, {}};
+        if (!entry) {  // a miss: recorded without a reason (it explains nothing), metrics count it
+            p.result.trace.push_back(std::move(trace));
+            continue;
+        }
         if (!entry->fresh(now)) {
             trace.reason = "stale entry from " + entry->source + " (revalidating)";
             if (entry->servable_stale(now)) p.stale = std::move(entry);
@@ -79,9 +82,10 @@ void Chain::cache_step(std::vector<Pending>& pending) const {
     }
 }
 
-void Chain::take_answer(CertificateSource& source, Pending& p, SourceAnswer& a) const {
+void Chain::take_answer(CertificateSource& source, Pending& p, SourceAnswer& a,
+                        std::chrono::microseconds elapsed) const {
     const SourceProperties props = source.properties();
-    StepTrace trace{source.name(), a.outcome, a.reason, {}};
+    StepTrace trace{source.name(), a.outcome, a.reason, {}, elapsed};
     if (a.outcome == Outcome::Found && a.not_modified && p.stale && !p.stale->negative) {
         trace.reason = "not modified (cached certificates revalidated)";
         if (use_candidates(p, trace, p.stale->certificates, &source) && cache_ != nullptr)
@@ -116,11 +120,14 @@ void Chain::source_step(CertificateSource& source, std::vector<Pending>& pending
         asked.push_back(&p);
     }
     if (queries.empty()) return;
+    const auto started = std::chrono::steady_clock::now();
     std::vector<SourceAnswer> answers = source.lookup_many(queries);
-    for (size_t i = 0; i < asked.size() && i < answers.size(); ++i) take_answer(source, *asked[i], answers[i]);
+    const auto elapsed =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
+    for (size_t i = 0; i < asked.size() && i < answers.size(); ++i) take_answer(source, *asked[i], answers[i], elapsed);
     for (size_t i = answers.size(); i < asked.size(); ++i) {  // a source that answered short
         asked[i]->had_error = true;
-        asked[i]->result.trace.push_back({source.name(), Outcome::TempError, "no answer", {}});
+        asked[i]->result.trace.push_back({source.name(), Outcome::TempError, "no answer", {}, elapsed});
     }
 }
 
@@ -128,7 +135,7 @@ void Chain::source_step(CertificateSource& source, std::vector<Pending>& pending
 void Chain::finish(Pending& p) const {
     if (!p.done && p.had_error && p.stale) {
         StepTrace trace{"cache (stale)", p.stale->negative ? Outcome::NotFound : Outcome::Found,
-                        "served stale because a source failed", {}};
+                        "served stale because a source failed", {}, {}};
         if (p.stale->negative) {
             p.result.outcome = Outcome::NotFound;
             p.result.source = "cache (stale)";

@@ -22,6 +22,7 @@
 #include "lookup/source.hpp"
 #include "lookup/validate.hpp"
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,6 +34,9 @@ struct StepTrace {
     Outcome outcome = Outcome::NotFound;
     std::string reason;
     std::vector<Verdict> verdicts;  // every candidate with its verdict
+    // A source step: how long the source took for the batch this address was part of
+    // (lookup_many); 0 for the cache (metrics: sealmilter_lookup_duration_seconds).
+    std::chrono::microseconds elapsed{0};
 };
 
 struct LookupResult {
@@ -63,7 +67,7 @@ private:
     struct Pending;
     void cache_step(std::vector<Pending>& pending) const;
     void source_step(CertificateSource& source, std::vector<Pending>& pending) const;
-    void take_answer(CertificateSource& source, Pending& p, SourceAnswer& a) const;
+    void take_answer(CertificateSource& source, Pending& p, SourceAnswer& a, std::chrono::microseconds elapsed) const;
     void finish(Pending& p) const;
     bool use_candidates(Pending& p, StepTrace& trace, const std::vector<crypto::Certificate>& candidates,
                         const CertificateSource* origin) const;

@@ -67,6 +67,7 @@ void Resolver::resolve_batch(std::vector<Item>& batch) const {
     }
     for (size_t i = 0; i < batch.size(); ++i) {
         if (i < results.size()) {
+            if (options_.observe) options_.observe(results[i]);
             batch[i].promise.set_value(std::move(results[i]));
             continue;
         }
@@ -74,6 +75,7 @@ void Resolver::resolve_batch(std::vector<Item>& batch) const {
         r.email = normalize_address(batch[i].address);
         r.outcome = Outcome::TempError;
         r.reason = failure.empty() ? "the lookup chain gave no answer" : "internal error in the lookup: " + failure;
+        if (options_.observe) options_.observe(r);
         batch[i].promise.set_value(std::move(r));
     }
 }

@@ -21,6 +21,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <string>
@@ -32,6 +33,9 @@ namespace sealmilter::lookup {
 struct ResolverOptions {
     size_t workers = 4;       // concurrent batches (threads)
     size_t max_batch = 128;   // addresses resolved by one Chain::resolve call
+    // Called on the worker with every finished result, before its future is ready (metrics);
+    // must not throw. Empty = nobody listens.
+    std::function<void(const LookupResult&)> observe;
 };
 
 class Resolver {
