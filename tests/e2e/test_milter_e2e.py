@@ -22,6 +22,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gateway import Results, Gateway, inner_expected, sink_body_equal, wire_form  # noqa: E402
+import metrics_group  # noqa: E402
 
 RESULTS = Results()
 check = RESULTS.check
@@ -649,6 +650,10 @@ def group_archive(gw):
     check("archive: the summary says so", "and the archive)" in gw.log(), gw.log()[-500:])
 
 
+def group_metrics(gw):
+    metrics_group.run(gw, check, compose, new_id, reply_ok)
+
+
 GROUPS = {
     "basic": (basic_recipients, ["bob", "carol", "dave", "erin", "frank"], BASIC_POLICY, "", group_basic),
     "directory-down": (lambda: {"bob": ("bob@partner.example", "rsa"), "frank": ("frank@secure.example", "rsa")},
@@ -660,6 +665,8 @@ GROUPS = {
     "archive": (lambda: {"bob": ("bob@partner.example", "rsa"), "hidden": ("hidden@partner.example", "rsa"),
                          "archive": ("archive@bank.example", "rsa")},
                 ["bob", "hidden"], "* opportunistic\n", "", group_archive),
+    # metrics, the decision journal, the report, docs/logging.md (tests/e2e/metrics_group.py)
+    "metrics": (metrics_group.recipients, metrics_group.PUBLISHED, metrics_group.POLICY, "", group_metrics),
 }
 
 
@@ -671,7 +678,7 @@ def main():
     ap.add_argument("--group", required=True, choices=sorted(GROUPS))
     a = ap.parse_args()
     DATA = os.path.join(a.source, "tests", "data", "messages")
-    for tool in ("postfix", "smtp-sink", "openssl", "cmsutil", "nginx"):
+    for tool in ("postfix", "smtp-sink", "openssl", "cmsutil", "nginx", "curl"):
         if subprocess.run(["sh", "-c", f"command -v {tool} || test -x /usr/sbin/{tool}"],
                           capture_output=True).returncode != 0:
             print(f"e2e-{a.group}: missing tool {tool} (scripts/deps.sh installs it)")
@@ -685,6 +692,8 @@ def main():
     gw = Gateway(a.sealmilter, a.source, recipients(), published, policy, extra_conf=extra_conf,
                  postfix_extra=postfix_extra)
     try:
+        if a.group == "metrics":
+            metrics_group.prepare(gw)
         gw.start()
         fn(gw)
     except Exception as e:  # a harness failure is a test failure, with the logs
