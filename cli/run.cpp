@@ -223,9 +223,9 @@ std::shared_ptr<const milter::Services> build(const conf::Config& c, const std::
     s->lookups = stack;
     // The resolver reports every finished lookup to the metrics (lookups by source and
     // result, cache hits, source latency), including those of messages that never end.
-    lookup::ResolverOptions ro;
-    if (m) ro.observe = [m](const lookup::LookupResult& r) { m->lookup_done(r); };
-    s->resolver = stack->make_resolver(ro);
+    lookup::LookupObserver observe;
+    if (m) observe = [m](const lookup::LookupResult& r) { m->lookup_done(r); };
+    s->resolver = stack->make_resolver({}, std::move(observe));
     s->plan = plan_settings(c, *stack, log);
     std::tie(s->reinject_host, s->reinject_port) = host_port(c.get("milter.reinject"));
     s->reinject_timeout_ms = static_cast<long>(c.get_int("milter.reinject_timeout_ms"));

@@ -11,6 +11,7 @@ PACKAGES=(
   nginx-light
   postfix swaks miltertest opendkim opendkim-tools
   clang libclang-rt-14-dev llvm-14 clang-tidy
+  prometheus-cpp-dev curl m4
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

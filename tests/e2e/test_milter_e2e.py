@@ -23,6 +23,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gateway import Results, Gateway, inner_expected, sink_body_equal, wire_form  # noqa: E402
 import metrics_group  # noqa: E402
+import sendmail_group  # noqa: E402
 
 RESULTS = Results()
 check = RESULTS.check
@@ -650,6 +651,10 @@ def group_archive(gw):
     check("archive: the summary says so", "and the archive)" in gw.log(), gw.log()[-500:])
 
 
+def group_sendmail(gw):
+    sendmail_group.run(gw, check, compose, new_id, reply_ok, check_decrypts, by_rcpts)
+
+
 def group_metrics(gw):
     metrics_group.run(gw, check, compose, new_id, reply_ok)
 
@@ -665,6 +670,8 @@ GROUPS = {
     "archive": (lambda: {"bob": ("bob@partner.example", "rsa"), "hidden": ("hidden@partner.example", "rsa"),
                          "archive": ("archive@bank.example", "rsa")},
                 ["bob", "hidden"], "* opportunistic\n", "", group_archive),
+    # the basics through a private Sendmail 8.17 (tests/e2e/sendmail_group.py)
+    "sendmail": (basic_recipients, ["bob", "dave", "frank"], BASIC_POLICY, "", group_sendmail),
     # metrics, the decision journal, the report, docs/logging.md (tests/e2e/metrics_group.py)
     "metrics": (metrics_group.recipients, metrics_group.PUBLISHED, metrics_group.POLICY, "", group_metrics),
 }
@@ -689,8 +696,9 @@ def main():
     if a.group == "large":
         extra_conf = "[milter]\nmta_size_limit = 52428800\n"
         postfix_extra = "message_size_limit = 52428800\n"
-    gw = Gateway(a.sealmilter, a.source, recipients(), published, policy, extra_conf=extra_conf,
-                 postfix_extra=postfix_extra)
+    cls = sendmail_group.SendmailGateway if a.group == "sendmail" else Gateway
+    gw = cls(a.sealmilter, a.source, recipients(), published, policy, extra_conf=extra_conf,
+             postfix_extra=postfix_extra)
     try:
         if a.group == "metrics":
             metrics_group.prepare(gw)
