@@ -7,7 +7,7 @@
 namespace sealmilter::metrics {
 namespace {
 
-constexpr std::time_t kUsedWindow = 24 * 3600;  // "certificates used in the last 24 h"
+constexpr std::time_t kUsedWindow = std::time_t{24} * 3600;  // "certificates used in the last 24 h"
 
 const prometheus::Histogram::BucketBoundaries& latency_buckets() {
     static const prometheus::Histogram::BucketBoundaries b = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
