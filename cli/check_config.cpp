@@ -71,7 +71,8 @@ int cmd_check_config(int argc, char** argv) {
         for (const std::string& n : stack->notes) note(n);
         problems.insert(problems.end(), stack->errors.begin(), stack->errors.end());
         if (stack->cache && !stack->cache->healthy()) problems.push_back("cache.path " + p.config->get("cache.path") + " is not usable");
-        if (problems.empty()) build_services(*p.config, false);  // policy, spool dir, re-injection, database
+        metrics_listen(*p.config);  // HOST:PORT (whether it is free is only known when run binds it)
+        if (problems.empty()) build_services(*p.config);  // policy, spool dir, re-injection, database, journal
         size_warnings(*p.config);
         if (problems.empty()) {
             std::cout << "configuration OK (" << (p.vm.count("config") != 0U ? p.vm["config"].as<std::string>()

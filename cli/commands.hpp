@@ -12,5 +12,6 @@ int cmd_check_config(int argc, char** argv);
 int cmd_run(int argc, char** argv);
 int cmd_harvest(int argc, char** argv);
 int cmd_db(int argc, char** argv);
+int cmd_report(int argc, char** argv);
 
 }  // namespace sealmilter::cli

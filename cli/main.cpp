@@ -21,6 +21,7 @@ constexpr const char* kUsage =
     "  harvest   keep the sender's certificate from a signed message (stdin), as the milter does\n"
     "  check-config  validate the configuration and what it points at\n"
     "  db        create or migrate the shared state's schema on PostgreSQL\n"
+    "  report    summarise the decision journal (log.decisions) per domain and mode\n"
     "options: --help, --version\n";
 
 }  // namespace
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
         if (cmd == "harvest") return cli::cmd_harvest(argc - 1, argv + 1);
         if (cmd == "check-config") return cli::cmd_check_config(argc - 1, argv + 1);
         if (cmd == "db") return cli::cmd_db(argc - 1, argv + 1);
+        if (cmd == "report") return cli::cmd_report(argc - 1, argv + 1);
         std::cerr << "sealmilter: unknown command '" << cmd << "'\n" << kUsage;
         return cli::kUsage;
     } catch (const cli::CliError& e) {

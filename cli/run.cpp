@@ -4,12 +4,23 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/wiring.hpp"
+#include "conf/kinds.hpp"
+#include "metrics/decision_log.hpp"
+#include "metrics/expiry.hpp"
+#include "metrics/metrics.hpp"
 #include "milter/adapter.hpp"
 #include "pg/schema.hpp"
 
+#include <prometheus/exposer.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <optional>
 
 namespace po = boost::program_options;
@@ -125,20 +136,117 @@ void prepare_shared_schema(const SharedState& shared, bool migrate, const base::
         log.info("database: schema migrated from version " + std::to_string(r.from) + " to " + std::to_string(r.to));
 }
 
+// The observers of a snapshot: the daemon's Metrics (shared by every snapshot), the decision
+// journal and the expiry nudges (per snapshot: a reload reopens the journal).
+// `open_journal` false (check-config): the journal is checked, not created.
+std::shared_ptr<metrics::Observer> make_observer(const conf::Config& c, const milter::Services& s,
+                                                 const std::shared_ptr<metrics::Metrics>& m, bool open_journal) {
+    auto all = std::make_shared<metrics::Observers>();
+    if (m) {
+        std::vector<crypto::Certificate> own;  // the key store adds its keys when it lands
+        if (s.plan.archive) own.push_back(*s.plan.archive);
+        for (const crypto::KeyMaterial& k : s.harvest.keys)
+            if (k.certificate) own.push_back(*k.certificate);
+        m->set_own_certificates(own);
+        all->add(m);
+    }
+    if (const std::string& path = c.get("log.decisions"); !path.empty() && !open_journal) {
+        const size_t slash = path.rfind('/');
+        const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+        if (access(path.c_str(), W_OK) != 0 && access(dir.c_str(), W_OK | X_OK) != 0)
+            throw CliError(kConfig, c.origin("log.decisions") + ": log.decisions: cannot append to " + path + ": " +
+                                        std::strerror(errno));
+    } else if (!path.empty()) {
+        std::string error;
+        std::shared_ptr<metrics::DecisionLog> journal = metrics::DecisionLog::open(path, s.log, error);
+        if (!journal) throw CliError(kConfig, c.origin("log.decisions") + ": log.decisions: cannot append to " + error);
+        all->add(journal);
+    }
+    if (const long long days = c.get_int("lookup.expiry_warn_days"); days > 0)
+        all->add(std::make_shared<metrics::ExpiryNudge>(days, s.log, m));
+    return all->empty() ? nullptr : all;
+}
+
 }  // namespace
 
-std::shared_ptr<const milter::Services> build_services(const conf::Config& c, bool migrate) {
+std::string metrics_listen(const conf::Config& c) {
+    const std::string& v = c.get("metrics.listen");
+    if (v.empty()) return v;
+    std::string why;
+    if (!conf::validate_kind(conf::Type::HostPort, v, {}, why))
+        throw CliError(kConfig, c.origin("metrics.listen") + ": bad value '" + v + "' for metrics.listen: " + why);
+    return v;
+}
+
+namespace {
+
+bool loopback(const std::string& host) {
+    return host == "localhost" || host.rfind("127.", 0) == 0 || host == "::1";
+}
+
+// Why HOST:PORT cannot be bound, asked of the kernel directly (civetweb only says it failed).
+std::string bind_error(const std::string& host, int port) {
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(static_cast<uint16_t>(port));
+        len = sizeof *v4;
+    } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(static_cast<uint16_t>(port));
+        len = sizeof *v6;
+    } else {
+        return "the host must be an IP address";
+    }
+    const base::UniqueFd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (fd.get() < 0) return std::strerror(errno);
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+        return errno == EADDRINUSE ? "the port is already in use by another process" : std::strerror(errno);
+    return "the HTTP server did not start";
+}
+
+// The exposition endpoint (GET /metrics), serving `m` with two civetweb threads.
+std::unique_ptr<prometheus::Exposer> start_exposer(const std::string& listen, const std::shared_ptr<metrics::Metrics>& m,
+                                                   const base::Logger& log) {
+    const auto [host, port] = host_port(listen);
+    std::unique_ptr<prometheus::Exposer> exposer;
+    try {
+        exposer = std::make_unique<prometheus::Exposer>(listen, 2);
+    } catch (const std::exception&) {
+        throw CliError(kConfig, "metrics.listen " + listen + ": cannot listen: " + bind_error(host, port) +
+                                    "; the daemon does not start");
+    }
+    exposer->RegisterCollectable(m);
+    if (!loopback(host))
+        log.warning("metrics.listen " + listen + " is not a loopback address: the metrics are reachable from the network");
+    log.info("metrics on http://" + listen + "/metrics");
+    return exposer;
+}
+
+}  // namespace
+
+namespace {
+
+std::shared_ptr<const milter::Services> build(const conf::Config& c, const std::shared_ptr<metrics::Metrics>& m,
+                                              bool daemon) {
     auto s = std::make_shared<milter::Services>();
     s->log = make_logger(c);
     const base::Logger& log = s->log;
     const SharedState shared = shared_state(c);
-    prepare_shared_schema(shared, migrate, log);
+    prepare_shared_schema(shared, daemon, log);
     std::shared_ptr<LookupStack> stack =
         build_lookup(c, [log](const std::string& e) { log.warning("lookup: " + e); }, &shared);
     for (const std::string& n : stack->notes) log.info(n);
     if (!stack->errors.empty()) throw CliError(kConfig, stack->errors.front());
     s->lookups = stack;
-    s->resolver = stack->make_resolver();
+    // The resolver reports every finished lookup to the metrics (lookups by source and
+    // result, cache hits, source latency), including those of messages that never end.
+    lookup::LookupObserver observe;
+    if (m) observe = [m](const lookup::LookupResult& r) { m->lookup_done(r); };
+    s->resolver = stack->make_resolver({}, std::move(observe));
     s->plan = plan_settings(c, *stack, log);
     std::tie(s->reinject_host, s->reinject_port) = host_port(c.get("milter.reinject"));
     s->reinject_timeout_ms = static_cast<long>(c.get_int("milter.reinject_timeout_ms"));
@@ -151,7 +259,16 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& c, bo
     if (const size_t pruned = journal->prune(); pruned != 0)
         log.info("re-injection journal: pruned " + std::to_string(pruned) + " old entries");
     s->journal = journal;
+    s->observer = make_observer(c, *s, m, daemon);
     return s;
+}
+
+}  // namespace
+
+std::shared_ptr<const milter::Services> build_services(const conf::Config& c) { return build(c, nullptr, false); }
+
+std::shared_ptr<const milter::Services> build_services(const conf::Config& c, const std::shared_ptr<metrics::Metrics>& m) {
+    return build(c, m, true);
 }
 
 int cmd_run(int argc, char** argv) {
@@ -164,16 +281,20 @@ int cmd_run(int argc, char** argv) {
     if (p.help) return kOk;
     // Before build_services(): the resolver's workers must inherit the blocked signals.
     milter::block_daemon_signals();
-    milter::ServicesHolder holder(build_services(*p.config));
+    // One Metrics for the daemon's life: every snapshot feeds the same counters.
+    const std::string listen = metrics_listen(*p.config);
+    const std::shared_ptr<metrics::Metrics> m = listen.empty() ? nullptr : std::make_shared<metrics::Metrics>();
+    milter::ServicesHolder holder(build_services(*p.config, m));
     const base::Logger log = holder.get()->log;  // the daemon's own lines; messages use their snapshot's
+    const std::unique_ptr<prometheus::Exposer> exposer = m ? start_exposer(listen, m, log) : nullptr;
     const std::string socket = p.config->get("milter.socket");
     if (p.config->get_bool("milter.dry_run")) log.info("dry run: decisions are logged, no mail is changed");
     // Same file, same command-line overrides: only what the files say can change.
-    const auto reload = [argc, argv, &holder, log] {
+    const auto reload = [argc, argv, &holder, log, m] {
         try {
             po::options_description d;
             Parsed again = parse_command(argc, argv, d);
-            holder.set(build_services(*again.config));
+            holder.set(build_services(*again.config, m));
             log.info("reloaded the configuration");
         } catch (const std::exception& e) {
             log.error(std::string("reload failed, keeping the running configuration: ") + e.what());

@@ -12,6 +12,7 @@
 #include "conf/config.hpp"
 #include "core/transform.hpp"
 #include "crypto/private_key.hpp"
+#include "metrics/metrics.hpp"
 #include "milter/services.hpp"
 #include "lookup/certificate_cache.hpp"
 #include "lookup/publisher.hpp"
@@ -61,8 +62,15 @@ core::TransformOptions transform_options(const conf::Config& config, const std::
 
 // The daemon's snapshot (cli/run.cpp): lookup stack, policy table, options. Throws CliError
 // (kConfig) when the daemon could not run with this config; check-config uses it too.
-// `migrate` = create or migrate the shared schema (run); false = only check its version.
-std::shared_ptr<const milter::Services> build_services(const conf::Config& config, bool migrate = true);
+// check-config: every part built and checked, the shared schema's version only read, the decision
+// journal checked, not created.
+std::shared_ptr<const milter::Services> build_services(const conf::Config& config);
+// The daemon's (run, SIGHUP): creates or migrates the shared schema, feeds the daemon's metrics
+// (null = metrics off); cli/run.cpp.
+std::shared_ptr<const milter::Services> build_services(const conf::Config& config,
+                                                       const std::shared_ptr<metrics::Metrics>& m);
+// metrics.listen, validated as HOST:PORT; "" = off. Throws CliError(kConfig).
+std::string metrics_listen(const conf::Config& config);
 
 // The organisation's keys for opening enveloped inbound mail (harvest.keys, --key): PEM or
 // PKCS#12 without password. Throws CliError (kNoInput unreadable, kConfig unusable).

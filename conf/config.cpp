@@ -147,6 +147,14 @@ const std::vector<OptionSpec>& option_table() {
          {"error", "warning", "info", "debug"}},
         {"log.target", Type::Enum, "stderr", "stderr (journald) or syslog (facility mail, like Postfix)",
          {"stderr", "syslog"}},
+        // Operations (issue 15): the decision journal, metrics, expiry nudges.
+        {"log.decisions", Type::Path, "",
+         "append one JSON line per recipient decision here (what `sealmilter report` reads); empty = off"},
+        {"metrics.listen", Type::String, "",
+         "HOST:PORT of the Prometheus exposition (GET /metrics), e.g. 127.0.0.1:9133; empty = off"},
+        {"lookup.expiry_warn_days", Type::Int, "0",
+         "warn (one log line, a metric) when a recipient's only certificate expires within this many days; 0 = off",
+         {}, 0, 3650},
     };
     return table;
 }

@@ -33,15 +33,15 @@ void keep(const HarvestReport& report, const InboundSettings& s, const base::Log
 
 }  // namespace
 
-void harvest_inbound(const Message& m, const std::string& sender, const std::vector<std::string>& recipients,
-                     const InboundSettings& s, const base::Logger& log) noexcept {
-    if (!s.enabled || !s.store || s.validator == nullptr || s.domains.empty()) return;
+size_t harvest_inbound(const Message& m, const std::string& sender, const std::vector<std::string>& recipients,
+                       const InboundSettings& s, const base::Logger& log) noexcept {
+    if (!s.enabled || !s.store || s.validator == nullptr || s.domains.empty()) return 0;
     const bool inbound =
         std::any_of(recipients.begin(), recipients.end(), [&](const std::string& r) { return in_domains(r, s.domains); });
-    if (!inbound) return;
+    if (!inbound) return 0;
     if (m.body.size() > s.max_size) {
         log.info("harvest: not inspected, larger than harvest.max_size");
-        return;
+        return 0;
     }
     try {
         HarvestOptions o;
@@ -50,19 +50,21 @@ void harvest_inbound(const Message& m, const std::string& sender, const std::vec
         const HarvestReport report = harvest(whole_message(m), &sender, o);
         if (!report.skipped.empty()) {
             log.info("harvest: skipped: " + report.skipped);
-            return;
+            return 0;
         }
         if (report.certificates.empty()) {
             for (const std::string& n : report.notes)
                 if (n != "no S/MIME signature") log.info("harvest: " + n);
-            return;
+            return 0;
         }
         keep(report, s, log);
+        return report.certificates.size();
     } catch (const std::exception& e) {
         log.error(std::string("harvest: error, the message passes unchanged: ") + e.what());
     } catch (...) {
         log.error("harvest: unknown error, the message passes unchanged");
     }
+    return 0;
 }
 
 }  // namespace sealmilter::core

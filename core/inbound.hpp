@@ -33,8 +33,9 @@ struct InboundSettings {
     std::shared_ptr<lookup::Publisher> publisher;  // directory.publish_url; null = off
 };
 
-// Harvests the message's signer certificates when any recipient is inbound.
-void harvest_inbound(const Message& m, const std::string& sender, const std::vector<std::string>& recipients,
-                     const InboundSettings& s, const base::Logger& log) noexcept;
+// Harvests the message's signer certificates when any recipient is inbound; returns how many
+// were kept (metrics).
+size_t harvest_inbound(const Message& m, const std::string& sender, const std::vector<std::string>& recipients,
+                       const InboundSettings& s, const base::Logger& log) noexcept;
 
 }  // namespace sealmilter::core

@@ -27,6 +27,7 @@ struct Chain::Asked {
     std::vector<Pending*> pending;
     std::vector<SourceAnswer> answers;
     std::exception_ptr failure;  // a broken invariant in the source, rethrown on the caller's thread
+    std::chrono::microseconds elapsed{0};  // how long lookup_many took (the lookup latency metric)
 };
 
 Chain::Chain(std::vector<std::string> order, std::vector<CertificateSource*> sources, const Validator& validator,
@@ -79,8 +80,11 @@ void Chain::cache_step(std::vector<Pending>& pending) const {
     for (Pending& p : pending) {
         if (p.done) continue;
         std::optional<CacheEntry> entry = cache_->get(p.result.email);
-        if (!entry) continue;
-        StepTrace trace{"cache", Outcome::NotFound, {}, {}};
+        StepTrace trace{"cache", Outcome::NotFound, {}, {}, {}};
+        if (!entry) {  // a miss: recorded without a reason (it explains nothing), metrics count it
+            p.result.trace.push_back(std::move(trace));
+            continue;
+        }
         if (!entry->fresh(now)) {
             trace.reason = "stale entry from " + entry->source + " (revalidating)";
             if (entry->servable_stale(now)) p.stale = std::move(entry);
@@ -96,9 +100,10 @@ void Chain::cache_step(std::vector<Pending>& pending) const {
     }
 }
 
-void Chain::take_answer(CertificateSource& source, Pending& p, SourceAnswer& a) const {
+void Chain::take_answer(CertificateSource& source, Pending& p, SourceAnswer& a,
+                        std::chrono::microseconds elapsed) const {
     const SourceProperties props = source.properties();
-    StepTrace trace{source.name(), a.outcome, a.reason, {}};
+    StepTrace trace{source.name(), a.outcome, a.reason, {}, elapsed};
     if (p.done) {  // asked in parallel with a source of higher priority that answered
         trace.reason = "not used: " + p.result.source + " has priority" + (a.reason.empty() ? "" : " (" + a.reason + ")");
         if (a.outcome == Outcome::Found) trace.reason += ", " + std::to_string(a.candidates.size()) + " candidate(s)";
@@ -141,10 +146,10 @@ Chain::Asked Chain::prepare(CertificateSource& source, std::vector<Pending>& pen
 void Chain::take_answers(Asked& asked) const {
     CertificateSource& source = *asked.source;
     for (size_t i = 0; i < asked.pending.size() && i < asked.answers.size(); ++i)
-        take_answer(source, *asked.pending[i], asked.answers[i]);
+        take_answer(source, *asked.pending[i], asked.answers[i], asked.elapsed);
     for (size_t i = asked.answers.size(); i < asked.pending.size(); ++i) {  // a source that answered short
         asked.pending[i]->had_error = true;
-        asked.pending[i]->result.trace.push_back({source.name(), Outcome::TempError, "no answer", {}});
+        asked.pending[i]->result.trace.push_back({source.name(), Outcome::TempError, "no answer", {}, asked.elapsed});
     }
 }
 
@@ -160,7 +165,9 @@ void Chain::sources_step(const std::vector<CertificateSource*>& sources, std::ve
     }
     auto ask = [](Asked& a) {
         try {
+            const auto started = std::chrono::steady_clock::now();
             a.answers = a.source->lookup_many(a.queries);
+            a.elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
         } catch (...) {
             a.failure = std::current_exception();
         }
@@ -178,7 +185,7 @@ void Chain::sources_step(const std::vector<CertificateSource*>& sources, std::ve
 void Chain::finish(Pending& p) const {
     if (!p.done && p.had_error && p.stale) {
         StepTrace trace{"cache (stale)", p.stale->negative ? Outcome::NotFound : Outcome::Found,
-                        "served stale because a source failed", {}};
+                        "served stale because a source failed", {}, {}};
         if (p.stale->negative) {
             p.result.outcome = Outcome::NotFound;
             p.result.source = "cache (stale)";

@@ -25,6 +25,7 @@
 #include "lookup/source.hpp"
 #include "lookup/validate.hpp"
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,9 @@ struct StepTrace {
     Outcome outcome = Outcome::NotFound;
     std::string reason;
     std::vector<Verdict> verdicts;  // every candidate with its verdict
+    // A source step: how long the source took for the batch this address was part of
+    // (lookup_many); 0 for the cache (metrics: sealmilter_lookup_duration_seconds).
+    std::chrono::microseconds elapsed{0};
 };
 
 struct LookupResult {
@@ -69,7 +73,7 @@ private:
     Asked prepare(CertificateSource& source, std::vector<Pending>& pending) const;
     void take_answers(Asked& asked) const;
     void sources_step(const std::vector<CertificateSource*>& sources, std::vector<Pending>& pending) const;
-    void take_answer(CertificateSource& source, Pending& p, SourceAnswer& a) const;
+    void take_answer(CertificateSource& source, Pending& p, SourceAnswer& a, std::chrono::microseconds elapsed) const;
     void finish(Pending& p) const;
     bool use_candidates(Pending& p, StepTrace& trace, const std::vector<crypto::Certificate>& candidates,
                         const CertificateSource* origin) const;

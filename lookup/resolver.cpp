@@ -7,7 +7,8 @@
 
 namespace sealmilter::lookup {
 
-Resolver::Resolver(const Chain& chain, ResolverOptions options) : chain_(chain), options_(options) {
+Resolver::Resolver(const Chain& chain, ResolverOptions options, LookupObserver observe)
+    : chain_(chain), options_(options), observe_(std::move(observe)) {
     options_.workers = std::max<size_t>(1, options_.workers);
     options_.max_batch = std::max<size_t>(1, options_.max_batch);
     threads_.reserve(options_.workers);
@@ -67,6 +68,7 @@ void Resolver::resolve_batch(std::vector<Item>& batch) const {
     }
     for (size_t i = 0; i < batch.size(); ++i) {
         if (i < results.size()) {
+            if (observe_) observe_(results[i]);
             batch[i].promise.set_value(std::move(results[i]));
             continue;
         }
@@ -74,6 +76,7 @@ void Resolver::resolve_batch(std::vector<Item>& batch) const {
         r.email = normalize_address(batch[i].address);
         r.outcome = Outcome::TempError;
         r.reason = failure.empty() ? "the lookup chain gave no answer" : "internal error in the lookup: " + failure;
+        if (observe_) observe_(r);
         batch[i].promise.set_value(std::move(r));
     }
 }

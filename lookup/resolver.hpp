@@ -21,6 +21,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <string>
@@ -34,9 +35,13 @@ struct ResolverOptions {
     size_t max_batch = 128;   // addresses resolved by one Chain::resolve call
 };
 
+// Called on the worker with every finished result, before its future is ready (metrics);
+// must not throw. Empty = nobody listens.
+using LookupObserver = std::function<void(const LookupResult&)>;
+
 class Resolver {
 public:
-    Resolver(const Chain& chain, ResolverOptions options = {});
+    Resolver(const Chain& chain, ResolverOptions options = {}, LookupObserver observe = {});
     ~Resolver();
     Resolver(const Resolver&) = delete;
     Resolver& operator=(const Resolver&) = delete;
@@ -55,6 +60,7 @@ private:
 
     const Chain& chain_;
     ResolverOptions options_;
+    LookupObserver observe_;
     base::Mutex mutex_;
     std::condition_variable_any ready_;
     std::deque<Item> queue_ SEALMILTER_GUARDED_BY(mutex_);

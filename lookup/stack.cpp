@@ -64,8 +64,8 @@ std::unique_ptr<LookupStack> build_lookup_stack(const Settings& s, const SourceR
     return stack;
 }
 
-std::unique_ptr<Resolver> LookupStack::make_resolver(ResolverOptions options) const {
-    return std::make_unique<Resolver>(*chain, options);
+std::unique_ptr<Resolver> LookupStack::make_resolver(ResolverOptions options, LookupObserver observe) const {
+    return std::make_unique<Resolver>(*chain, options, std::move(observe));
 }
 
 }  // namespace sealmilter::lookup

@@ -33,7 +33,7 @@ struct LookupStack {
     std::vector<std::string> notes;   // e.g. "directory: off (directory.url is empty)"
     std::vector<std::string> errors;  // a configured source that cannot work
 
-    std::unique_ptr<Resolver> make_resolver(ResolverOptions options = {}) const;
+    std::unique_ptr<Resolver> make_resolver(ResolverOptions options = {}, LookupObserver observe = {}) const;
 };
 
 using ErrorHook = std::function<void(const std::string&)>;

@@ -14,6 +14,7 @@
 #include "lookup/chain.hpp"
 #include "lookup/stack.hpp"
 #include "lookup/resolver.hpp"
+#include "metrics/observer.hpp"
 #include "milter/journal.hpp"
 
 #include <atomic>
@@ -37,6 +38,8 @@ struct Services {
     size_t memory_threshold = 1 << 20;
     std::string spool_dir = "/var/spool/sealmilter";
     base::Logger log;  // the daemon's; a transaction logs through log.child(its tag)
+    // Metrics, the decision journal, expiry nudges (metrics/observer.hpp); null = none.
+    std::shared_ptr<metrics::Observer> observer;
 };
 
 class ServicesHolder {

@@ -50,9 +50,14 @@ std::string bare_address(const std::string& arg) {
 Transaction::Transaction(std::shared_ptr<const Services> services, std::string session_id)
     : services_(std::move(services)),
       log_(services_->log.child(std::move(session_id))),
-      message_(std::make_unique<core::Message>(services_->memory_threshold, services_->spool_dir)) {}
+      message_(std::make_unique<core::Message>(services_->memory_threshold, services_->spool_dir)) {
+    if (services_->observer) services_->observer->message_started();
+}
 
-Transaction::~Transaction() = default;  // futures of unfinished lookups wait (bounded by the source timeouts)
+// Futures of unfinished lookups wait (bounded by the source timeouts).
+Transaction::~Transaction() {
+    if (services_->observer) services_->observer->message_ended();
+}
 
 void Transaction::mail_from(const std::string& sender) { sender_ = bare_address(sender); }
 
@@ -68,14 +73,16 @@ Reply Transaction::recipient(const std::string& arg) {
         r->lookup = services_->resolver->start(r->address);
         r->lookup_started = true;
     }
-    if (pre.mode == core::Mode::Require && r->lookup_started) {
+    if (pre.mode == core::Mode::Require && r->lookup_started && !ps.dry_run) {
         // A require recipient waits for its answer so a definite miss is refused right here.
+        // Not in dry run, which changes no mail: the end-of-data decision says "would refuse".
         const lookup::LookupResult& res = r->lookup.get();
         const core::RecipientDecision d =
             core::decide_recipient(r->address, ps.policy, ps.policy_options, false, &res);
         if (const std::optional<std::string> line = core::rcpt_reply(d)) {
             log_.info("rcpt=<" + r->address + "> mode=require outcome=" + core::to_string(d.outcome) +
                       " at RCPT: " + res.reason);
+            if (services_->observer) services_->observer->recipient_refused(log_.tag(), d, false);
             return reply_from(*line);
         }
     }
@@ -126,19 +133,27 @@ EomResult Transaction::end_of_message(const std::string& queue_id, MessageAction
     if (!too_big_) {
         std::vector<std::string> addresses;
         for (const auto& r : rcpts_) addresses.push_back(r->address);
-        core::harvest_inbound(*message_, sender_, addresses, services_->harvest, log_);
+        const size_t kept = core::harvest_inbound(*message_, sender_, addresses, services_->harvest, log_);
+        if (kept != 0 && services_->observer) services_->observer->harvested(kept);
     }
     core::TransactionFacts f = facts();
     core::MessagePlan plan = core::plan_message(f, services_->plan);
     for (const core::RecipientDecision& d : plan.summary.decisions) log_.info(core::format_decision(d, plan.summary.dry_run));
+    std::chrono::microseconds transform{0};
     if (plan.changes_message()) {
         // Copies first: if one cannot be handed over, nothing in this transaction has changed yet.
         if (const std::string err = hand_over_copies(plan, reinjector); !err.empty()) {
             plan = core::reinjection_failed(std::move(plan), err);
         } else {
+            const auto started = std::chrono::steady_clock::now();
             apply(plan, actions);
+            if (!plan.groups.empty() && plan.groups[0].kind == core::GroupKind::Encrypt)
+                transform = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
         }
     }
+    if (services_->observer)
+        services_->observer->message_decided(
+            {log_.tag(), &plan.summary, message_->body.size(), message_->body.on_disk(), transform});
     return result_of(plan);
 }
 
@@ -160,6 +175,7 @@ std::string Transaction::hand_over_copies(const core::MessagePlan& plan, Reinjec
         // could duplicate it, so the message is tried again later.
         if (seen == Journal::Seen::Unknown) return "the re-injection journal cannot be read (" + error + ")";
         std::string err = reinjector.send(sender_, g.addresses, g.write);
+        if (services_->observer) services_->observer->reinjection(err.empty());
         if (!err.empty()) return err;
         // Right after the next hop's 250 and before the next copy: a retry must find it.
         if (journal != nullptr && !journal->record(key, &error)) {

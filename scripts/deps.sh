@@ -15,13 +15,30 @@ PACKAGES=(
   libldap-dev slapd ldap-utils
   libunbound-dev dns-root-data nsd ldnsutils
   libpq-dev postgresql-15 postgresql-client-15
+  prometheus-cpp-dev curl m4
 )
+# Sendmail for the e2e `sendmail` group: Debian's sendmail-bin conflicts with Postfix, so its
+# packages are downloaded and extracted (never installed) into SENDMAIL_ROOT, where
+# tests/e2e/sendmail_group.py runs a private instance from.
+SENDMAIL_ROOT=${SEALMILTER_SENDMAIL_ROOT:-/var/cache/sealmilter-test/sendmail-root}
+extract_sendmail() {
+  [[ -x $SENDMAIL_ROOT/usr/libexec/sendmail/sendmail ]] && return 0
+  local dl
+  dl=$(mktemp -d)
+  chmod 755 "$dl"  # apt downloads as _apt
+  (cd "$dl" && apt-get download sendmail-bin sendmail-cf sendmail-base >/dev/null)
+  mkdir -p "$SENDMAIL_ROOT"
+  for deb in "$dl"/*.deb; do dpkg-deb -x "$deb" "$SENDMAIL_ROOT"; done
+  rm -rf "$dl"
+  echo "deps: Sendmail extracted into $SENDMAIL_ROOT (for the e2e sendmail group)"
+}
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]} == 0)); then
   echo "deps: all ${#PACKAGES[@]} packages present"
+  extract_sendmail
   exit 0
 fi
 SUDO=""
@@ -35,3 +52,4 @@ echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-
 echo "slapd slapd/no_configuration boolean true" | $SUDO debconf-set-selections
 $SUDO apt-get update
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+extract_sendmail

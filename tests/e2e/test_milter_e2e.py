@@ -23,6 +23,8 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gateway import Results, Gateway, inner_expected, sink_body_equal, wire_form  # noqa: E402
+import metrics_group  # noqa: E402
+import sendmail_group  # noqa: E402
 
 RESULTS = Results()
 check = RESULTS.check
@@ -765,6 +767,14 @@ def group_dns(gw):
     require_never_plain(gw, lambda a: a.endswith("@dane.example"))
 
 
+def group_sendmail(gw):
+    sendmail_group.run(gw, check, compose, new_id, reply_ok, check_decrypts, by_rcpts)
+
+
+def group_metrics(gw):
+    metrics_group.run(gw, check, compose, new_id, reply_ok)
+
+
 GROUPS = {
     "basic": (basic_recipients, ["bob", "carol", "dave", "erin", "frank"], BASIC_POLICY, "", group_basic),
     "directory-down": (lambda: {"bob": ("bob@partner.example", "rsa"), "frank": ("frank@secure.example", "rsa")},
@@ -782,6 +792,10 @@ GROUPS = {
     "dns": (lambda: {"dana": ("dana@dane.example", "rsa"), "dina": ("dina@dane.example", "ec"),
                      "carla": ("carla@dane.example", "rsa")},
             [], "@dane.example require\n* opportunistic\n", "dns", group_dns),
+    # the basics through a private Sendmail 8.17 (tests/e2e/sendmail_group.py)
+    "sendmail": (basic_recipients, ["bob", "dave", "frank"], BASIC_POLICY, "", group_sendmail),
+    # metrics, the decision journal, the report, docs/logging.md (tests/e2e/metrics_group.py)
+    "metrics": (metrics_group.recipients, metrics_group.PUBLISHED, metrics_group.POLICY, "", group_metrics),
 }
 
 
@@ -793,7 +807,7 @@ def main():
     ap.add_argument("--group", required=True, choices=sorted(GROUPS))
     a = ap.parse_args()
     DATA = os.path.join(a.source, "tests", "data", "messages")
-    for tool in ("postfix", "smtp-sink", "openssl", "cmsutil", "nginx") + (("slapd",) if a.group == "ldap" else ()):
+    for tool in ("postfix", "smtp-sink", "openssl", "cmsutil", "nginx", "curl") + (("slapd",) if a.group == "ldap" else ()):
         if subprocess.run(["sh", "-c", f"command -v {tool} || test -x /usr/sbin/{tool}"],
                           capture_output=True).returncode != 0:
             print(f"e2e-{a.group}: missing tool {tool} (scripts/deps.sh installs it)")
@@ -804,9 +818,12 @@ def main():
     if a.group == "large":
         extra_conf = "[milter]\nmta_size_limit = 52428800\n"
         postfix_extra = "message_size_limit = 52428800\n"
-    gw = Gateway(a.sealmilter, a.source, recipients(), published, policy, extra_conf=extra_conf,
-                 postfix_extra=postfix_extra, dns_entries=DNS_ENTRIES if extra == "dns" else None)
+    cls = sendmail_group.SendmailGateway if a.group == "sendmail" else Gateway
+    gw = cls(a.sealmilter, a.source, recipients(), published, policy, extra_conf=extra_conf,
+             postfix_extra=postfix_extra, dns_entries=DNS_ENTRIES if extra == "dns" else None)
     try:
+        if a.group == "metrics":
+            metrics_group.prepare(gw)
         gw.start()
         fn(gw)
     except Exception as e:  # a harness failure is a test failure, with the logs
