@@ -32,17 +32,12 @@ std::string header_safe(std::string_view v) {
 }
 
 std::string failure_reason(const RingDecryptOutcome& r, const keys::KeyRing& ring) {
-    switch (r.outcome.status) {
-    case crypto::DecryptStatus::NotCms: return "damaged";
-    case crypto::DecryptStatus::Failed: return "damaged";
-    case crypto::DecryptStatus::NoMatchingRecipient: {
-        // A key the ring has but could not hand out (token absent, wrapped key damaged).
-        const bool known = std::any_of(r.unmatched.begin(), r.unmatched.end(),
-                                       [&](const crypto::RecipientId& id) { return !ring.find(id).empty(); });
-        return known ? "key-unavailable" : "no-key";
-    }
-    default: return "damaged";
-    }
+    // NotCms (bad base64, not CMS) and Failed (the right key, undecryptable content): damaged.
+    if (r.outcome.status != crypto::DecryptStatus::NoMatchingRecipient) return "damaged";
+    // A key the ring has but could not hand out (token absent, wrapped key damaged).
+    const bool known = std::any_of(r.unmatched.begin(), r.unmatched.end(),
+                                   [&](const crypto::RecipientId& id) { return !ring.find(id).empty(); });
+    return known ? "key-unavailable" : "no-key";
 }
 
 // The inner entity (the fields that came from inside, the body) as one CRLF text.
