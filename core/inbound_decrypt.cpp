@@ -77,6 +77,12 @@ std::optional<crypto::SignedData> signature_of(const MimeEntity& e, bool& verifi
 // certificate), untrusted when it verifies but the signer's certificate does not validate.
 void check_signature(OpenedMessage& o, const DecryptSettings& s) {
     if (o.message->body.size() > s.max_signature_size) return;
+    // Only a signed entity is copied and parsed (a plain body of megabytes is not).
+    const auto ct = std::find_if(o.message->headers.begin() + static_cast<std::ptrdiff_t>(o.inner_begin),
+                                 o.message->headers.end(), [](const HeaderField& f) { return is_header_named(f, "Content-Type"); });
+    if (ct == o.message->headers.end()) return;
+    const std::string type = base::to_lower(ct->value);
+    if (type.find("multipart/signed") == std::string::npos && type.find("pkcs7-mime") == std::string::npos) return;
     const std::string text = inner_text(o);
     const MimeEntity e = MimeEntity::parse(text);
     if (!e.content_type()) return;

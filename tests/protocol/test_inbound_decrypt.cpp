@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <ostream>
 
 #include <unistd.h>
 
@@ -168,6 +169,9 @@ struct KeyRow {
     crypto::Cipher cipher;
     crypto::RsaPadding padding;
 };
+
+// Stable test names in ctest (not the row's bytes).
+void PrintTo(const KeyRow& row, std::ostream* os) { *os << row.name; }
 
 class DecryptsEveryKeyKind : public InboundDecryptTest, public ::testing::WithParamInterface<KeyRow> {};
 
