@@ -167,6 +167,38 @@ std::shared_ptr<metrics::Observer> make_observer(const conf::Config& c, const mi
     return all->empty() ? nullptr : all;
 }
 
+// keys.decrypt_inbound (core/inbound_decrypt.hpp): the local domains, the validator that
+// judges a signature inside, and the spool the decrypted body goes to.
+core::DecryptSettings decrypt_settings(const conf::Config& c, const LookupStack& stack, const milter::Services& s) {
+    core::DecryptSettings d;
+    d.enabled = c.get_bool("keys.decrypt_inbound");
+    if (!d.enabled) return d;
+    d.domains = c.get_list("keys.decrypt_domains");
+    if (d.domains.empty()) d.domains = s.plan.policy_options.internal_domains;
+    if (d.domains.empty())
+        throw CliError(kConfig, c.origin("keys.decrypt_inbound") +
+                                    ": keys.decrypt_inbound is on but neither keys.decrypt_domains nor "
+                                    "policy.internal_domains names a local domain");
+    d.validator = stack.validator.get();
+    d.max_signature_size = static_cast<unsigned long long>(c.get_int("harvest.max_size"));
+    d.memory_threshold = s.memory_threshold;
+    d.spool_dir = s.spool_dir;
+    return d;
+}
+
+// The ring inbound decryption uses. Until the key store (keys.dir) fills Services::keys, the
+// keys of harvest.keys are the organisation's keys (PEM or PKCS#12 without password).
+std::shared_ptr<const keys::KeyRing> decryption_ring(const conf::Config& c, const base::Logger& log) {
+    auto ring = std::make_shared<keys::MemoryKeyRing>();
+    for (const std::string& file : c.get_list("harvest.keys")) {
+        for (crypto::KeyMaterial& k : load_harvest_keys({file}))
+            if (!ring->add(std::move(k), file))
+                throw CliError(kConfig, c.origin("harvest.keys") + ": " + file + ": a key without its certificate cannot decrypt inbound mail");
+    }
+    log.info("inbound decryption: " + std::to_string(ring->size()) + " key(s) from harvest.keys");
+    return ring;
+}
+
 }  // namespace
 
 std::string metrics_listen(const conf::Config& c) {
@@ -255,6 +287,8 @@ std::shared_ptr<const milter::Services> build(const conf::Config& c, const std::
     if (access(s->spool_dir.c_str(), W_OK | X_OK) != 0)
         throw CliError(kConfig, "milter.spool_dir " + s->spool_dir + " is not a writable directory");
     s->harvest = inbound_settings(c, *stack, s->plan, shared, log);
+    s->plan.decrypt = decrypt_settings(c, *stack, *s);
+    if (s->plan.decrypt.enabled && !s->keys) s->keys = decryption_ring(c, log);
     std::shared_ptr<const milter::Journal> journal = make_journal(c, shared);
     if (const size_t pruned = journal->prune(); pruned != 0)
         log.info("re-injection journal: pruned " + std::to_string(pruned) + " old entries");

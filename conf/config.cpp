@@ -103,6 +103,11 @@ const std::vector<OptionSpec>& option_table() {
         {"crypto.archive_cert", Type::Path, "",
          "PEM certificate every encrypted envelope is also encrypted to (archive/escrow); validated like a "
          "recipient's at start and reload; empty = off"},
+        {"keys.decrypt_inbound", Type::Bool, "false",
+         "decrypt inbound S/MIME mail for recipients in keys.decrypt_domains with any key of the store (the milter)"},
+        {"keys.decrypt_domains", Type::DomainList, "",
+         "comma list: recipients in these domains (and subdomains) get inbound mail decrypted; "
+         "empty = policy.internal_domains"},
         {"directory.max_connections", Type::Int, "4",
          "most concurrent connections to one directory host (requests beyond share them, HTTP/2 multiplexed)",
          {}, 1, 256},

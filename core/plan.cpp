@@ -197,12 +197,56 @@ MessagePlan plan_delivery(const Decision& d, Message& m, Stripped stripped, cons
     return p;
 }
 
+// Inbound S/MIME to local recipients (keys.decrypt_domains): their copy is decrypted in
+// place (groups[0]); the others are split off with the message as it was sent. nullopt: not
+// this path (decryption off, no local recipient, or no envelope in the message).
+std::optional<MessagePlan> plan_decryption(const TransactionFacts& f, const Message& m, const PlanSettings& s,
+                                           MessageSummary& sum) {
+    if (!s.decrypt.enabled || !may_be_encrypted(m)) return std::nullopt;
+    PlannedGroup local{GroupKind::Decrypt, {}, {}, {}, s.transform, {}};
+    PlannedGroup external{GroupKind::Plain, {}, {}, {}, s.transform, {}};
+    for (size_t i = 0; i < f.recipients.size(); ++i) {
+        PlannedGroup& g = decrypts_for(f.recipients[i], s.decrypt) ? local : external;
+        g.recipients.push_back(i);
+        g.addresses.push_back(f.recipients[i]);
+    }
+    if (local.recipients.empty()) return std::nullopt;
+    auto opened = std::make_shared<OpenedMessage>(open_inbound(m, f.keys, s.decrypt));
+    if (opened->result == OpenedMessage::Result::NotEncrypted) return std::nullopt;
+    const bool ok = opened->result == OpenedMessage::Result::Decrypted;
+    sum.decryption = std::string(base::trim(opened->trace_value()));
+    if (s.dry_run)
+        return ending(Verdict::Kind::Accept, {}, Action::DryRun,
+                      (ok ? "would decrypt for " : "would mark as not decrypted for ") +
+                          std::to_string(local.recipients.size()) + " local recipient(s) (" + sum.decryption + ")" +
+                          (ok ? std::string() : ": " + opened->detail),
+                      std::move(sum));
+    MessagePlan p;
+    p.summary = std::move(sum);
+    p.summary.action = ok ? Action::Decrypted : Action::DecryptFailed;
+    p.summary.reason = opened->detail;
+    p.summary.recipients = local.recipients.size();
+    p.header_edits = decryption_edits(m, *opened);
+    if (ok) local.write = [opened](crypto::ByteSink& out) { write_opened_body(*opened, out); };
+    const Message* msg = &m;
+    if (!external.recipients.empty()) external.write = [msg](crypto::ByteSink& out) { write_plain(*msg, out); };
+    p.groups.push_back(std::move(local));
+    if (!external.recipients.empty()) {
+        p.remove = external.recipients;
+        p.groups.push_back(std::move(external));
+    }
+    p.summary.copies = p.groups.size() - 1;
+    p.decrypted = std::move(opened);
+    return p;
+}
+
 }  // namespace
 
 const char* to_string(GroupKind k) noexcept {
     switch (k) {
     case GroupKind::Plain: return "plain";
     case GroupKind::Encrypt: return "encrypt";
+    case GroupKind::Decrypt: return "decrypt";
     }
     return "?";
 }
@@ -211,11 +255,15 @@ MessagePlan plan_message(TransactionFacts& f, const PlanSettings& s) {
     const auto started = std::chrono::steady_clock::now();
     MessageSummary sum = start_summary(f, s);
     Message& m = *f.message;
+    // Forged trace headers go first, from every form of every message (core/inbound_decrypt.hpp).
+    std::vector<HeaderEdit> unforged = s.decrypt.enabled ? strip_decryption_headers(m.headers) : std::vector<HeaderEdit>{};
     MessagePlan p;
     if (f.too_big) {
         p = ending(Verdict::Kind::Reject,
                    "552 5.3.4 message exceeds milter.max_message_size (" + std::to_string(s.max_message_size) + " bytes)",
                    Action::Refused, "too big", std::move(sum));
+    } else if (std::optional<MessagePlan> inbound = plan_decryption(f, m, s, sum)) {
+        p = std::move(*inbound);
     } else if (const Plan outer = plan_encryption(m, s.transform); outer.kind == PlanKind::PassThrough) {
         p = ending(Verdict::Kind::Accept, {}, Action::PassedUnchanged, outer.reason, std::move(sum));
     } else {
@@ -229,6 +277,7 @@ MessagePlan plan_message(TransactionFacts& f, const PlanSettings& s) {
             p = plan_delivery(d, m, strip_triggers(m.headers, s.policy_options), s, std::move(sum));
         }
     }
+    if (!unforged.empty() && p.changes_message()) p.header_edits.insert(p.header_edits.begin(), unforged.begin(), unforged.end());
     p.summary.planning =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
     return p;

@@ -26,11 +26,13 @@
 #pragma once
 
 #include "core/decide.hpp"
+#include "core/inbound_decrypt.hpp"
 #include "core/summary.hpp"
 #include "core/transform.hpp"
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -47,6 +49,7 @@ struct PlanSettings {
     unsigned long long max_message_size = 104857600;
     unsigned long long mta_size_limit = 0;  // 0: not checked
     std::optional<crypto::Certificate> archive;  // crypto.archive_cert; every encrypted envelope too
+    DecryptSettings decrypt;  // keys.decrypt_inbound, keys.decrypt_domains (core/inbound_decrypt.hpp)
 };
 
 // What the transaction accumulated. `lookups[i]` belongs to `recipients[i]`.
@@ -57,6 +60,7 @@ struct TransactionFacts {
     Message* message = nullptr;
     bool too_big = false;  // the body exceeded max_message_size; nothing more was kept
     std::chrono::milliseconds lookup_wait{0};  // spent waiting for lookups at end of data
+    const keys::KeyRing* keys = nullptr;  // the snapshot's key ring (inbound decryption); null = none
 };
 
 struct Verdict {
@@ -65,8 +69,11 @@ struct Verdict {
     std::string reply;  // "451 4.7.1 sentence" for Tempfail / Reject
 };
 
-// Room for sign, sign+encrypt and decrypt: each is one more kind and one more writer.
-enum class GroupKind { Plain, Encrypt };
+// Room for sign and sign+encrypt: each is one more kind and one more writer. Decrypt: the
+// local recipients of inbound S/MIME mail (always groups[0]; the external ones are split off
+// with the message as sent); its writer streams the decrypted body, or is empty when the
+// message could not be opened (delivered unchanged with the trace header saying why).
+enum class GroupKind { Plain, Encrypt, Decrypt };
 const char* to_string(GroupKind k) noexcept;
 
 using ContentWriter = std::function<void(crypto::ByteSink&)>;
@@ -87,6 +94,8 @@ struct MessagePlan {
     std::vector<PlannedGroup> groups;      // groups[0] stays; groups[1..] are re-injected
     std::vector<size_t> remove;            // recipients (indexes) that leave this transaction
     MessageSummary summary;
+    // Inbound decryption: the opened message (harvest reads the decrypted content); null otherwise.
+    std::shared_ptr<const OpenedMessage> decrypted;
     bool changes_message() const { return verdict.kind == Verdict::Kind::Accept && !summary.dry_run; }
 };
 

@@ -11,6 +11,8 @@ const char* to_string(Action a) noexcept {
     case Action::Tempfailed: return "tempfailed";
     case Action::Refused: return "refused";
     case Action::DryRun: return "dry-run";
+    case Action::Decrypted: return "decrypted";
+    case Action::DecryptFailed: return "decrypt-failed";
     }
     return "?";
 }
@@ -28,6 +30,11 @@ std::string format_summary(const MessageSummary& s) {
     case Action::Tempfailed: return "tempfailed: " + s.reason;
     case Action::Refused: return "refused: " + s.reason;
     case Action::DryRun: return "dry-run: " + s.reason;
+    case Action::Decrypted:
+        return "decrypted for " + std::to_string(s.recipients) + " local recipient(s) (" + s.decryption + "), " + copies;
+    case Action::DecryptFailed:
+        return "not decrypted, delivered unchanged to " + std::to_string(s.recipients) + " local recipient(s) (" +
+               s.decryption + "): " + s.reason + ", " + copies;
     }
     return s.reason;
 }

@@ -25,6 +25,8 @@ enum class Action {
     Tempfailed,
     Refused,
     DryRun,  // decided and logged, nothing changed
+    Decrypted,        // inbound S/MIME opened for the local recipients (groups[0])
+    DecryptFailed,    // inbound S/MIME the ring cannot open: delivered unchanged, marked
 };
 const char* to_string(Action a) noexcept;
 
@@ -42,6 +44,7 @@ struct MessageSummary {
     std::chrono::milliseconds lookup_wait{0};
     std::chrono::milliseconds planning{0};
     std::vector<RecipientDecision> decisions;  // one per envelope recipient
+    std::string decryption;  // Decrypted / DecryptFailed: the trace header's value (trimmed)
 };
 
 // The one summary line (without the tag).

@@ -138,6 +138,7 @@ std::vector<HeaderField> apply_edits(const std::vector<HeaderField>& original,
     std::vector<HeaderField> fields = original;
     std::vector<bool> removed(original.size(), false);
     std::vector<HeaderField> appended;
+    std::vector<const HeaderEdit*> inserted;
     const auto locate = [&](const HeaderEdit& e) -> size_t {
         int seen = 0;
         for (size_t i = 0; i < original.size(); ++i)
@@ -149,12 +150,17 @@ std::vector<HeaderField> apply_edits(const std::vector<HeaderField>& original,
         case HeaderEdit::Op::Change: fields[locate(e)] = HeaderField{e.name, e.value}; break;
         case HeaderEdit::Op::Delete: removed[locate(e)] = true; break;
         case HeaderEdit::Op::Append: appended.push_back(HeaderField{e.name, e.value}); break;
+        case HeaderEdit::Op::Insert: inserted.push_back(&e); break;
         }
     }
     std::vector<HeaderField> out;
     for (size_t i = 0; i < fields.size(); ++i)
         if (!removed[i]) out.push_back(std::move(fields[i]));
     out.insert(out.end(), appended.begin(), appended.end());
+    for (const HeaderEdit* e : inserted) {
+        const size_t at = std::min(static_cast<size_t>(std::max(e->index, 0)), out.size());
+        out.insert(out.begin() + static_cast<std::ptrdiff_t>(at), HeaderField{e->name, e->value});
+    }
     return out;
 }
 

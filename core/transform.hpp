@@ -28,9 +28,10 @@ struct TransformOptions {
 };
 
 // An edit of the original header list. `index` is the 1-based occurrence among fields of
-// the same name (case-insensitive) in the ORIGINAL message, as smfi_chgheader counts them.
+// the same name (case-insensitive) in the ORIGINAL message, as smfi_chgheader counts them;
+// for Insert, the 0-based position in the header section (smfi_insheader: 0 = first).
 struct HeaderEdit {
-    enum class Op { Change, Delete, Append };
+    enum class Op { Change, Delete, Append, Insert };
     Op op;
     std::string name;
     int index = 0;

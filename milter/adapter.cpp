@@ -88,6 +88,10 @@ public:
         std::string v = wire(value);
         check(smfi_addheader(ctx_, const_cast<char*>(name.c_str()), v.data()), "smfi_addheader " + name);
     }
+    void insert_header(int index, const std::string& name, const std::string& value) override {
+        std::string v = wire(value);
+        check(smfi_insheader(ctx_, index, const_cast<char*>(name.c_str()), v.data()), "smfi_insheader " + name);
+    }
     crypto::ByteSink& replace_body() override { return *this; }
     // The encryptor writes base64 a line at a time; the MTA gets full milter packets
     // (libmilter's largest body chunk, 65535 bytes) instead of one packet per line.

@@ -130,14 +130,20 @@ EomResult Transaction::end_of_message(const std::string& queue_id, MessageAction
         log_.info("queue id " + queue_id);
         log_ = log_.child(queue_id);
     }
+    core::TransactionFacts f = facts();
+    f.keys = services_->keys.get();
+    core::MessagePlan plan = core::plan_message(f, services_->plan);
     if (!too_big_) {
+        // After the plan: inbound mail it decrypted is harvested from the decrypted content.
         std::vector<std::string> addresses;
         for (const auto& r : rcpts_) addresses.push_back(r->address);
-        const size_t kept = core::harvest_inbound(*message_, sender_, addresses, services_->harvest, log_);
+        const bool opened = plan.decrypted && plan.decrypted->message;
+        const size_t kept = core::harvest_inbound(opened ? *plan.decrypted->message : *message_, sender_, addresses,
+                                                  services_->harvest, log_);
         if (kept != 0 && services_->observer) services_->observer->harvested(kept);
     }
-    core::TransactionFacts f = facts();
-    core::MessagePlan plan = core::plan_message(f, services_->plan);
+    if (plan.decrypted && plan.decrypted->result == core::OpenedMessage::Result::Failed)
+        log_.warning("not decrypted (" + plan.decrypted->reason + "): " + plan.decrypted->detail);
     for (const core::RecipientDecision& d : plan.summary.decisions) log_.info(core::format_decision(d, plan.summary.dry_run));
     std::chrono::microseconds transform{0};
     if (plan.changes_message()) {
@@ -195,6 +201,7 @@ void Transaction::apply(const core::MessagePlan& plan, MessageActions& actions) 
         case core::HeaderEdit::Op::Change: actions.change_header(e.name, e.index, e.value); break;
         case core::HeaderEdit::Op::Delete: actions.delete_header(e.name, e.index); break;
         case core::HeaderEdit::Op::Append: actions.add_header(e.name, e.value); break;
+        case core::HeaderEdit::Op::Insert: actions.insert_header(e.index, e.name, e.value); break;
         }
     }
     if (!plan.groups.empty() && plan.groups[0].write) plan.groups[0].write(actions.replace_body());

@@ -47,6 +47,8 @@ public:
     virtual void change_header(const std::string& name, int index, const std::string& value) = 0;
     virtual void delete_header(const std::string& name, int index) = 0;
     virtual void add_header(const std::string& name, const std::string& value) = 0;
+    // At 0-based position `index` of the header section (smfi_insheader; 0 = first).
+    virtual void insert_header(int index, const std::string& name, const std::string& value) = 0;
     virtual crypto::ByteSink& replace_body() = 0;  // chunks of the new body, in order
     virtual void delete_recipient(const std::string& address) = 0;
 };

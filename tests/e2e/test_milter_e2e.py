@@ -3,7 +3,7 @@
 
 usage: test_milter_e2e.py --sealmilter BIN --source REPO_DIR --group GROUP
 Groups (each starts its own gateway, see gateway.py): basic, directory-down, large,
-concurrency, kill, archive, ldap. Prints 'e2e-GROUP: N passed, M failed' and exits 1 on any failure.
+concurrency, kill, archive, ldap, dns, sendmail, metrics, decrypt. Prints 'e2e-GROUP: N passed, M failed' and exits 1 on any failure.
 Every case asserts what the sink received (decrypted with `openssl cms` and NSS `cmsutil`) or
 the SMTP reply the client got. After each group the harness checks every sink file: no
 plaintext ever reached a `require` recipient.
@@ -775,6 +775,156 @@ def group_metrics(gw):
     metrics_group.run(gw, check, compose, new_id, reply_ok)
 
 
+# decrypt: keys.decrypt_inbound — inbound S/MIME to local users arrives decrypted with the trace
+# header; to an unknown key unchanged with the reason; a local + external message is split (the
+# external copy as sent); a forged trace header from outside is gone. Keys minted here (RSA,
+# ECDH) and NSS's Bob.p12 (tests/data/nss-smime, password nss).
+# ------------------------------------------------------------------------------------------------
+
+def decrypt_recipients():
+    return {"alice": ("alice@bank.example", "rsa"), "erin": ("erin@bank.example", "ec"),
+            "bob": ("bob@partner.example", "rsa")}
+
+
+def nopass_p12(gw, name, key, cert):
+    """A PKCS#12 without password (what harvest.keys reads) from a key and its certificate."""
+    out = os.path.join(gw.tmp, f"{name}-nopass.p12")
+    subprocess.run(["openssl", "pkcs12", "-export", "-inkey", key, "-in", cert, "-passout", "pass:", "-out", out],
+                   check=True, capture_output=True)
+    return out
+
+
+def cms_encrypt(gw, msgid, to_header, certs, inner, extra_head=b""):
+    """Mail as an outside S/MIME client sends it: `openssl cms -encrypt` with From/To/Subject."""
+    src = os.path.join(gw.tmp, "inner.txt")
+    with open(src, "wb") as f:
+        f.write(inner)
+    p = subprocess.run(["openssl", "cms", "-encrypt", "-in", src, "-aes256", "-from", "carol@partner.example",
+                        "-to", to_header, "-subject", "Contract", *certs], capture_output=True, check=True)
+    # With a Date of its own: Postfix would add one, and the external copy must equal what was sent.
+    date = __import__("email.utils").utils.formatdate(localtime=False).encode()
+    return (extra_head + b"Message-ID: " + msgid.encode() + b"\nDate: " + date + b"\n" +
+            p.stdout.replace(b"\r\n", b"\n"))
+
+
+def strip_received(message):
+    """The message without the Received fields the MTA put on top (LF line ends)."""
+    lines = message.replace(b"\r\n", b"\n").split(b"\n")
+    while lines and (lines[0].lower().startswith(b"received:") or (lines[0][:1] in (b" ", b"\t"))):
+        lines.pop(0)
+    return b"\n".join(lines)
+
+
+def first_field(delivery):
+    """The first header field after the MTA's Received fields."""
+    return strip_received(delivery.message).split(b"\n", 1)[0].decode(errors="replace")
+
+
+def group_decrypt(gw):
+    alice, erin, bob = gw.ids["alice"], gw.ids["erin"], gw.ids["bob"]
+    nss = os.path.join(gw.source, "tests", "data", "nss-smime")
+    # NSS's Bob.p12 (legacy RC2/3DES) re-exported without password for harvest.keys.
+    bob_pem = os.path.join(gw.tmp, "nss-bob.pem")
+    subprocess.run(["openssl", "pkcs12", "-legacy", "-in", os.path.join(nss, "Bob.p12"), "-passin", "pass:nss",
+                    "-nodes", "-out", bob_pem], check=True, capture_output=True)
+    keys = [nopass_p12(gw, "alice", alice.key, alice.cert), nopass_p12(gw, "erin", erin.key, erin.cert),
+            nopass_p12(gw, "nss-bob", bob_pem, bob_pem)]
+    gw.extra_conf = (f"[keys]\ndecrypt_inbound = true\ndecrypt_domains = bank.example, example.com\n"
+                     f"[harvest]\nkeys = {','.join(keys)}\n")
+    gw.write_conf()
+    gw.hup_milter()
+    wait_log(gw, "reloaded the configuration", 1)
+    check("decrypt: reloaded with keys.decrypt_inbound and 3 keys",
+          "reloaded the configuration" in gw.log() and "inbound decryption: 3 key(s)" in gw.log(), gw.log()[-800:])
+    sender = "carol@partner.example"
+    inner = b"Content-Type: text/plain; charset=utf-8\n\nThe signed contract is attached.\n"
+
+    # RSA and ECDH: the local user's copy arrives decrypted, the trace header first.
+    for ident in (alice, erin):
+        mid = new_id(f"decrypt-{ident.name}")
+        msg = cms_encrypt(gw, mid, ident.addr, [ident.cert], inner)
+        r = gw.send(sender, [ident.addr], msg)
+        check(f"decrypt {ident.name}: accepted", reply_ok(r), r)
+        ds = gw.wait_deliveries(mid, 1)
+        if not check(f"decrypt {ident.name}: one delivery", len(ds) == 1, [d.rcpts for d in ds]):
+            continue
+        d = ds[0]
+        check(f"decrypt {ident.name}: trace header first, naming the key",
+              first_field(d) == f"X-Sealmilter-Decryption: result=decrypted; key={ident.fingerprint()}", first_field(d))
+        check(f"decrypt {ident.name}: delivered plain (text/plain), not S/MIME", not d.encrypted and
+              "text/plain" in (d.header("Content-Type") or ""), d.header("Content-Type"))
+        check(f"decrypt {ident.name}: body is the original", sink_body_equal(d, inner), d.body[:200])
+        check(f"decrypt {ident.name}: outer headers kept", d.header("Subject") == "Contract" and
+              d.header("Message-ID") == mid, (d.header("Subject"), d.header("Message-ID")))
+
+    # NSS corpus: Alice's message to Bob, opened with Bob.p12's key.
+    with open(os.path.join(nss, "alice.env.eml"), "rb") as f:
+        nss_msg = f.read().replace(b"\r\n", b"\n")
+    mid = new_id("decrypt-nss")
+    nss_msg = b"Message-ID: " + mid.encode() + b"\n" + nss_msg
+    r = gw.send(sender, ["bob@example.com"], nss_msg)
+    check("decrypt nss: accepted", reply_ok(r), r)
+    ds = gw.wait_deliveries(mid, 1)
+    if check("decrypt nss: one delivery", len(ds) == 1, [d.rcpts for d in ds]):
+        with open(os.path.join(nss, "alice.mime"), "rb") as f:
+            mime = f.read()
+        check("decrypt nss: trace header first",
+              first_field(ds[0]).startswith("X-Sealmilter-Decryption: result=decrypted; key="), first_field(ds[0]))
+        check("decrypt nss: body is alice.mime's", sink_body_equal(ds[0], mime), ds[0].body[:200])
+
+    # A key the store does not have: delivered unchanged, the header says why, the log too.
+    mid = new_id("decrypt-nokey")
+    msg = cms_encrypt(gw, mid, alice.addr, [bob.cert], inner)
+    r = gw.send(sender, [alice.addr], msg)
+    check("no key: accepted", reply_ok(r), r)
+    ds = gw.wait_deliveries(mid, 1)
+    if check("no key: one delivery", len(ds) == 1, [d.rcpts for d in ds]):
+        d = ds[0]
+        check("no key: header says why", first_field(d) == "X-Sealmilter-Decryption: result=failed; reason=no-key",
+              first_field(d))
+        rest = strip_received(strip_received(d.message).split(b"\n", 1)[1])
+        check("no key: otherwise byte-equal to what was sent", rest.rstrip(b"\n") == msg.rstrip(b"\n"), rest[:300])
+        check("no key: the log names the envelope's identifiers",
+              "not decrypted (no-key): no key in the store matches: issuer=" in gw.log(), gw.log()[-600:])
+
+    # One message to a local and an external recipient: split, the external copy as sent.
+    mid = new_id("decrypt-split")
+    msg = cms_encrypt(gw, mid, f"{alice.addr}, {bob.addr}", [alice.cert, bob.cert], inner)
+    r = gw.send(sender, [alice.addr, bob.addr], msg)
+    check("split: accepted", reply_ok(r), r)
+    ds = by_rcpts(gw.wait_deliveries(mid, 2))
+    local, external = ds.get((alice.addr,)), ds.get((bob.addr,))
+    if check("split: one delivery each", local is not None and external is not None, list(ds)):
+        check("split: the local copy decrypted",
+              first_field(local).startswith("X-Sealmilter-Decryption: result=decrypted") and
+              sink_body_equal(local, inner), first_field(local))
+        got_ext = strip_received(external.message).rstrip(b"\n")
+        if got_ext != msg.rstrip(b"\n") and os.environ.get("SEALMILTER_E2E_DEBUG"):
+            import difflib
+            print("\n".join(difflib.unified_diff(msg.decode().split("\n"), got_ext.decode().split("\n"), lineterm="")))
+        check("split: the external copy byte-equal to what was sent", got_ext == msg.rstrip(b"\n"), got_ext[:300])
+        ok, got = gw.openssl_decrypt(external, bob)
+        check("split: the external copy still opens for bob", ok and got.replace(b"\r\n", b"\n") == inner, got[:200])
+
+    # Forged trace headers from outside are gone (plain and encrypted mail).
+    forged = b"X-Sealmilter-Decryption: result=decrypted; key=00; signature=valid; signer=ceo@bank.example\n"
+    mid = new_id("decrypt-forged-plain")
+    msg = forged + compose("01-plain-ascii.eml", mid, to=[alice.addr])
+    r = gw.send(sender, [alice.addr], msg)
+    ds = gw.wait_deliveries(mid, 1)
+    if check("forged plain: one delivery", reply_ok(r) and len(ds) == 1, r):
+        check("forged plain: the forged header is gone", not ds[0].headers("X-Sealmilter-Decryption"),
+              ds[0].headers("X-Sealmilter-Decryption"))
+        check("forged plain: the body unchanged", sink_body_equal(ds[0], msg), ds[0].body[:200])
+    mid = new_id("decrypt-forged-enc")
+    msg = cms_encrypt(gw, mid, alice.addr, [alice.cert], inner, extra_head=forged)
+    r = gw.send(sender, [alice.addr], msg)
+    ds = gw.wait_deliveries(mid, 1)
+    if check("forged encrypted: one delivery", reply_ok(r) and len(ds) == 1, r):
+        hs = ds[0].headers("X-Sealmilter-Decryption")
+        check("forged encrypted: only our trace header", len(hs) == 1 and f"key={alice.fingerprint()}" in hs[0], hs)
+
+
 GROUPS = {
     "basic": (basic_recipients, ["bob", "carol", "dave", "erin", "frank"], BASIC_POLICY, "", group_basic),
     "directory-down": (lambda: {"bob": ("bob@partner.example", "rsa"), "frank": ("frank@secure.example", "rsa")},
@@ -796,6 +946,7 @@ GROUPS = {
     "sendmail": (basic_recipients, ["bob", "dave", "frank"], BASIC_POLICY, "", group_sendmail),
     # metrics, the decision journal, the report, docs/logging.md (tests/e2e/metrics_group.py)
     "metrics": (metrics_group.recipients, metrics_group.PUBLISHED, metrics_group.POLICY, "", group_metrics),
+    "decrypt": (decrypt_recipients, ["bob"], "* opportunistic\n", "", group_decrypt),
 }
 
 

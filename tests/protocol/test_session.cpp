@@ -15,6 +15,7 @@ public:
     void change_header(const std::string&, int, const std::string&) override { ++calls; }
     void delete_header(const std::string&, int) override { ++calls; }
     void add_header(const std::string&, const std::string&) override { ++calls; }
+    void insert_header(int, const std::string&, const std::string&) override { ++calls; }
     crypto::ByteSink& replace_body() override {
         ++calls;
         return sink;

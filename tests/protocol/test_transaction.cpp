@@ -28,6 +28,7 @@ public:
     void change_header(const std::string& n, int i, const std::string& v) override { edits.push_back({core::HeaderEdit::Op::Change, n, i, v}); }
     void delete_header(const std::string& n, int i) override { edits.push_back({core::HeaderEdit::Op::Delete, n, i, {}}); }
     void add_header(const std::string& n, const std::string& v) override { edits.push_back({core::HeaderEdit::Op::Append, n, 0, v}); }
+    void insert_header(int i, const std::string& n, const std::string& v) override { edits.push_back({core::HeaderEdit::Op::Insert, n, i, v}); }
     crypto::ByteSink& replace_body() override {
         body_replaced = true;
         return body;
