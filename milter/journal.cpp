@@ -8,6 +8,11 @@
 
 #include <openssl/evp.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -68,9 +73,13 @@ bool Journal::contains(const std::string& key) const {
     return !ec && age.count() < max_age_s_;
 }
 
-bool Journal::record(const std::string& key) const {
-    std::ofstream out(fs::path(dir_) / key, std::ios::trunc);
-    return static_cast<bool>(out);
+std::string Journal::record(const std::string& key) const {
+    const std::string path = (fs::path(dir_) / key).string();
+    // open(2) rather than a stream: the administrator needs errno's reason, not just "failed".
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return "cannot create " + path + ": " + std::strerror(errno);
+    ::close(fd);
+    return {};
 }
 
 size_t Journal::prune() const {

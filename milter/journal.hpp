@@ -28,7 +28,9 @@ public:
     explicit Journal(std::string dir, long long max_age_s = 5LL * 86400);
     static std::string key(const core::Message& m, const std::string& sender, std::vector<std::string> recipients);
     bool contains(const std::string& key) const;
-    bool record(const std::string& key) const;  // false when it could not be written
+    // "" when recorded, else why not, naming the file ("cannot create DIR/KEY: Permission denied").
+    std::string record(const std::string& key) const;
+    const std::string& dir() const { return dir_; }
     size_t prune() const;                       // removes entries older than max_age; returns how many
 
 private:

@@ -27,6 +27,25 @@ EomResult result_of(const core::MessagePlan& plan) {
     return r;
 }
 
+// "copy for 2 recipient(s) <a@x>,<b@y> handed over to 127.0.0.1:10027, queued there as 4Xyz
+// (250 2.0.0 Ok: queued as 4Xyz)": where the copy went and the next hop's own queue id, so one
+// grep follows it on; Postfix's "queued as ID" is the common form, other replies are quoted.
+std::string handed_over_line(const std::vector<std::string>& addresses, const std::string& target,
+                             const std::string& reply) {
+    std::string line = "copy for " + std::to_string(addresses.size()) + " recipient(s) ";
+    for (size_t i = 0; i < addresses.size(); ++i) line += (i == 0 ? "<" : ",<") + addresses[i] + ">";
+    line += " handed over to " + (target.empty() ? std::string("the re-injection service") : target);
+    const std::string marker = "queued as ";
+    const size_t at = reply.find(marker);
+    if (at != std::string::npos) {
+        const size_t from = at + marker.size();
+        const size_t end = reply.find_first_of(" \t\r\n;,)", from);
+        line += ", queued there as " + reply.substr(from, end == std::string::npos ? std::string::npos : end - from);
+    }
+    if (!reply.empty()) line += " (" + reply + ")";
+    return line;
+}
+
 }  // namespace
 
 Reply reply_from(const std::string& line) {
@@ -54,7 +73,13 @@ Transaction::Transaction(std::shared_ptr<const Services> services, std::string s
 
 Transaction::~Transaction() = default;  // futures of unfinished lookups wait (bounded by the source timeouts)
 
-void Transaction::mail_from(const std::string& sender) { sender_ = bare_address(sender); }
+void Transaction::mail_from(const std::string& sender, const std::string& queue_id) {
+    sender_ = bare_address(sender);
+    if (!queue_id.empty() && queue_id != log_.tag()) {
+        log_.info("queue id " + queue_id);
+        log_ = log_.child(queue_id);
+    }
+}
 
 Reply Transaction::recipient(const std::string& arg) {
     auto r = std::make_unique<Rcpt>();
@@ -154,10 +179,14 @@ std::string Transaction::hand_over_copies(const core::MessagePlan& plan, Reinjec
                       " recipient(s) was handed over by an earlier attempt; not sent again");
             continue;
         }
-        std::string err = reinjector.send(sender_, g.addresses, g.write);
+        std::string reply;
+        std::string err = reinjector.hand_over(sender_, g.addresses, g.write, reply);
         if (!err.empty()) return err;
-        if (journal != nullptr && !journal->record(key))
-            log_.warning("cannot write the re-injection journal in milter.spool_dir: a retry of this message may duplicate this copy");
+        log_.info(handed_over_line(g.addresses, reinjector.target(), reply));
+        if (journal == nullptr) continue;
+        if (const std::string why = journal->record(key); !why.empty())
+            log_.warning("cannot write the re-injection journal (" + why +
+                         "): a retry of this message may duplicate this copy");
     }
     return {};
 }
