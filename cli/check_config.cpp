@@ -118,12 +118,14 @@ int cmd_check_config(int argc, char** argv) {
             std::vector<std::string> more = state_path_problems(*p.config, user);
             problems.insert(problems.end(), more.begin(), more.end());
         }
+        // Opening the cache creates it, and the services make the re-injection journal's
+        // directory; a check must leave neither behind (as root they would be root's, and the
+        // service user could not write them).
+        const std::string db = p.config->get("cache.path");
+        const CreatedFiles made_here(db.empty() ? std::vector<std::string>{p.config->get("milter.spool_dir") + "/reinjected"}
+                                                : std::vector<std::string>{db, db + "-wal", db + "-shm",
+                                                                           p.config->get("milter.spool_dir") + "/reinjected"});
         {
-            // Opening the cache creates it; a check must leave no file behind (as root it would
-            // be root's, and the service user could not write it).
-            const std::string db = p.config->get("cache.path");
-            const CreatedFiles made_here(db.empty() ? std::vector<std::string>{}
-                                                    : std::vector<std::string>{db, db + "-wal", db + "-shm"});
             std::unique_ptr<LookupStack> stack =
                 build_lookup(*p.config, [&](const std::string& e) { problems.push_back(e); });
             for (const std::string& n : stack->notes) note(n);
@@ -131,11 +133,7 @@ int cmd_check_config(int argc, char** argv) {
             if (stack->cache && !stack->cache->healthy())
                 problems.push_back("cache.path " + p.config->get("cache.path") + " is not usable");
         }
-        if (problems.empty()) {
-            // The re-injection journal's directory is made by the daemon, as its user.
-            const CreatedFiles made_here({p.config->get("milter.spool_dir") + "/reinjected"});
-            build_services(*p.config);  // policy file, spool dir, re-injection endpoint
-        }
+        if (problems.empty()) build_services(*p.config);  // policy file, spool dir, re-injection endpoint
         size_warnings(*p.config);
         if (problems.empty()) {
             std::cout << "configuration OK (" << (p.vm.count("config") != 0U ? p.vm["config"].as<std::string>()

@@ -11,6 +11,7 @@ PACKAGES=(
   nginx-light
   postfix swaks miltertest opendkim opendkim-tools
   clang libclang-rt-14-dev llvm-14 clang-tidy
+  debhelper lintian dpkg-dev fakeroot groff-base
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
