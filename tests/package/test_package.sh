@@ -51,7 +51,7 @@ deb=$(ls "$WORK"/sealmilter_*.deb)
 pass "dpkg-buildpackage -us -uc -b built $(basename "$deb") in $(($(date +%s) - start)) s"
 
 # --- 2. lintian --------------------------------------------------------------------------------
-lintian --fail-on error --no-tag-display-limit "$deb" >"$WORK/lintian.log" 2>&1 || { cat "$WORK/lintian.log"; fail "lintian reports errors"; }
+lintian --fail-on error --tag-display-limit 0 "$deb" >"$WORK/lintian.log" 2>&1 || { cat "$WORK/lintian.log"; fail "lintian reports errors"; }
 pass "lintian: no errors ($(grep -c '^[WI]:' "$WORK/lintian.log" || true) warnings/infos, see $WORK/lintian.log)"
 
 # --- 3. install -------------------------------------------------------------------------------
