@@ -47,14 +47,24 @@ def free_port():
 
 
 def section(text, title):
-    """The text of a markdown section (## or ###) up to the next heading of the same or higher level."""
-    m = re.search(r"^(#+) " + re.escape(title) + r"\s*$", text, re.M)
-    if not m:
+    """The text of a markdown section (## or ###) up to the next heading of the same or higher
+    level; lines inside fenced blocks (a "# comment" in a config) are not headings."""
+    lines = text.splitlines(keepends=True)
+    fence, start, level, out = False, None, 0, []
+    for line in lines:
+        if line.startswith("```"):
+            fence = not fence
+        heading = None if fence else re.match(r"^(#+) (.*?)\s*$", line)
+        if start is None:
+            if heading and heading.group(2) == title:
+                start, level = True, len(heading.group(1))
+            continue
+        if heading and len(heading.group(1)) <= level:
+            break
+        out.append(line)
+    if start is None:
         raise SystemExit("section not found: " + title)
-    level = len(m.group(1))
-    rest = text[m.end():]
-    nxt = re.search(r"^#{1,%d} " % level, rest, re.M)
-    return rest[: nxt.start()] if nxt else rest
+    return "".join(out)
 
 
 def blocks(text, lang="sh"):

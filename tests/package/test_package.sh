@@ -42,7 +42,9 @@ fi
 rm -rf "$WORK" && mkdir -p "$WORK/src"
 # The files git knows (tracked and new, not ignored): no build directories.
 (cd "$SRC" && git ls-files -z -co --exclude-standard | tar --null --ignore-failed-read -T - -cf -) | tar -C "$WORK/src" -xf -
-export CCACHE_BASEDIR="$WORK/src" CCACHE_NOHASHDIR=1
+# debhelper (compat 13) points HOME at a directory inside the tree it builds, so ccache's
+# default cache would be thrown away with it: keep the caller's cache.
+export CCACHE_BASEDIR="$WORK/src" CCACHE_NOHASHDIR=1 CCACHE_DIR="${CCACHE_DIR:-$HOME/.cache/ccache}"
 if command -v ccache >/dev/null; then export CMAKE_CXX_COMPILER_LAUNCHER=ccache CMAKE_C_COMPILER_LAUNCHER=ccache; fi
 start=$(date +%s)
 (cd "$WORK/src" && DEB_BUILD_OPTIONS="nocheck parallel=2" dpkg-buildpackage -us -uc -b >"$WORK/build.log" 2>&1) ||
