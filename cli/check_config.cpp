@@ -121,7 +121,7 @@ int cmd_check_config(int argc, char** argv) {
         // Opening the cache creates it, and the services make the re-injection journal's
         // directory; a check must leave neither behind (as root they would be root's, and the
         // service user could not write them).
-        const std::string db = p.config->get("cache.path");
+        const std::string& db = p.config->get("cache.path");
         const CreatedFiles made_here(db.empty() ? std::vector<std::string>{p.config->get("milter.spool_dir") + "/reinjected"}
                                                 : std::vector<std::string>{db, db + "-wal", db + "-shm",
                                                                            p.config->get("milter.spool_dir") + "/reinjected"});

@@ -157,11 +157,11 @@ std::vector<std::string> state_path_problems(const conf::Config& c, const std::s
     if (!who) return {why};
     Checker k(*who);
     constexpr int kDir = R_OK | W_OK | X_OK;
-    const std::string spool = c.get("milter.spool_dir");
+    const std::string& spool = c.get("milter.spool_dir");
     k.check("milter.spool_dir", spool, kDir, false);
     // The re-injection journal (milter/journal.hpp) lives in the spool directory.
     k.check("milter.spool_dir (re-injection journal)", spool.empty() ? "" : spool + "/reinjected", kDir, true);
-    if (const std::string cache = c.get("cache.path"); !cache.empty()) {
+    if (const std::string& cache = c.get("cache.path"); !cache.empty()) {
         // SQLite in WAL mode creates cache.db-wal and cache.db-shm beside the file.
         k.check("cache.path (its directory)", fs::path(cache).parent_path().string(), kDir, true);
         std::error_code ec;
@@ -170,12 +170,12 @@ std::vector<std::string> state_path_problems(const conf::Config& c, const std::s
             if (fs::exists(cache + side, ec)) k.check("cache.path", cache + side, R_OK | W_OK, false);
     }
     if (c.get_bool("harvest.enabled")) {
-        const std::string dir = c.get("harvest.dir");
+        const std::string& dir = c.get("harvest.dir");
         k.check("harvest.dir", dir, kDir, true);
         if (!c.get("directory.publish_url").empty()) k.check("harvest.dir (publish queue)", dir + "/.publish", kDir, true);
     }
     std::error_code ec;
-    if (const std::string store = c.get("store.dir"); !store.empty() && fs::exists(store, ec))
+    if (const std::string& store = c.get("store.dir"); !store.empty() && fs::exists(store, ec))
         k.check("store.dir", store, R_OK | X_OK, false);
     return k.problems;
 }
