@@ -3,10 +3,15 @@
 // 1 with a clear message (naming file:line or the key) when it would not.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/state_paths.hpp"
 #include "cli/wiring.hpp"
+
+#include <pwd.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 
@@ -14,6 +19,8 @@ namespace po = boost::program_options;
 
 namespace sealmilter::cli {
 namespace {
+
+constexpr const char* kServiceUser = "sealmilter";  // systemd/sealmilter.sysusers.conf, the unit's User=
 
 // The form of every value (URL templates, paired client certificate and key, ...) was checked
 // when the configuration was read (conf/kinds.hpp), exactly as `run` checks it; what is left
@@ -55,22 +62,77 @@ void size_warnings(const conf::Config& c) {
              "; raise message_size_limit to " + std::to_string(max / 10 * 14) + " or lower milter.max_message_size");
 }
 
+// The daemon's user: --user, else whoever runs check-config (the unit's ExecStartPre runs it
+// as User=). An administrator who runs it as root is also told about the packaged service
+// user, because that is who will need to write the cache and the journal.
+std::vector<std::string> users_to_check(const po::variables_map& vm) {
+    if (vm.count("user") != 0U) return {vm["user"].as<std::string>()};
+    std::vector<std::string> users = {""};
+    if (::geteuid() == 0 && ::getpwnam(kServiceUser) != nullptr) users.emplace_back(kServiceUser);
+    return users;
+}
+
+// Removes, when it goes out of scope, those of `paths` that did not exist when it was made
+// (files, and directories that are still empty): checking must leave no state behind, since
+// state made by root is state the service user cannot write.
+class CreatedFiles {
+public:
+    explicit CreatedFiles(const std::vector<std::string>& paths) {
+        for (const std::string& p : paths) {
+            std::error_code ec;
+            if (!p.empty() && !std::filesystem::exists(p, ec)) absent_.push_back(p);
+        }
+    }
+    ~CreatedFiles() {
+        for (const std::string& f : absent_) {
+            std::error_code ec;
+            std::filesystem::remove(f, ec);
+        }
+    }
+    CreatedFiles(const CreatedFiles&) = delete;
+    CreatedFiles& operator=(const CreatedFiles&) = delete;
+
+private:
+    std::vector<std::string> absent_;
+};
+
 }  // namespace
 
 int cmd_check_config(int argc, char** argv) {
     po::options_description desc(
-        "sealmilter check-config [-c FILE]\n"
-        "Validates the configuration, trust anchors, CRLs, token file, store and cache.\n"
-        "Exit: 0 valid, 1 invalid (the message names file:line or the key)");
+        "sealmilter check-config [-c FILE] [--user NAME]\n"
+        "Validates the configuration, trust anchors, CRLs, token file, store and cache, and that\n"
+        "the user who will run the daemon can write every state path (spool and re-injection\n"
+        "journal, cache, harvest) and read the store.\n"
+        "Exit: 0 valid, 1 invalid (the message names file:line or the key, the path and why)");
+    desc.add_options()("user,u", po::value<std::string>(),
+                       "check the state paths for this user (default: the current one; as root, also the unit's "
+                       "user sealmilter when it exists)");
     std::vector<std::string> problems;
     try {
         Parsed p = parse_command(argc, argv, desc);
         if (p.help) return kOk;
         problems = directory_problems(*p.config);
-        std::unique_ptr<LookupStack> stack = build_lookup(*p.config, [&](const std::string& e) { problems.push_back(e); });
-        for (const std::string& n : stack->notes) note(n);
-        problems.insert(problems.end(), stack->errors.begin(), stack->errors.end());
-        if (stack->cache && !stack->cache->healthy()) problems.push_back("cache.path " + p.config->get("cache.path") + " is not usable");
+        // Writability first, judged on the paths as the daemon will find them.
+        for (const std::string& user : users_to_check(p.vm)) {
+            std::vector<std::string> more = state_path_problems(*p.config, user);
+            problems.insert(problems.end(), more.begin(), more.end());
+        }
+        // Opening the cache creates it, and the services make the re-injection journal's
+        // directory; a check must leave neither behind (as root they would be root's, and the
+        // service user could not write them).
+        const std::string& db = p.config->get("cache.path");
+        const CreatedFiles made_here(db.empty() ? std::vector<std::string>{p.config->get("milter.spool_dir") + "/reinjected"}
+                                                : std::vector<std::string>{db, db + "-wal", db + "-shm",
+                                                                           p.config->get("milter.spool_dir") + "/reinjected"});
+        {
+            std::unique_ptr<LookupStack> stack =
+                build_lookup(*p.config, [&](const std::string& e) { problems.push_back(e); });
+            for (const std::string& n : stack->notes) note(n);
+            problems.insert(problems.end(), stack->errors.begin(), stack->errors.end());
+            if (stack->cache && !stack->cache->healthy())
+                problems.push_back("cache.path " + p.config->get("cache.path") + " is not usable");
+        }
         metrics_listen(*p.config);  // HOST:PORT (whether it is free is only known when run binds it)
         if (problems.empty()) build_services(*p.config);  // policy, spool dir, re-injection, database, journal
         size_warnings(*p.config);

@@ -3,33 +3,32 @@
 #include "cli/common.hpp"
 #include "generated/version.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <string>
 #include <exception>
 #include <iostream>
 #include <string_view>
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: sealmilter COMMAND [options]   (sealmilter COMMAND --help for its options)\n"
-    "commands:\n"
-    "  run       the milter daemon (foreground)\n"
-    "  encrypt   encrypt a message (stdin -> stdout) as S/MIME, as the milter does\n"
-    "  decrypt   decrypt an S/MIME message (stdin -> stdout) with a private key\n"
-    "  lookup    resolve recipients' certificates through the configured sources\n"
-    "  cache     list or purge the certificate cache\n"
-    "  harvest   keep the sender's certificate from a signed message (stdin), as the milter does\n"
-    "  check-config  validate the configuration and what it points at\n"
-    "  db        create or migrate the shared state's schema on PostgreSQL\n"
-    "  report    summarise the decision journal (log.decisions) per domain and mode\n"
-    "options: --help, --version\n";
+std::string usage() {
+    std::string u = "usage: sealmilter COMMAND [options]   (sealmilter COMMAND --help for its options)\ncommands:\n";
+    for (const sealmilter::cli::Command& c : sealmilter::cli::commands()) {
+        if (c.hidden) continue;
+        std::string name = c.name;
+        name.resize(std::max<size_t>(name.size() + 2, 14), ' ');
+        u += "  " + name + c.summary + "\n";
+    }
+    return u + "options: --help, --version\n";
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
     using namespace sealmilter;
     if (argc < 2) {
-        std::cerr << kUsage;
+        std::cerr << usage();
         return cli::kUsage;
     }
     const std::string_view cmd = argv[1];
@@ -38,21 +37,14 @@ int main(int argc, char** argv) {
         return cli::kOk;
     }
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
-        std::cout << kUsage;
+        std::cout << usage();
         return cli::kOk;
     }
     try {
         // Subcommands parse argv[1..] so that argv[0] of their parser is the command name.
-        if (cmd == "run") return cli::cmd_run(argc - 1, argv + 1);
-        if (cmd == "encrypt") return cli::cmd_encrypt(argc - 1, argv + 1);
-        if (cmd == "decrypt") return cli::cmd_decrypt(argc - 1, argv + 1);
-        if (cmd == "lookup") return cli::cmd_lookup(argc - 1, argv + 1);
-        if (cmd == "cache") return cli::cmd_cache(argc - 1, argv + 1);
-        if (cmd == "harvest") return cli::cmd_harvest(argc - 1, argv + 1);
-        if (cmd == "check-config") return cli::cmd_check_config(argc - 1, argv + 1);
-        if (cmd == "db") return cli::cmd_db(argc - 1, argv + 1);
-        if (cmd == "report") return cli::cmd_report(argc - 1, argv + 1);
-        std::cerr << "sealmilter: unknown command '" << cmd << "'\n" << kUsage;
+        for (const cli::Command& c : cli::commands())
+            if (cmd == c.name) return c.run(argc - 1, argv + 1);
+        std::cerr << "sealmilter: unknown command '" << cmd << "'\n" << usage();
         return cli::kUsage;
     } catch (const cli::CliError& e) {
         cli::note(e.what());

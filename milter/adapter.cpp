@@ -156,7 +156,10 @@ sfsistat on_connect(SMFICTX* ctx, char*, _SOCK_ADDR*) {
 
 sfsistat on_envfrom(SMFICTX* ctx, char** argv) {
     return guarded(ctx, "MAIL FROM", [&] {
-        session(ctx).begin(g_services->get(), argv[0] != nullptr ? argv[0] : "");
+        // Postfix hands the queue id ({i}, in its default milter_mail_macros) at MAIL FROM, so
+        // the RCPT-time lines can already start with it.
+        const char* qid = smfi_getsymval(ctx, const_cast<char*>("i"));
+        session(ctx).begin(g_services->get(), argv[0] != nullptr ? argv[0] : "", qid != nullptr ? qid : "");
         return SMFIS_CONTINUE;
     });
 }

@@ -8,6 +8,11 @@
 
 #include <openssl/evp.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -69,9 +74,14 @@ Journal::Seen FileJournal::contains(const std::string& key, std::string* /*error
 }
 
 bool FileJournal::record(const std::string& key, std::string* error) const {
-    std::ofstream out(fs::path(dir_) / key, std::ios::trunc);
-    if (out) return true;
-    if (error != nullptr) *error = "cannot write " + (fs::path(dir_) / key).string();
+    const std::string path = (fs::path(dir_) / key).string();
+    // open(2) rather than a stream: the administrator needs errno's reason, not just "failed".
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        ::close(fd);
+        return true;
+    }
+    if (error != nullptr) *error = "cannot create " + path + ": " + std::strerror(errno);
     return false;
 }
 

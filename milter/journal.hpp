@@ -38,7 +38,8 @@ public:
     // Whether a copy with this key was handed over (within max_age); Unknown with *error set
     // when the journal cannot be read.
     virtual Seen contains(const std::string& key, std::string* error) const = 0;
-    // false (with *error set) when the entry could not be written.
+    // false (with *error set) when the entry could not be written; the error names the file
+    // and why ("cannot create DIR/KEY: Permission denied").
     virtual bool record(const std::string& key, std::string* error) const = 0;
     virtual size_t prune() const = 0;  // removes entries older than max_age; returns how many
 };
@@ -49,6 +50,7 @@ public:
     Seen contains(const std::string& key, std::string* error) const override;
     bool record(const std::string& key, std::string* error) const override;
     size_t prune() const override;
+    const std::string& dir() const { return dir_; }
 
 private:
     std::string dir_;

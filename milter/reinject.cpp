@@ -155,6 +155,18 @@ private:
 
 std::string SmtpReinjector::send(const std::string& sender, const std::vector<std::string>& recipients,
                                  const std::function<void(crypto::ByteSink&)>& write_message) {
+    std::string reply;
+    return hand_over(sender, recipients, write_message, reply);
+}
+
+std::string SmtpReinjector::target() const {
+    return host_.find(':') != std::string::npos ? "[" + host_ + "]:" + std::to_string(port_)
+                                                : host_ + ":" + std::to_string(port_);
+}
+
+std::string SmtpReinjector::hand_over(const std::string& sender, const std::vector<std::string>& recipients,
+                                      const std::function<void(crypto::ByteSink&)>& write_message, std::string& reply) {
+    reply.clear();
     try {
         Connection c(host_, port_, timeout_ms_);
         expect(c, '2', "greeting");
@@ -171,14 +183,15 @@ std::string SmtpReinjector::send(const std::string& sender, const std::vector<st
         DataSink data(c);
         write_message(data);
         data.finish();
-        expect(c, '2', "end of data");
+        reply = c.reply();
+        if (reply[0] != '2') throw SmtpError("end of data: " + reply);
         try {  // the copy is accepted; a failing QUIT must not turn that into a retry (duplicate)
             c.command("QUIT");
         } catch (const SmtpError&) {
         }
         return {};
     } catch (const SmtpError& e) {
-        return std::string("re-injection to ") + host_ + ":" + std::to_string(port_) + " failed: " + e.what();
+        return "re-injection to " + target() + " failed: " + e.what();
     }
 }
 

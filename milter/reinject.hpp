@@ -21,6 +21,9 @@ public:
         : host_(std::move(host)), port_(port), timeout_ms_(timeout_ms), helo_(std::move(helo)) {}
     std::string send(const std::string& sender, const std::vector<std::string>& recipients,
                      const std::function<void(crypto::ByteSink&)>& write_message) override;
+    std::string hand_over(const std::string& sender, const std::vector<std::string>& recipients,
+                          const std::function<void(crypto::ByteSink&)>& write_message, std::string& reply) override;
+    std::string target() const override;
 
 private:
     std::string host_;

@@ -5,10 +5,10 @@
 
 namespace sealmilter::milter {
 
-void Session::begin(std::shared_ptr<const Services> services, const std::string& sender) {
+void Session::begin(std::shared_ptr<const Services> services, const std::string& sender, const std::string& queue_id) {
     deferred_error_.clear();
     tx_ = std::make_unique<Transaction>(std::move(services), id_);
-    tx_->mail_from(sender);
+    tx_->mail_from(sender, queue_id);
 }
 
 Reply Session::recipient(const std::string& arg) {

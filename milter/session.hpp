@@ -33,7 +33,8 @@ public:
     // The tag of the current message (the session id before MAIL FROM).
     const std::string& tag() const { return tx_ ? tx_->tag() : id_; }
 
-    void begin(std::shared_ptr<const Services> services, const std::string& sender);  // MAIL FROM
+    // MAIL FROM; queue_id is the MTA's {i} macro when it has one already (Postfix), else empty.
+    void begin(std::shared_ptr<const Services> services, const std::string& sender, const std::string& queue_id = {});
     Reply recipient(const std::string& arg);
     void header(const std::string& name, const std::string& value);
     void body(const char* data, size_t len);

@@ -27,6 +27,25 @@ EomResult result_of(const core::MessagePlan& plan) {
     return r;
 }
 
+// "copy for 2 recipient(s) <a@x>,<b@y> handed over to 127.0.0.1:10027, queued there as 4Xyz
+// (250 2.0.0 Ok: queued as 4Xyz)": where the copy went and the next hop's own queue id, so one
+// grep follows it on; Postfix's "queued as ID" is the common form, other replies are quoted.
+std::string handed_over_line(const std::vector<std::string>& addresses, const std::string& target,
+                             const std::string& reply) {
+    std::string line = "copy for " + std::to_string(addresses.size()) + " recipient(s) ";
+    for (size_t i = 0; i < addresses.size(); ++i) line += (i == 0 ? "<" : ",<") + addresses[i] + ">";
+    line += " handed over to " + (target.empty() ? std::string("the re-injection service") : target);
+    const std::string marker = "queued as ";
+    const size_t at = reply.find(marker);
+    if (at != std::string::npos) {
+        const size_t from = at + marker.size();
+        const size_t end = reply.find_first_of(" \t\r\n;,)", from);
+        line += ", queued there as " + reply.substr(from, end == std::string::npos ? std::string::npos : end - from);
+    }
+    if (!reply.empty()) line += " (" + reply + ")";
+    return line;
+}
+
 }  // namespace
 
 Reply reply_from(const std::string& line) {
@@ -59,7 +78,13 @@ Transaction::~Transaction() {
     if (services_->observer) services_->observer->message_ended();
 }
 
-void Transaction::mail_from(const std::string& sender) { sender_ = bare_address(sender); }
+void Transaction::mail_from(const std::string& sender, const std::string& queue_id) {
+    sender_ = bare_address(sender);
+    if (!queue_id.empty() && queue_id != log_.tag()) {
+        log_.info("queue id " + queue_id);
+        log_ = log_.child(queue_id);
+    }
+}
 
 Reply Transaction::recipient(const std::string& arg) {
     auto r = std::make_unique<Rcpt>();
@@ -180,9 +205,11 @@ std::string Transaction::hand_over_copies(const core::MessagePlan& plan, Reinjec
         // Not knowing whether an earlier attempt (here or on another node) sent it: sending
         // could duplicate it, so the message is tried again later.
         if (seen == Journal::Seen::Unknown) return "the re-injection journal cannot be read (" + error + ")";
-        std::string err = reinjector.send(sender_, g.addresses, g.write);
+        std::string reply;
+        std::string err = reinjector.hand_over(sender_, g.addresses, g.write, reply);
         if (services_->observer) services_->observer->reinjection(err.empty());
         if (!err.empty()) return err;
+        log_.info(handed_over_line(g.addresses, reinjector.target(), reply));
         // Right after the next hop's 250 and before the next copy: a retry must find it.
         if (journal != nullptr && !journal->record(key, &error)) {
             log_.error("copy for " + std::to_string(g.recipients.size()) +

@@ -60,6 +60,15 @@ public:
     virtual ~Reinjector() = default;
     virtual std::string send(const std::string& sender, const std::vector<std::string>& recipients,
                              const std::function<void(crypto::ByteSink&)>& write_message) = 0;
+    // send(), also telling the next hop's final reply ("250 2.0.0 Ok: queued as 4Xyz") so the
+    // log can say where the copy went; the default knows no reply.
+    virtual std::string hand_over(const std::string& sender, const std::vector<std::string>& recipients,
+                                  const std::function<void(crypto::ByteSink&)>& write_message, std::string& reply) {
+        reply.clear();
+        return send(sender, recipients, write_message);
+    }
+    // Where copies go, for the log ("127.0.0.1:10027"); empty when unknown.
+    virtual std::string target() const { return {}; }
 };
 
 struct EomResult {
@@ -77,7 +86,9 @@ public:
     Transaction(const Transaction&) = delete;
     Transaction& operator=(const Transaction&) = delete;
 
-    void mail_from(const std::string& sender);
+    // queue_id: the MTA's {i} at MAIL FROM when it sends it (Postfix does); from then on every
+    // line of the message starts with it, after one line mapping the session id to it.
+    void mail_from(const std::string& sender, const std::string& queue_id = {});
     Reply recipient(const std::string& address);
     void header(const std::string& name, const std::string& value);
     void body(const char* data, size_t len);

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -543,6 +544,88 @@ TEST_F(TransactionTest, WithoutAnArchiveTheArchiveKeyOpensNothing) {
     ASSERT_EQ(r.verdict, milter::EomResult::Verdict::Accept) << r.summary;
     EXPECT_TRUE(open_with(delivered(kMsg), archive).empty());
     EXPECT_EQ(r.summary.find("archive"), std::string::npos) << r.summary;
+}
+
+}  // namespace
+
+// The administrator's path (issue 15, part 7): what the log says about a message must be
+// enough to follow it through Postfix and to the next hop.
+namespace {
+
+// A re-injector that answers like Postfix's smtpd does at the end of DATA.
+class AnsweringReinjector final : public milter::Reinjector {
+public:
+    std::string send(const std::string&, const std::vector<std::string>& rcpts,
+                     const std::function<void(crypto::ByteSink&)>& write) override {
+        crypto::StringSink s;
+        write(s);
+        sent.push_back(rcpts);
+        return {};
+    }
+    std::string hand_over(const std::string& sender, const std::vector<std::string>& rcpts,
+                          const std::function<void(crypto::ByteSink&)>& write, std::string& reply) override {
+        reply = "250 2.0.0 Ok: queued as 4NEXT" + std::to_string(sent.size());
+        return send(sender, rcpts, write);
+    }
+    std::string target() const override { return "127.0.0.1:10027"; }
+    std::vector<std::vector<std::string>> sent;
+};
+
+TEST_F(TransactionTest, RcptLinesStartWithTheQueueIdPostfixGaveAtMailFrom) {
+    milter::Transaction tx(services_, "S9");
+    tx.mail_from("<noreply@bank.example>", "4QID77");
+    const milter::Reply r = tx.recipient("<nobody@customers.bank.example>");  // require, no certificate
+    EXPECT_FALSE(r.accept);
+    ASSERT_GE(logs_.size(), 2u);
+    EXPECT_EQ(logs_[0], "S9: queue id 4QID77");  // the one line mapping session to queue id
+    for (size_t i = 1; i < logs_.size(); ++i) EXPECT_EQ(logs_[i].rfind("4QID77: ", 0), 0u) << logs_[i];
+    EXPECT_NE(logs_.back().find("rcpt=<nobody@customers.bank.example>"), std::string::npos) << logs_.back();
+}
+
+TEST_F(TransactionTest, WithoutAQueueIdAtMailFromTheSessionIdTagsUntilEndOfMessage) {
+    milter::Transaction tx(services_, "S9");
+    tx.mail_from("<noreply@bank.example>");
+    tx.recipient("<nobody@customers.bank.example>");
+    ASSERT_FALSE(logs_.empty());
+    EXPECT_EQ(logs_.back().rfind("S9: ", 0), 0u) << logs_.back();
+}
+
+TEST_F(TransactionTest, TheSplitLineNamesTheTargetAndTheNextHopsQueueId) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    AnsweringReinjector next_hop;
+    milter::Transaction tx(services_, "S3");
+    tx.mail_from("<noreply@bank.example>", "4QSPLIT");
+    tx.recipient("<bob@partner.example>");
+    tx.recipient("<carol@partner.example>");  // no certificate: a plain copy is split off
+    const auto m = parse("From: noreply@bank.example\r\nTo: bob@partner.example, carol@partner.example\r\n"
+                         "Subject: s\r\n\r\nhello\r\n");
+    for (const auto& f : m->headers) tx.header(f.name, f.value);
+    tx.body("hello\r\n", 7);
+    const auto res = tx.end_of_message("4QSPLIT", mta_, next_hop);
+    ASSERT_EQ(res.verdict, milter::EomResult::Verdict::Accept) << res.summary;
+    ASSERT_EQ(next_hop.sent.size(), 1u);
+    const auto line = std::find_if(logs_.begin(), logs_.end(),
+                                   [](const std::string& l) { return l.find("handed over") != std::string::npos; });
+    ASSERT_NE(line, logs_.end());
+    EXPECT_EQ(*line, "4QSPLIT: copy for 1 recipient(s) <carol@partner.example> handed over to 127.0.0.1:10027, "
+                     "queued there as 4NEXT0 (250 2.0.0 Ok: queued as 4NEXT0)");
+}
+
+TEST_F(TransactionTest, AnUnwritableJournalIsLoggedWithItsPathAndReason) {
+    const auto bob = make_identity({.email = "bob@partner.example"});
+    give_cert(bob, "bob@partner.example");
+    const std::string dir = "/dev/null/journal";  // ENOTDIR for root as for anyone: nothing is created
+    rebuild([&](milter::Services& s) { s.journal = std::make_shared<milter::Journal>(dir); });
+    const auto r = run("From: noreply@bank.example\r\nTo: bob@partner.example, carol@partner.example\r\n"
+                       "Subject: s\r\n\r\nhello\r\n",
+                       {"bob@partner.example", "carol@partner.example"});
+    ASSERT_EQ(r.verdict, milter::EomResult::Verdict::Accept) << r.summary;
+    const auto line = std::find_if(logs_.begin(), logs_.end(),
+                                   [](const std::string& l) { return l.find("journal") != std::string::npos; });
+    ASSERT_NE(line, logs_.end());
+    EXPECT_NE(line->find("cannot create " + dir + "/"), std::string::npos) << *line;
+    EXPECT_NE(line->find("Not a directory"), std::string::npos) << *line;
 }
 
 }  // namespace

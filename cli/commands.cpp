@@ -1,0 +1,23 @@
+// cli/commands.cpp — the table of subcommands (see commands.hpp).
+#include "cli/commands.hpp"
+
+namespace sealmilter::cli {
+
+const std::vector<Command>& commands() {
+    static const std::vector<Command> table = {
+        {"run", "the milter daemon (foreground)", cmd_run},
+        {"encrypt", "encrypt a message (stdin -> stdout) as S/MIME, as the milter does", cmd_encrypt},
+        {"decrypt", "decrypt an S/MIME message (stdin -> stdout) with a private key", cmd_decrypt},
+        {"lookup", "resolve recipients' certificates through the configured sources", cmd_lookup},
+        {"cache", "list or purge the certificate cache", cmd_cache},
+        {"harvest", "keep the sender's certificate from a signed message (stdin), as the milter does", cmd_harvest},
+        {"check-config", "validate the configuration, what it points at and who can write the state paths",
+         cmd_check_config},
+        {"db", "create or migrate the shared state's schema on PostgreSQL", cmd_db},
+        {"report", "summarise the decision journal (log.decisions) per domain and mode", cmd_report},
+        {"man-page", "write a man page from the option table and the commands' help", cmd_man_page, true},
+    };
+    return table;
+}
+
+}  // namespace sealmilter::cli
