@@ -11,5 +11,6 @@ int cmd_cache(int argc, char** argv);
 int cmd_check_config(int argc, char** argv);
 int cmd_run(int argc, char** argv);
 int cmd_harvest(int argc, char** argv);
+int cmd_keys(int argc, char** argv);
 
 }  // namespace sealmilter::cli

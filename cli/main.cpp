@@ -20,6 +20,7 @@ constexpr const char* kUsage =
     "  cache     list or purge the certificate cache\n"
     "  harvest   keep the sender's certificate from a signed message (stdin), as the milter does\n"
     "  check-config  validate the configuration and what it points at\n"
+    "  keys      the key store: new-master-key, import, import-token, list, export, retire, rewrap\n"
     "options: --help, --version\n";
 
 }  // namespace
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
         if (cmd == "cache") return cli::cmd_cache(argc - 1, argv + 1);
         if (cmd == "harvest") return cli::cmd_harvest(argc - 1, argv + 1);
         if (cmd == "check-config") return cli::cmd_check_config(argc - 1, argv + 1);
+        if (cmd == "keys") return cli::cmd_keys(argc - 1, argv + 1);
         std::cerr << "sealmilter: unknown command '" << cmd << "'\n" << kUsage;
         return cli::kUsage;
     } catch (const cli::CliError& e) {

@@ -3,6 +3,7 @@
 // and sources, and keeps the old snapshot when the new one is invalid.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/key_store.hpp"
 #include "cli/wiring.hpp"
 #include "milter/adapter.hpp"
 
@@ -126,6 +127,10 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& c) {
     if (access(s->spool_dir.c_str(), W_OK | X_OK) != 0)
         throw CliError(kConfig, "milter.spool_dir " + s->spool_dir + " is not a writable directory");
     s->harvest = inbound_settings(c, *stack, s->plan, log);
+    // A bad master key or store refuses the start (and a reload keeps the running snapshot).
+    s->keys = open_configured_store(c, false);
+    log.info(s->keys ? "key store " + c.get("keys.dir") + ": " + std::to_string(s->keys->size()) + " key(s)"
+                     : std::string("key store: none (keys.master_key_file is not set)"));
     auto journal = std::make_shared<milter::Journal>(s->spool_dir + "/reinjected");
     if (const size_t pruned = journal->prune(); pruned != 0)
         log.info("re-injection journal: pruned " + std::to_string(pruned) + " old entries");

@@ -110,6 +110,14 @@ const std::vector<OptionSpec>& option_table() {
          {"error", "warning", "info", "debug"}},
         {"log.target", Type::Enum, "stderr", "stderr (journald) or syslog (facility mail, like Postfix)",
          {"stderr", "syslog"}},
+        {"keys.dir", Type::Path, "/var/lib/sealmilter/keys",
+         "the key store: the organisation's private keys (wrapped under the master key) and their history"},
+        {"keys.master_key_file", Type::Path, "",
+         "64 hex characters (mode 0600) that wrap every key in keys.dir; empty = no key store (refused when "
+         "keys.dir holds one)"},
+        {"keys.pkcs11_module", Type::Path, "",
+         "PKCS#11 module of token keys; empty = the p11-kit proxy"},
+        {"keys.pkcs11_pin_file", Type::SecretFile, "", "file holding the token PIN (unless the URI has pin-value)"},
     };
     return table;
 }

@@ -11,6 +11,7 @@
 #include "base/logger.hpp"
 #include "core/inbound.hpp"
 #include "core/plan.hpp"
+#include "keys/key_ring.hpp"
 #include "lookup/chain.hpp"
 #include "lookup/stack.hpp"
 #include "lookup/resolver.hpp"
@@ -30,6 +31,9 @@ struct Services {
     std::shared_ptr<lookup::Resolver> resolver;
     core::PlanSettings plan;       // policy, transform, dry run, size limits, archive
     core::InboundSettings harvest;  // harvest.*: mail to harvest.domains is inspected
+    // The key store of keys.dir (every key, current and retired), opened at start and on
+    // SIGHUP; nullptr = no key store configured (decryption unavailable).
+    std::shared_ptr<const keys::KeyRing> keys;
     std::string reinject_host = "127.0.0.1";
     int reinject_port = 10027;
     long reinject_timeout_ms = 30000;
