@@ -295,7 +295,7 @@ TEST_F(StoreTest, AFailureBetweenKeyFilesAndIndexLeavesTheStoreAsItWas) {
 TEST_F(StoreTest, AnImportKilledAtAnyPointLeavesTheStoreConsistent) {
     std::string error;
     ASSERT_TRUE(open()->import_keys(p12("Bob.p12"), &error)) << error;
-    constexpr int kRounds = 12;
+    constexpr int kRounds = 14;
     constexpr size_t kBatch = 40;
     // Minted before the forks, so the kill lands in the import itself (distinct keys per round).
     std::vector<std::vector<crypto::KeyMaterial>> batches(kRounds);
@@ -305,8 +305,8 @@ TEST_F(StoreTest, AnImportKilledAtAnyPointLeavesTheStoreConsistent) {
                 make_identity({.email = "k" + std::to_string(round) + "-" + std::to_string(i) + "@bank.example", .key = "ec-p256"})
                     .material());
     int completed = 0;
-    useconds_t delay = 1000, next = 2000;  // 1, 2, 3, 5, 8, ... 233 ms
-    for (int round = 0; round < kRounds; ++round) {  // bounded: 12 kill points over the import
+    useconds_t delay = 1000, next = 2000;  // 1, 2, 3, 5, 8, ... 610 ms: the last ones outlast the import
+    for (int round = 0; round < kRounds; ++round) {  // bounded: 14 kill points over the import
         const pid_t child = fork();
         ASSERT_GE(child, 0);
         if (child == 0) {
