@@ -24,6 +24,8 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <unordered_map>
+#include <unordered_set>
 
 namespace sealmilter::keys {
 
@@ -337,6 +339,13 @@ std::optional<KeyStore::ImportReport> KeyStore::import_keys(std::vector<crypto::
         const unsigned generation = generation_ == 0 ? 1 : generation_;
         std::vector<Record> records = records_;
         ImportReport report;
+        // Hash sets, not scans: a batch of 100,000 against a store of 100,000 stays linear.
+        std::unordered_map<std::string, size_t> by_sha;
+        std::unordered_set<std::string> ids;
+        for (size_t i = 0; i < records.size(); ++i) {
+            by_sha.emplace(records[i].entry->sha256(), i);
+            ids.insert(records[i].id);
+        }
         for (crypto::KeyMaterial& m : keys) {
             if (!m.certificate || !m.key) {
                 fail(error, "a private key without its certificate cannot be indexed; nothing imported");
@@ -350,14 +359,15 @@ std::optional<KeyStore::ImportReport> KeyStore::import_keys(std::vector<crypto::
             Record r;
             r.entry = make_entry(r, options_.dir, *m.certificate, {});
             const std::string sha = r.entry->sha256();
-            const auto same = std::find_if(records.begin(), records.end(), [&](const Record& x) { return x.entry->sha256() == sha; });
-            if (same != records.end()) {
-                report.already.push_back(same->entry);
+            if (const auto same = by_sha.find(sha); same != by_sha.end()) {
+                report.already.push_back(records[same->second].entry);
                 continue;
             }
             size_t len = kIdLength;  // a longer id on the (2^-64) chance of a prefix collision
-            while (std::any_of(records.begin(), records.end(), [&](const Record& x) { return x.id == sha.substr(0, len); })) len += 8;
+            while (ids.count(sha.substr(0, len)) != 0) len += 8;
             r.id = sha.substr(0, len);
+            ids.insert(r.id);
+            by_sha.emplace(sha, records.size());
             r.file = key_file_name(r.id, generation);
             r.cert_b64 = cert_b64(*m.certificate);
             r.chain_b64.clear();
