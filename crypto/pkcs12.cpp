@@ -112,38 +112,37 @@ Pkcs12Read read_pkcs12_all(const std::string& der, const std::string& password) 
 
 std::string write_pkcs12_all(const std::vector<const KeyMaterial*>& keys, const std::string& password) {
     constexpr int kIter = 100000;
-    STACK_OF(PKCS12_SAFEBAG)* raw_bags = nullptr;
-    BAG_STACK_ptr bags;
+    // PKCS12_add_cert/add_key grow the stack through a pointer to it: the guard owns whatever
+    // it points at when this function leaves, by return or by throw.
+    struct Bags {
+        STACK_OF(PKCS12_SAFEBAG)* s = nullptr;
+        Bags() = default;
+        Bags(const Bags&) = delete;
+        Bags& operator=(const Bags&) = delete;
+        ~Bags() { free_bag_stack(s); }
+    } bags;
     std::vector<std::string> written;  // certificate DER already in the file (chains repeat)
     int n = 0;
     for (const KeyMaterial* m : keys) {
         std::string local_id = "sealmilter-" + std::to_string(++n);
+        auto* id = reinterpret_cast<unsigned char*>(local_id.data());
+        const int id_len = static_cast<int>(local_id.size());
         if (m->certificate) {
-            PKCS12_SAFEBAG* cb = PKCS12_add_cert(&raw_bags, m->certificate->native());
-            bags.release();
-            bags.reset(raw_bags);
-            if (cb == nullptr || PKCS12_add_localkeyid(cb, reinterpret_cast<unsigned char*>(local_id.data()),
-                                                       static_cast<int>(local_id.size())) != 1)
-                throw_openssl("PKCS12_add_cert");
+            PKCS12_SAFEBAG* cb = PKCS12_add_cert(&bags.s, m->certificate->native());
+            if (cb == nullptr || PKCS12_add_localkeyid(cb, id, id_len) != 1) throw_openssl("PKCS12_add_cert");
         }
         for (const Certificate& ca : m->chain) {
             const std::vector<unsigned char> der = ca.der();
             std::string key(der.begin(), der.end());
             if (std::find(written.begin(), written.end(), key) != written.end()) continue;
             written.push_back(std::move(key));
-            if (PKCS12_add_cert(&raw_bags, ca.native()) == nullptr) throw_openssl("PKCS12_add_cert");
-            bags.release();
-            bags.reset(raw_bags);
+            if (PKCS12_add_cert(&bags.s, ca.native()) == nullptr) throw_openssl("PKCS12_add_cert");
         }
-        PKCS12_SAFEBAG* kb = PKCS12_add_key(&raw_bags, m->key.get(), 0, kIter, NID_aes_256_cbc, password.c_str());
-        bags.release();
-        bags.reset(raw_bags);
-        if (kb == nullptr || PKCS12_add_localkeyid(kb, reinterpret_cast<unsigned char*>(local_id.data()),
-                                                   static_cast<int>(local_id.size())) != 1)
-            throw_openssl("PKCS12_add_key");
+        PKCS12_SAFEBAG* kb = PKCS12_add_key(&bags.s, m->key.get(), 0, kIter, NID_aes_256_cbc, password.c_str());
+        if (kb == nullptr || PKCS12_add_localkeyid(kb, id, id_len) != 1) throw_openssl("PKCS12_add_key");
     }
     STACK_OF(PKCS7)* raw_safes = nullptr;
-    if (PKCS12_add_safe(&raw_safes, bags.get(), NID_aes_256_cbc, kIter, password.c_str()) != 1) {
+    if (PKCS12_add_safe(&raw_safes, bags.s, NID_aes_256_cbc, kIter, password.c_str()) != 1) {
         free_p7_stack(raw_safes);
         throw_openssl("PKCS12_add_safe");
     }

@@ -160,7 +160,7 @@ KeyEntry make_entry(const KeyStore::Record& r, const std::string& dir, crypto::C
 
 }  // namespace
 
-KeyStore::KeyStore(StoreOptions options, MasterKey master) : options_(std::move(options)), master_(master) {}
+KeyStore::KeyStore(StoreOptions options, const MasterKey& master) : options_(std::move(options)), master_(master) {}
 KeyStore::~KeyStore() = default;
 
 std::shared_ptr<KeyStore> KeyStore::open(const StoreOptions& options, std::string* error) {
@@ -479,8 +479,9 @@ bool KeyStore::rewrap(const MasterKey& new_key, std::string* error) {
                 const std::optional<std::string> line = field(text, "wrapped");
                 std::optional<std::string> plain = line ? unwrap(master_, crypto::decode_base64(*line), aad) : std::nullopt;
                 if (!plain) return fail(error, "key " + r.id + ": " + old_path + " does not unwrap; nothing changed");
-                const std::string fresh = b64(wrap(new_key, *plain, aad));
-                OPENSSL_cleanse(plain->data(), plain->size());
+                std::string secret = std::move(*plain);
+                const std::string fresh = b64(wrap(new_key, secret, aad));
+                OPENSSL_cleanse(secret.data(), secret.size());
                 const size_t at = text.find("\nwrapped ");
                 text.replace(at + 9, text.find('\n', at + 1) - at - 9, fresh);
             }

@@ -84,7 +84,7 @@ public:
     void set_before_index_hook(std::function<void()> hook) { before_index_ = std::move(hook); }
 
     struct Record;  // one index line (defined in store.cpp)
-    KeyStore(StoreOptions options, MasterKey master);
+    KeyStore(StoreOptions options, const MasterKey& master);
     ~KeyStore() override;
 
 private:
