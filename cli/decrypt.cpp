@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <iostream>
 
 namespace po = boost::program_options;
@@ -17,21 +18,34 @@ namespace po = boost::program_options;
 namespace sealmilter::cli {
 namespace {
 
-// --key FILE... [--cert FILE]: the one-off ring; a PEM key without its certificate takes --cert.
-std::shared_ptr<const keys::KeyRing> ring_from_options(const po::variables_map& vm, const std::string& pass) {
+// --key FILE... [--cert FILE]: the one-off ring. A PEM key without its certificate (and no
+// --cert) cannot be indexed by RecipientIdentifier: it is kept apart in `loose` and tried on
+// the envelope directly (crypto::decrypt_envelope is MMA-safe: a wrong key fails cleanly).
+struct KeyArgs {
+    std::shared_ptr<keys::MemoryKeyRing> ring = std::make_shared<keys::MemoryKeyRing>();
+    std::vector<crypto::KeyMaterial> loose;
+};
+
+KeyArgs keys_from_options(const po::variables_map& vm, const std::string& pass) {
     const std::vector<std::string> files = vm["key"].as<std::vector<std::string>>();
-    if (vm.count("cert") == 0U) return ring_of_files(files, pass, "decrypt --key", kDataErr);
-    if (files.size() != 1) throw CliError(kUsage, "decrypt: --cert goes with exactly one --key");
-    const std::string path = vm["cert"].as<std::string>();
-    bool unreadable = false;
-    crypto::ParsedCertificates certs = crypto::load_certificate_file(path, &unreadable);
-    if (!certs.error.empty()) throw CliError(unreadable ? kNoInput : kDataErr, certs.error);
-    auto ring = std::make_shared<keys::MemoryKeyRing>();
-    for (crypto::KeyMaterial& m : read_key_file(files.front(), pass, "decrypt --key", kDataErr)) {
-        m.certificate = certs.certificates.front();
-        ring->add(std::move(m), files.front());
+    if (vm.count("cert") != 0U && files.size() != 1) throw CliError(kUsage, "decrypt: --cert goes with exactly one --key");
+    std::optional<crypto::Certificate> cert;
+    if (vm.count("cert") != 0U) {
+        const std::string path = vm["cert"].as<std::string>();
+        bool unreadable = false;
+        crypto::ParsedCertificates certs = crypto::load_certificate_file(path, &unreadable);
+        if (!certs.error.empty()) throw CliError(unreadable ? kNoInput : kDataErr, certs.error);
+        cert = certs.certificates.front();
     }
-    return ring;
+    KeyArgs k;
+    for (const std::string& f : files) {
+        for (crypto::KeyMaterial& m : read_key_file(f, pass, "decrypt --key", kDataErr)) {
+            if (cert) m.certificate = cert;
+            if (m.certificate) k.ring->add(std::move(m), f);
+            else k.loose.push_back(std::move(m));
+        }
+    }
+    return k;
 }
 
 // A progress bar on stderr when it is a terminal (redrawn at most every 1%).
@@ -91,8 +105,12 @@ int cmd_decrypt(int argc, char** argv) {
     if (p.vm.count("maildir") != 0U && p.vm.count("mbox") != 0U) throw CliError(kUsage, "decrypt: --maildir or --mbox, not both");
     const std::string pass = p.vm.count("pass-file") != 0U ? read_secret_file(p.vm["pass-file"].as<std::string>()) : "";
     std::shared_ptr<const keys::KeyRing> ring;
+    KeyArgs key_args;
     if (p.vm.count("key") != 0U) {
-        ring = ring_from_options(p.vm, pass);
+        key_args = keys_from_options(p.vm, pass);
+        ring = key_args.ring;
+        if (!key_args.loose.empty() && (p.vm.count("maildir") != 0U || p.vm.count("mbox") != 0U))
+            throw CliError(kUsage, "decrypt: an archive needs each --key with its certificate (PKCS#12, or --cert)");
     } else {
         ring = open_configured_store(*p.config, false);
         if (!ring)
@@ -104,7 +122,11 @@ int cmd_decrypt(int argc, char** argv) {
     const std::unique_ptr<Input> input = read_input(*p.config);
     const core::Message& message = input->message;
     StdoutSink out;
-    const core::RingDecryptOutcome r = core::decrypt_message(message, *ring, message.eol, out);
+    core::RingDecryptOutcome r = core::decrypt_message(message, *ring, message.eol, out);
+    for (const crypto::KeyMaterial& k : key_args.loose) {  // keys without a certificate, tried in turn
+        if (r.outcome.status != crypto::DecryptStatus::NoMatchingRecipient) break;
+        r.outcome = core::decrypt_message(message, k, message.eol, out);
+    }
     switch (r.outcome.status) {
     case crypto::DecryptStatus::Ok: break;
     case crypto::DecryptStatus::NotCms:

@@ -1,4 +1,4 @@
-// cli/key_store.cpp — keys.* -> the key store; key files -> one-off rings (see key_store.hpp).
+// cli/key_store.cpp — keys.* -> the key store; key files -> key material (see key_store.hpp).
 #include "cli/key_store.hpp"
 
 #include "base/file.hpp"
@@ -49,19 +49,6 @@ std::vector<crypto::KeyMaterial> read_key_file(const std::string& path, const st
     std::vector<crypto::KeyMaterial> out;
     out.push_back(std::move(*load.material));
     return out;
-}
-
-std::shared_ptr<keys::MemoryKeyRing> ring_of_files(const std::vector<std::string>& files, const std::string& passphrase,
-                                                   const std::string& what, int bad_file_code) {
-    auto ring = std::make_shared<keys::MemoryKeyRing>();
-    for (const std::string& f : files) {
-        for (crypto::KeyMaterial& m : read_key_file(f, passphrase, what, bad_file_code)) {
-            if (!ring->add(std::move(m), f))
-                throw CliError(bad_file_code, what + " " + f + ": a key without its certificate (give it with --cert, "
-                                                            "or use a PKCS#12 file or a PEM file holding both)");
-        }
-    }
-    return ring;
 }
 
 }  // namespace sealmilter::cli

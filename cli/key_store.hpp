@@ -1,5 +1,5 @@
-// cli/key_store.hpp — the key store of a configuration (keys.*), and one-off rings of key
-// files, for `run`, `check-config`, `decrypt`, `harvest` and `keys`.
+// cli/key_store.hpp — the key store of a configuration (keys.*), and the keys of key
+// files (PKCS#12: every key of the file), for `run`, `check-config`, `decrypt` and `keys`.
 //
 // Ownership: returns shared rings; the caller keeps them as long as it uses their entries.
 // Threads:   the CLI's thread; the rings themselves are thread-safe for readers.
@@ -23,11 +23,6 @@ keys::StoreOptions store_options(const conf::Config& config);
 // keys.master_key_file is empty and keys.dir holds no index (the embedded defaults); with
 // `required` that is an error too (the `keys` commands).
 std::shared_ptr<keys::KeyStore> open_configured_store(const conf::Config& config, bool required);
-
-// A one-off ring of PEM / PKCS#12 files (every key of a PKCS#12 file); `what` names them in
-// errors ("decrypt --key", "harvest.keys").
-std::shared_ptr<keys::MemoryKeyRing> ring_of_files(const std::vector<std::string>& files, const std::string& passphrase,
-                                                   const std::string& what, int bad_file_code);
 
 // Every key of a PKCS#12 or PEM key file (the PEM's certificate beside its key).
 std::vector<crypto::KeyMaterial> read_key_file(const std::string& path, const std::string& passphrase,
