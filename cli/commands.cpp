@@ -13,6 +13,8 @@ const std::vector<Command>& commands() {
         {"harvest", "keep the sender's certificate from a signed message (stdin), as the milter does", cmd_harvest},
         {"check-config", "validate the configuration, what it points at and who can write the state paths",
          cmd_check_config},
+        {"keys", "the key store: new-master-key, import, import-token, list, export, retire, compromised, rewrap",
+         cmd_keys},
         {"db", "create or migrate the shared state's schema on PostgreSQL", cmd_db},
         {"report", "summarise the decision journal (log.decisions) per domain and mode", cmd_report},
         {"man-page", "write a man page from the option table and the commands' help", cmd_man_page, true},

@@ -25,5 +25,6 @@ struct Command {
     bool hidden = false;  // build-time tools, not listed
 };
 const std::vector<Command>& commands();
+int cmd_keys(int argc, char** argv);
 
 }  // namespace sealmilter::cli

@@ -3,6 +3,7 @@
 // and sources, and keeps the old snapshot when the new one is invalid.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/key_store.hpp"
 #include "cli/wiring.hpp"
 #include "conf/kinds.hpp"
 #include "metrics/decision_log.hpp"
@@ -287,6 +288,10 @@ std::shared_ptr<const milter::Services> build(const conf::Config& c, const std::
     if (access(s->spool_dir.c_str(), W_OK | X_OK) != 0)
         throw CliError(kConfig, "milter.spool_dir " + s->spool_dir + " is not a writable directory");
     s->harvest = inbound_settings(c, *stack, s->plan, shared, log);
+    // A bad master key or store refuses the start (and a reload keeps the running snapshot).
+    s->keys = open_configured_store(c, false);
+    log.info(s->keys ? "key store " + c.get("keys.dir") + ": " + std::to_string(s->keys->size()) + " key(s)"
+                     : std::string("key store: none (keys.master_key_file is not set)"));
     s->plan.decrypt = decrypt_settings(c, *stack, *s);
     if (s->plan.decrypt.enabled && !s->keys) s->keys = decryption_ring(c, log);
     std::shared_ptr<const milter::Journal> journal = make_journal(c, shared);

@@ -160,6 +160,14 @@ const std::vector<OptionSpec>& option_table() {
         {"lookup.expiry_warn_days", Type::Int, "0",
          "warn (one log line, a metric) when a recipient's only certificate expires within this many days; 0 = off",
          {}, 0, 3650},
+        {"keys.dir", Type::Path, "/var/lib/sealmilter/keys",
+         "the key store: the organisation's private keys (wrapped under the master key) and their history"},
+        {"keys.master_key_file", Type::Path, "",
+         "64 hex characters (mode 0600) that wrap every key in keys.dir; empty = no key store (refused when "
+         "keys.dir holds one)"},
+        {"keys.pkcs11_module", Type::Path, "",
+         "PKCS#11 module of token keys; empty = the p11-kit proxy"},
+        {"keys.pkcs11_pin_file", Type::SecretFile, "", "file holding the token PIN (unless the URI has pin-value)"},
     };
     return table;
 }

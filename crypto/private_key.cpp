@@ -30,11 +30,6 @@ Providers load_providers() {
     return p;
 }
 
-void load_legacy_provider_once() {
-    static const Providers providers = load_providers();  // thread-safe static init
-    (void)providers;
-}
-
 int pem_password_cb(char* buf, int size, int /*rwflag*/, void* userdata) {
     const auto* pass = static_cast<const std::string*>(userdata);
     const int n = static_cast<int>(std::min<size_t>(pass->size(), static_cast<size_t>(size)));
@@ -74,6 +69,11 @@ KeyLoad from_pkcs12(const std::string& bytes, const std::string& passphrase) {
 }
 
 }  // namespace
+
+void load_legacy_provider_once() {
+    static const Providers providers = load_providers();  // thread-safe static init
+    (void)providers;
+}
 
 KeyLoad load_key_material(const std::string& path, const std::string& passphrase) {
     KeyLoad r;

@@ -31,4 +31,8 @@ struct KeyLoad {
 // PEM private key (PKCS#8 or traditional; encrypted PEM uses passphrase) or PKCS#12 (DER).
 KeyLoad load_key_material(const std::string& path, const std::string& passphrase);
 
+// Loads OpenSSL's "legacy" provider (with "default") once per process, for PKCS#12 files
+// protected with RC2/3DES; every PKCS#12 reader calls it first.
+void load_legacy_provider_once();
+
 }  // namespace sealmilter::crypto

@@ -32,7 +32,9 @@ struct Services {
     std::shared_ptr<lookup::Resolver> resolver;
     core::PlanSettings plan;       // policy, transform, dry run, size limits, archive
     core::InboundSettings harvest;  // harvest.*: mail to harvest.domains is inspected
-    std::shared_ptr<const keys::KeyRing> keys;  // the organisation's keys; null = decryption unavailable
+    // The key store of keys.dir (every key, current and retired), opened at start and on
+    // SIGHUP; nullptr = no key store configured (decryption unavailable).
+    std::shared_ptr<const keys::KeyRing> keys;
     std::string reinject_host = "127.0.0.1";
     int reinject_port = 10027;
     long reinject_timeout_ms = 30000;

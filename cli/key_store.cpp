@@ -1,0 +1,54 @@
+// cli/key_store.cpp — keys.* -> the key store; key files -> key material (see key_store.hpp).
+#include "cli/key_store.hpp"
+
+#include "base/file.hpp"
+#include "cli/common.hpp"
+#include "crypto/pkcs12.hpp"
+
+#include <sys/stat.h>
+
+namespace sealmilter::cli {
+
+keys::StoreOptions store_options(const conf::Config& c) {
+    keys::StoreOptions o;
+    o.dir = c.get("keys.dir");
+    o.master_key_file = c.get("keys.master_key_file");
+    o.pkcs11_module = c.get("keys.pkcs11_module");
+    o.pkcs11_pin_file = c.get("keys.pkcs11_pin_file");
+    return o;
+}
+
+std::shared_ptr<keys::KeyStore> open_configured_store(const conf::Config& c, bool required) {
+    const keys::StoreOptions o = store_options(c);
+    if (o.master_key_file.empty()) {
+        struct stat st {};
+        if (stat((o.dir + "/index").c_str(), &st) == 0)
+            throw CliError(kConfig, "keys.dir " + o.dir + " holds a key store but keys.master_key_file is not set (" +
+                                        c.origin("keys.master_key_file") + ")");
+        if (!required) return nullptr;
+        throw CliError(kConfig, "keys.master_key_file is not set (make one with `sealmilter keys new-master-key FILE`)");
+    }
+    std::string error;
+    std::shared_ptr<keys::KeyStore> store = keys::KeyStore::open(o, &error);
+    if (!store) throw CliError(kConfig, error);
+    return store;
+}
+
+std::vector<crypto::KeyMaterial> read_key_file(const std::string& path, const std::string& passphrase,
+                                               const std::string& what, int bad_file_code) {
+    std::string error;
+    const std::optional<std::string> bytes = crypto::read_crypto_file(path, &error);
+    if (!bytes) throw CliError(kNoInput, what + ": " + error);
+    if (bytes->find("-----BEGIN") == std::string::npos) {
+        crypto::Pkcs12Read r = crypto::read_pkcs12_all(*bytes, passphrase);
+        if (!r.error.empty()) throw CliError(bad_file_code, what + " " + path + ": " + r.error);
+        return std::move(r.keys);
+    }
+    crypto::KeyLoad load = crypto::load_key_material(path, passphrase);
+    if (!load.material) throw CliError(load.unreadable ? kNoInput : bad_file_code, what + ": " + load.error);
+    std::vector<crypto::KeyMaterial> out;
+    out.push_back(std::move(*load.material));
+    return out;
+}
+
+}  // namespace sealmilter::cli

@@ -1,0 +1,31 @@
+// cli/key_store.hpp — the key store of a configuration (keys.*), and the keys of key
+// files (PKCS#12: every key of the file), for `run`, `check-config`, `decrypt` and `keys`.
+//
+// Ownership: returns shared rings; the caller keeps them as long as it uses their entries.
+// Threads:   the CLI's thread; the rings themselves are thread-safe for readers.
+// Errors:    CliError(kConfig = 78) for a bad master key or store (the sentence names the file
+//            and what is wrong); CliError(kNoInput / kDataErr) for unreadable or bad key files.
+#pragma once
+
+#include "conf/config.hpp"
+#include "keys/key_ring.hpp"
+#include "keys/store.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sealmilter::cli {
+
+keys::StoreOptions store_options(const conf::Config& config);
+
+// The store of keys.dir under keys.master_key_file. nullptr when no key store is configured:
+// keys.master_key_file is empty and keys.dir holds no index (the embedded defaults); with
+// `required` that is an error too (the `keys` commands).
+std::shared_ptr<keys::KeyStore> open_configured_store(const conf::Config& config, bool required);
+
+// Every key of a PKCS#12 or PEM key file (the PEM's certificate beside its key).
+std::vector<crypto::KeyMaterial> read_key_file(const std::string& path, const std::string& passphrase,
+                                               const std::string& what, int bad_file_code);
+
+}  // namespace sealmilter::cli

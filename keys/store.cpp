@@ -1,0 +1,503 @@
+// keys/store.cpp — the on-disk key store (see store.hpp for the layout and crash rules).
+#include "keys/store.hpp"
+
+#include "base/ascii.hpp"
+#include "base/file.hpp"
+#include "base/handle.hpp"
+#include "crypto/base64.hpp"
+#include "keys/wrap.hpp"
+
+#if __has_include("keys/token.hpp")
+#include "keys/token.hpp"
+#define SEALMILTER_HAVE_TOKEN 1
+#endif
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sstream>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace sealmilter::keys {
+
+struct KeyStore::Record {
+    std::string id;
+    KeyState state = KeyState::Active;
+    KeyOrigin origin = KeyOrigin::File;
+    std::string file;  // key file name inside keys.dir
+    std::string uri;   // token keys: the pkcs11: URI
+    std::string cert_b64;
+    std::string chain_b64;  // comma-joined, "-" when none
+    KeyEntry entry;
+};
+
+namespace {
+
+constexpr const char* kIndexMagic = "sealmilter-keys 1";
+constexpr const char* kKeyMagic = "sealmilter-key 1";
+constexpr std::string_view kCheckPlain = "sealmilter key store check v1";
+constexpr std::string_view kCheckAad = "sealmilter-keys check";
+constexpr size_t kIdLength = 16;
+
+bool fail(std::string* error, const std::string& why) {
+    if (error != nullptr) *error = why;
+    return false;
+}
+
+std::string b64(std::string_view bytes) {
+    std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
+    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                  reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+    out.resize(static_cast<size_t>(n));
+    return out;
+}
+
+std::string cert_b64(const crypto::Certificate& c) {
+    const std::vector<unsigned char> der = c.der();
+    return b64(std::string_view(reinterpret_cast<const char*>(der.data()), der.size()));
+}
+
+std::optional<crypto::Certificate> cert_from_b64(std::string_view text) {
+    const std::string der = crypto::decode_base64(text);
+    const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+    crypto::X509_ptr x(d2i_X509(nullptr, &p, static_cast<long>(der.size())));
+    if (!x) {
+        crypto::drain_errors();
+        return std::nullopt;
+    }
+    return crypto::Certificate(std::move(x));
+}
+
+std::string pem(const crypto::Certificate& c) {
+    crypto::BIO_ptr mem(BIO_new(BIO_s_mem()));
+    if (!mem || PEM_write_bio_X509(mem.get(), c.native()) != 1) crypto::throw_openssl("PEM_write_bio_X509");
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(mem.get(), &data);
+    return {data, static_cast<size_t>(n)};
+}
+
+std::string aad_for(const std::string& id, const std::string& sha256) { return "sealmilter-key v1 " + id + " " + sha256; }
+
+std::string key_file_name(const std::string& id, unsigned generation) {
+    return id + ".g" + std::to_string(generation) + ".key";
+}
+
+std::string key_file_text(const std::string& id, KeyState state, KeyOrigin origin, const std::string& sha256,
+                          const std::string& secret_line, const crypto::Certificate& cert,
+                          const std::vector<crypto::Certificate>& chain) {
+    std::string t = std::string(kKeyMagic) + "\nid " + id + "\nstate " + state_name(state) + "\norigin " +
+                    origin_name(origin) + "\nsha256 " + sha256 + "\n" + secret_line + "\n";
+    t += pem(cert);
+    for (const crypto::Certificate& c : chain) t += pem(c);
+    return t;
+}
+
+// The value of "name value" in a key file's head, or nullopt.
+std::optional<std::string> field(const std::string& text, std::string_view name) {
+    std::istringstream in(text);
+    std::string line;
+    for (int i = 0; i < 16 && std::getline(in, line); ++i) {
+        if (line.size() > name.size() && line.compare(0, name.size(), name) == 0 && line[name.size()] == ' ')
+            return line.substr(name.size() + 1);
+    }
+    return std::nullopt;
+}
+
+// A key file: temp + rename; fsync of the file only when `sync` (a batch syncs once, see sync_dir).
+void write_key_file(const std::string& dir, const std::string& name, const std::string& text, bool sync) {
+    if (sync) {
+        base::write_atomically(dir + "/" + name, text, 0600);
+        return;
+    }
+    const std::string tmp = dir + "/." + name + ".tmp";
+    const base::UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (fd.get() < 0 || write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
+        rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0) {
+        const std::string why = std::strerror(errno);
+        unlink(tmp.c_str());
+        throw std::runtime_error("cannot write " + dir + "/" + name + ": " + why);
+    }
+}
+
+// Everything written to the file system holding `dir` reaches the disk (one call for a batch
+// of key files, before the index names them).
+void sync_dir(const std::string& dir) {
+    const base::UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (fd.get() < 0 || syncfs(fd.get()) != 0) throw std::runtime_error("cannot sync " + dir + ": " + std::strerror(errno));
+}
+
+// Serialises writers (CLI commands) on keys.dir/lock for the object's lifetime.
+class WriterLock {
+public:
+    explicit WriterLock(const std::string& dir) {
+        if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+            throw std::runtime_error("cannot create keys.dir " + dir + ": " + std::strerror(errno));
+        fd_ = base::UniqueFd(open((dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        if (fd_.get() < 0 || flock(fd_.get(), LOCK_EX) != 0)
+            throw std::runtime_error("cannot lock " + dir + "/lock: " + std::strerror(errno));
+    }
+
+private:
+    base::UniqueFd fd_;
+};
+
+KeyEntry make_entry(const KeyStore::Record& r, const std::string& dir, crypto::Certificate cert,
+                    std::vector<crypto::Certificate> chain) {
+    std::vector<std::string> addresses;
+    for (const std::string& a : cert.email_addresses()) addresses.push_back(base::to_lower(a));
+    return std::make_shared<const KeyInfo>(KeyInfo{r.id, std::move(addresses), std::move(cert), std::move(chain), r.state,
+                                                   r.origin, r.origin == KeyOrigin::Token ? r.uri : dir + "/" + r.file});
+}
+
+}  // namespace
+
+KeyStore::KeyStore(StoreOptions options, const MasterKey& master) : options_(std::move(options)), master_(master) {}
+KeyStore::~KeyStore() = default;
+
+std::shared_ptr<KeyStore> KeyStore::open(const StoreOptions& options, std::string* error) {
+    std::optional<MasterKey> master = read_master_key(options.master_key_file, error);
+    if (!master) return nullptr;
+    auto store = std::make_shared<KeyStore>(options, *master);
+    if (!store->load_index(error)) return nullptr;
+    return store;
+}
+
+std::shared_ptr<const KeyRing> open_store(const StoreOptions& options, std::string* error) {
+    return KeyStore::open(options, error);
+}
+
+bool KeyStore::load_index(std::string* error) {
+    const std::string path = options_.dir + "/index";
+    const std::string where = "key store " + path + ": ";
+    std::string text;
+    try {
+        text = base::read_file(path);
+    } catch (const std::system_error& e) {
+        if (e.code().value() == ENOENT) {  // no key imported yet: an empty store
+            generation_ = 0;
+            records_.clear();
+            rebuild();
+            return true;
+        }
+        return fail(error, where + e.what());
+    }
+    std::istringstream in(text);
+    std::string line;
+    if (!std::getline(in, line) || line != kIndexMagic) return fail(error, where + "not a sealmilter key index");
+    unsigned generation = 0;
+    std::string check;
+    std::vector<Record> records;
+    size_t n = 1;
+    // Bounded by the file (read_file's limit).
+    while (std::getline(in, line)) {
+        ++n;
+        std::istringstream f(line);
+        std::string kind;
+        f >> kind;
+        if (kind == "generation") {
+            f >> generation;
+        } else if (kind == "check") {
+            f >> check;
+        } else if (kind == "key") {
+            Record r;
+            std::string state;
+            std::string origin;
+            f >> r.id >> state >> origin >> r.file >> r.uri >> r.cert_b64 >> r.chain_b64;
+            const std::optional<KeyState> s = parse_state(state);
+            std::optional<crypto::Certificate> cert = cert_from_b64(r.cert_b64);
+            if (f.fail() || !s || (origin != "file" && origin != "token") || !cert)
+                return fail(error, where + "line " + std::to_string(n) + " is damaged");
+            r.state = *s;
+            r.origin = origin == "token" ? KeyOrigin::Token : KeyOrigin::File;
+            if (r.uri == "-") r.uri.clear();
+            std::vector<crypto::Certificate> chain;
+            if (r.chain_b64 != "-") {
+                std::istringstream cs(r.chain_b64);
+                std::string one;
+                while (std::getline(cs, one, ',')) {
+                    std::optional<crypto::Certificate> c = cert_from_b64(one);
+                    if (!c) return fail(error, where + "line " + std::to_string(n) + ": a chain certificate is damaged");
+                    chain.push_back(std::move(*c));
+                }
+            }
+            r.entry = make_entry(r, options_.dir, std::move(*cert), std::move(chain));
+            records.push_back(std::move(r));
+        }
+    }
+    if (generation == 0 || check.empty()) return fail(error, where + "no generation or check value");
+    if (unwrap(master_, crypto::decode_base64(check), kCheckAad) != std::string(kCheckPlain))
+        return fail(error, "keys.master_key_file " + options_.master_key_file + " does not open the key store in " +
+                               options_.dir + " (its check value fails: another master key, or `keys rewrap` moved "
+                               "the store to a new one)");
+    generation_ = generation;
+    records_ = std::move(records);
+    rebuild();
+    return true;
+}
+
+void KeyStore::rebuild() {
+    index_ = KeyIndex();
+    for (const Record& r : records_) index_.add(r.entry);
+}
+
+void KeyStore::for_each(const std::function<void(const KeyEntry&)>& fn) const {
+    for (const KeyEntry& e : index_.all()) fn(e);
+}
+
+KeyEntry KeyStore::resolve(std::string_view id) const {
+    std::string want = base::to_lower(id);
+    want.erase(std::remove(want.begin(), want.end(), ':'), want.end());
+    for (const KeyEntry& e : index_.all())
+        if (e->id == want || e->sha256() == want) return e;
+    return nullptr;
+}
+
+PrivateKey KeyStore::cached(const std::string& id) const {
+    const base::MutexLock lock(mu_);
+    for (auto it = lru_.begin(); it != lru_.end(); ++it) {
+        if (it->first != id) continue;
+        lru_.splice(lru_.begin(), lru_, it);
+        return lru_.front().second;
+    }
+    return nullptr;
+}
+
+void KeyStore::remember(const std::string& id, const PrivateKey& key) const {
+    if (options_.max_unwrapped == 0) return;
+    const base::MutexLock lock(mu_);
+    lru_.emplace_front(id, key);
+    while (lru_.size() > options_.max_unwrapped) lru_.pop_back();
+}
+
+PrivateKey KeyStore::private_key(const KeyInfo& key, std::string* error) const {
+    if (PrivateKey k = cached(key.id)) return k;
+    crypto::KeyMaterial m;
+    if (key.origin == KeyOrigin::Token) {
+#ifdef SEALMILTER_HAVE_TOKEN
+        std::optional<crypto::KeyMaterial> t =
+            load_token_key(key.location, TokenOptions{options_.pkcs11_module, options_.pkcs11_pin_file}, key.certificate, error);
+        if (!t) return nullptr;
+        m = std::move(*t);
+#else
+        fail(error, "key " + key.id + " is on a PKCS#11 token and this build has no PKCS#11 support (keys/token)");
+        return nullptr;
+#endif
+    } else {
+        std::string text;
+        try {
+            text = base::read_file(key.location, size_t{1} << 20);
+        } catch (const std::exception& e) {
+            fail(error, "key " + key.id + ": " + e.what());
+            return nullptr;
+        }
+        const std::optional<std::string> wrapped = field(text, "wrapped");
+        m.key = wrapped ? unwrap_private_key(master_, crypto::decode_base64(*wrapped), aad_for(key.id, key.sha256())) : nullptr;
+        if (!m.key) {
+            fail(error, "key " + key.id + ": " + key.location + " does not unwrap (damaged, or not of this store)");
+            return nullptr;
+        }
+        m.certificate = key.certificate;
+        m.chain = key.chain;
+    }
+    auto shared = std::make_shared<const crypto::KeyMaterial>(std::move(m));
+    remember(key.id, shared);
+    return shared;
+}
+
+bool KeyStore::commit(std::vector<Record> records, unsigned generation, const MasterKey& key, std::string* error) {
+    std::string text = std::string(kIndexMagic) + "\ngeneration " + std::to_string(generation) + "\ncheck " +
+                       b64(wrap(key, kCheckPlain, kCheckAad)) + "\n";
+    for (const Record& r : records) {
+        text += "key " + r.id + " " + state_name(r.state) + " " + origin_name(r.origin) + " " + r.file + " " +
+                (r.uri.empty() ? std::string("-") : r.uri) + " " + r.cert_b64 + " " + r.chain_b64 + "\n";
+    }
+    try {
+        if (before_index_) before_index_();
+        base::write_atomically(options_.dir + "/index", text, 0600);
+    } catch (const std::exception& e) {
+        return fail(error, std::string("key store index not written: ") + e.what());
+    }
+    generation_ = generation;
+    records_ = std::move(records);
+    rebuild();
+    return true;
+}
+
+std::optional<KeyStore::ImportReport> KeyStore::import_keys(std::vector<crypto::KeyMaterial> keys, std::string* error) {
+    try {
+        const WriterLock lock(options_.dir);
+        if (!load_index(error)) return std::nullopt;  // another writer may have changed it
+        const unsigned generation = generation_ == 0 ? 1 : generation_;
+        std::vector<Record> records = records_;
+        ImportReport report;
+        // Hash sets, not scans: a batch of 100,000 against a store of 100,000 stays linear.
+        std::unordered_map<std::string, size_t> by_sha;
+        std::unordered_set<std::string> ids;
+        for (size_t i = 0; i < records.size(); ++i) {
+            by_sha.emplace(records[i].entry->sha256(), i);
+            ids.insert(records[i].id);
+        }
+        for (crypto::KeyMaterial& m : keys) {
+            if (!m.certificate || !m.key) {
+                fail(error, "a private key without its certificate cannot be indexed; nothing imported");
+                return std::nullopt;
+            }
+            if (X509_check_private_key(m.certificate->native(), m.key.get()) != 1) {
+                crypto::drain_errors();
+                fail(error, "the key does not belong to the certificate " + m.certificate->subject() + "; nothing imported");
+                return std::nullopt;
+            }
+            Record r;
+            r.entry = make_entry(r, options_.dir, *m.certificate, {});
+            const std::string sha = r.entry->sha256();
+            if (const auto same = by_sha.find(sha); same != by_sha.end()) {
+                report.already.push_back(records[same->second].entry);
+                continue;
+            }
+            size_t len = kIdLength;  // a longer id on the (2^-64) chance of a prefix collision
+            while (ids.count(sha.substr(0, len)) != 0) len += 8;
+            r.id = sha.substr(0, len);
+            ids.insert(r.id);
+            by_sha.emplace(sha, records.size());
+            r.file = key_file_name(r.id, generation);
+            r.cert_b64 = cert_b64(*m.certificate);
+            r.chain_b64.clear();
+            for (const crypto::Certificate& c : m.chain) r.chain_b64 += (r.chain_b64.empty() ? "" : ",") + cert_b64(c);
+            if (r.chain_b64.empty()) r.chain_b64 = "-";
+            const std::string wrapped = "wrapped " + b64(wrap_private_key(master_, m.key.get(), aad_for(r.id, sha)));
+            write_key_file(options_.dir, r.file, key_file_text(r.id, r.state, r.origin, sha, wrapped, *m.certificate, m.chain),
+                           false);
+            r.entry = make_entry(r, options_.dir, *m.certificate, m.chain);
+            report.added.push_back(r.entry);
+            records.push_back(std::move(r));
+        }
+        if (report.added.empty()) return report;
+        sync_dir(options_.dir);
+        if (!commit(std::move(records), generation, master_, error)) return std::nullopt;
+        return report;
+    } catch (const std::exception& e) {
+        fail(error, e.what());
+        return std::nullopt;
+    }
+}
+
+std::optional<KeyStore::ImportReport> KeyStore::import_token_key(const std::string& uri, const crypto::Certificate& certificate,
+                                                                 const std::vector<crypto::Certificate>& chain,
+                                                                 std::string* error) {
+    if (uri.rfind("pkcs11:", 0) != 0 || uri.find_first_of(" \t\r\n") != std::string::npos) {
+        fail(error, "not a pkcs11: URI (RFC 7512): " + uri);
+        return std::nullopt;
+    }
+    if (uri.find("pin-value") != std::string::npos) {
+        fail(error, "the URI carries pin-value: the PIN would be kept in the store; use keys.pkcs11_pin_file");
+        return std::nullopt;
+    }
+    try {
+        const WriterLock lock(options_.dir);
+        if (!load_index(error)) return std::nullopt;
+        const unsigned generation = generation_ == 0 ? 1 : generation_;
+        std::vector<Record> records = records_;
+        Record r;
+        r.origin = KeyOrigin::Token;
+        r.uri = uri;
+        r.entry = make_entry(r, options_.dir, certificate, chain);
+        const std::string sha = r.entry->sha256();
+        ImportReport report;
+        for (const Record& x : records) {
+            if (x.entry->sha256() != sha) continue;
+            report.already.push_back(x.entry);
+            return report;
+        }
+        r.id = sha.substr(0, kIdLength);
+        r.file = key_file_name(r.id, generation);
+        r.cert_b64 = cert_b64(certificate);
+        r.chain_b64.clear();
+        for (const crypto::Certificate& c : chain) r.chain_b64 += (r.chain_b64.empty() ? "" : ",") + cert_b64(c);
+        if (r.chain_b64.empty()) r.chain_b64 = "-";
+        write_key_file(options_.dir, r.file, key_file_text(r.id, r.state, r.origin, sha, "uri " + uri, certificate, chain), true);
+        r.entry = make_entry(r, options_.dir, certificate, chain);
+        report.added.push_back(r.entry);
+        records.push_back(std::move(r));
+        if (!commit(std::move(records), generation, master_, error)) return std::nullopt;
+        return report;
+    } catch (const std::exception& e) {
+        fail(error, e.what());
+        return std::nullopt;
+    }
+}
+
+bool KeyStore::set_state(const std::string& id, KeyState state, std::string* error) {
+    try {
+        const WriterLock lock(options_.dir);
+        if (!load_index(error)) return false;
+        const KeyEntry target = resolve(id);
+        if (!target) return fail(error, "no key " + id + " in " + options_.dir);
+        std::vector<Record> records = records_;
+        for (Record& r : records) {
+            if (r.id != target->id) continue;
+            r.state = state;
+            // The key file records the state too (the index is what counts).
+            const std::string path = options_.dir + "/" + r.file;
+            std::string text = base::read_file(path, size_t{1} << 20);
+            const size_t at = text.find("\nstate ");
+            const size_t end = at == std::string::npos ? at : text.find('\n', at + 1);
+            if (end != std::string::npos) {
+                text.replace(at, end - at, std::string("\nstate ") + state_name(state));
+                base::write_atomically(path, text, 0600);
+            }
+            KeyInfo changed = *r.entry;
+            changed.state = state;
+            r.entry = std::make_shared<const KeyInfo>(std::move(changed));
+        }
+        return commit(std::move(records), generation_, master_, error);
+    } catch (const std::exception& e) {
+        return fail(error, e.what());
+    }
+}
+
+bool KeyStore::rewrap(const MasterKey& new_key, std::string* error) {
+    try {
+        const WriterLock lock(options_.dir);
+        if (!load_index(error)) return false;
+        const unsigned generation = generation_ + 1;
+        std::vector<Record> records = records_;
+        std::vector<std::string> old_files;
+        for (Record& r : records) {
+            const std::string old_path = options_.dir + "/" + r.file;
+            std::string text = base::read_file(old_path, size_t{1} << 20);
+            if (r.origin == KeyOrigin::File) {
+                const std::string aad = aad_for(r.id, r.entry->sha256());
+                const std::optional<std::string> line = field(text, "wrapped");
+                std::optional<std::string> plain = line ? unwrap(master_, crypto::decode_base64(*line), aad) : std::nullopt;
+                if (!plain) return fail(error, "key " + r.id + ": " + old_path + " does not unwrap; nothing changed");
+                std::string secret = std::move(*plain);
+                const std::string fresh = b64(wrap(new_key, secret, aad));
+                OPENSSL_cleanse(secret.data(), secret.size());
+                const size_t at = text.find("\nwrapped ");
+                text.replace(at + 9, text.find('\n', at + 1) - at - 9, fresh);
+            }
+            old_files.push_back(old_path);
+            r.file = key_file_name(r.id, generation);
+            write_key_file(options_.dir, r.file, text, false);
+            r.entry = make_entry(r, options_.dir, r.entry->certificate, r.entry->chain);
+        }
+        sync_dir(options_.dir);
+        if (!commit(std::move(records), generation, new_key, error)) return false;
+        master_ = new_key;
+        for (const std::string& f : old_files) unlink(f.c_str());  // superseded copies under the old key
+        return true;
+    } catch (const std::exception& e) {
+        return fail(error, e.what());
+    }
+}
+
+}  // namespace sealmilter::keys
