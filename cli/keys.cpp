@@ -8,10 +8,7 @@
 #include "crypto/pkcs12.hpp"
 #include "keys/master_key.hpp"
 
-#if __has_include("keys/token.hpp")
 #include "keys/token.hpp"
-#define SEALMILTER_HAVE_TOKEN 1
-#endif
 
 #include <nlohmann/json.hpp>
 #include <openssl/bn.h>
@@ -135,7 +132,6 @@ int import_file(keys::KeyStore& store, const std::string& path, const std::strin
 }
 
 int import_token(keys::KeyStore& store, const std::string& uri) {
-#ifdef SEALMILTER_HAVE_TOKEN
     const keys::TokenOptions options{store.options().pkcs11_module, store.options().pkcs11_pin_file};
     std::string error;
     const std::vector<keys::TokenObject> objects = keys::list_token_keys(uri, options, &error);
@@ -150,10 +146,6 @@ int import_token(keys::KeyStore& store, const std::string& uri) {
         report_import(*r);
     }
     return kOk;
-#else
-    (void)store;
-    throw CliError(kSoftware, "import-token " + uri + ": this build has no PKCS#11 support (keys/token)");
-#endif
 }
 
 int export_address(const keys::KeyStore& store, const std::string& address, const std::string& out, const std::string& pass) {

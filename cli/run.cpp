@@ -144,8 +144,17 @@ std::shared_ptr<metrics::Observer> make_observer(const conf::Config& c, const mi
                                                  const std::shared_ptr<metrics::Metrics>& m, bool open_journal) {
     auto all = std::make_shared<metrics::Observers>();
     if (m) {
-        std::vector<crypto::Certificate> own;  // the key store adds its keys when it lands
+        // The organisation's own certificates: the archive's, harvest.keys', and every key of
+        // the store that can still sign or decrypt new mail (retired and compromised keys have
+        // expired or been withdrawn: an alert on them would never clear).
+        std::vector<crypto::Certificate> own;
         if (s.plan.archive) own.push_back(*s.plan.archive);
+        if (s.keys) {
+            const std::time_t now = std::time(nullptr);
+            s.keys->for_each([&](const keys::KeyEntry& e) {
+                if (keys::effective_state(*e, now) == keys::KeyState::Active) own.push_back(e->certificate);
+            });
+        }
         for (const crypto::KeyMaterial& k : s.harvest.keys)
             if (k.certificate) own.push_back(*k.certificate);
         m->set_own_certificates(own);

@@ -7,10 +7,7 @@
 #include "crypto/base64.hpp"
 #include "keys/wrap.hpp"
 
-#if __has_include("keys/token.hpp")
 #include "keys/token.hpp"
-#define SEALMILTER_HAVE_TOKEN 1
-#endif
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -282,15 +279,10 @@ PrivateKey KeyStore::private_key(const KeyInfo& key, std::string* error) const {
     if (PrivateKey k = cached(key.id)) return k;
     crypto::KeyMaterial m;
     if (key.origin == KeyOrigin::Token) {
-#ifdef SEALMILTER_HAVE_TOKEN
         std::optional<crypto::KeyMaterial> t =
             load_token_key(key.location, TokenOptions{options_.pkcs11_module, options_.pkcs11_pin_file}, key.certificate, error);
         if (!t) return nullptr;
         m = std::move(*t);
-#else
-        fail(error, "key " + key.id + " is on a PKCS#11 token and this build has no PKCS#11 support (keys/token)");
-        return nullptr;
-#endif
     } else {
         std::string text;
         try {

@@ -40,7 +40,9 @@ RecipientOutcome effective_outcome(const core::MessageSummary& s, const core::Re
         return own_outcome(d);
     case core::Action::Encrypted:
     case core::Action::DeliveredPlain:
-    case core::Action::PassedUnchanged: return own_outcome(d);
+    case core::Action::PassedUnchanged:
+    case core::Action::Decrypted:       // inbound: the local recipients' copy opened
+    case core::Action::DecryptFailed: return own_outcome(d);
     }
     return own_outcome(d);
 }

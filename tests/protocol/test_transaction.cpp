@@ -616,7 +616,7 @@ TEST_F(TransactionTest, AnUnwritableJournalIsLoggedWithItsPathAndReason) {
     const auto bob = make_identity({.email = "bob@partner.example"});
     give_cert(bob, "bob@partner.example");
     const std::string dir = "/dev/null/journal";  // ENOTDIR for root as for anyone: nothing is created
-    rebuild([&](milter::Services& s) { s.journal = std::make_shared<milter::Journal>(dir); });
+    rebuild([&](milter::Services& s) { s.journal = std::make_shared<milter::FileJournal>(dir); });
     const auto r = run("From: noreply@bank.example\r\nTo: bob@partner.example, carol@partner.example\r\n"
                        "Subject: s\r\n\r\nhello\r\n",
                        {"bob@partner.example", "carol@partner.example"});
