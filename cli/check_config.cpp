@@ -65,11 +65,16 @@ void size_warnings(const conf::Config& c) {
 // The daemon's user: --user, else whoever runs check-config (the unit's ExecStartPre runs it
 // as User=). An administrator who runs it as root is also told about the packaged service
 // user, because that is who will need to write the cache and the journal.
-std::vector<std::string> users_to_check(const po::variables_map& vm) {
-    if (vm.count("user") != 0U) return {vm["user"].as<std::string>()};
-    std::vector<std::string> users = {""};
-    if (::geteuid() == 0 && ::getpwnam(kServiceUser) != nullptr) users.emplace_back(kServiceUser);
-    return users;
+// Whose writability is an error: --user's, else the invoking user's.
+std::string user_to_check(const po::variables_map& vm) {
+    return vm.count("user") != 0U ? vm["user"].as<std::string>() : std::string();
+}
+
+// Root without --user, on a machine with the package's service user: that user's problems are
+// said as warnings (the packaged unit runs as it), not errors — root may be checking a
+// configuration that is not the unit's, e.g. one under /tmp.
+bool also_warn_for_service_user(const po::variables_map& vm) {
+    return vm.count("user") == 0U && ::geteuid() == 0 && ::getpwnam(kServiceUser) != nullptr;
 }
 
 // Removes, when it goes out of scope, those of `paths` that did not exist when it was made
@@ -114,9 +119,14 @@ int cmd_check_config(int argc, char** argv) {
         if (p.help) return kOk;
         problems = directory_problems(*p.config);
         // Writability first, judged on the paths as the daemon will find them.
-        for (const std::string& user : users_to_check(p.vm)) {
-            std::vector<std::string> more = state_path_problems(*p.config, user);
+        {
+            std::vector<std::string> more = state_path_problems(*p.config, user_to_check(p.vm));
             problems.insert(problems.end(), more.begin(), more.end());
+        }
+        if (also_warn_for_service_user(p.vm)) {
+            for (const std::string& w : state_path_problems(*p.config, kServiceUser))
+                note("warning: " + w + " (the packaged unit runs as " + std::string(kServiceUser) +
+                     "; check-config --user " + kServiceUser + " makes this an error)");
         }
         // Opening the cache creates it, and the services make the re-injection journal's
         // directory; a check must leave neither behind (as root they would be root's, and the

@@ -612,6 +612,8 @@ TEST_F(TransactionTest, TheSplitLineNamesTheTargetAndTheNextHopsQueueId) {
                      "queued there as 4NEXT0 (250 2.0.0 Ok: queued as 4NEXT0)");
 }
 
+// A copy handed over whose journal entry cannot be written tempfails the message (a retry
+// would not know the copy went out: issue 16), and the log names the file and why.
 TEST_F(TransactionTest, AnUnwritableJournalIsLoggedWithItsPathAndReason) {
     const auto bob = make_identity({.email = "bob@partner.example"});
     give_cert(bob, "bob@partner.example");
@@ -620,7 +622,8 @@ TEST_F(TransactionTest, AnUnwritableJournalIsLoggedWithItsPathAndReason) {
     const auto r = run("From: noreply@bank.example\r\nTo: bob@partner.example, carol@partner.example\r\n"
                        "Subject: s\r\n\r\nhello\r\n",
                        {"bob@partner.example", "carol@partner.example"});
-    ASSERT_EQ(r.verdict, milter::EomResult::Verdict::Accept) << r.summary;
+    ASSERT_EQ(r.verdict, milter::EomResult::Verdict::Tempfail) << r.summary;
+    EXPECT_NE(r.summary.find("the re-injection journal cannot be written"), std::string::npos) << r.summary;
     const auto line = std::find_if(logs_.begin(), logs_.end(),
                                    [](const std::string& l) { return l.find("journal") != std::string::npos; });
     ASSERT_NE(line, logs_.end());
