@@ -40,13 +40,9 @@ std::string name_der(const X509_NAME* name) {
 // whitespace-normalised strings), so an envelope that re-encoded the issuer name still finds
 // the key. 32 bits: names that collide only give a second candidate; decrypt_envelope compares
 // the full identifier before it uses a key.
-std::string canonical_name_hash(const std::string& der) {
-    const auto* p = reinterpret_cast<const unsigned char*>(der.data());
-    X509_NAME* name = d2i_X509_NAME(nullptr, &p, static_cast<long>(der.size()));
-    if (name == nullptr) return base::to_hex(der);
+std::string canonical_name_hash(const X509_NAME* name, const std::string& der) {
     int ok = 0;
     const unsigned long h = X509_NAME_hash_ex(name, nullptr, nullptr, &ok);
-    X509_NAME_free(name);
     char buf[17];
     std::snprintf(buf, sizeof buf, "%08lx", h);
     return ok == 1 ? std::string(buf) : base::to_hex(der);
@@ -61,6 +57,7 @@ void add(std::vector<RecipientId>& out, const ASN1_OCTET_STRING* keyid, const X5
     } else if (issuer != nullptr && serial != nullptr) {
         id.kind = RecipientId::Kind::IssuerSerial;
         id.issuer_der = name_der(issuer);
+        id.issuer_hash = canonical_name_hash(issuer, id.issuer_der);
         id.serial = serial_bytes(serial);
     } else {
         return;
@@ -72,7 +69,7 @@ void add(std::vector<RecipientId>& out, const ASN1_OCTET_STRING* keyid, const X5
 
 std::string RecipientId::index_key() const {
     if (kind == Kind::SubjectKeyId) return "ski:" + base::to_hex(ski);
-    return "is:" + canonical_name_hash(issuer_der) + ":" + base::to_hex(serial);
+    return "is:" + issuer_hash + ":" + base::to_hex(serial);
 }
 
 std::string RecipientId::describe() const {

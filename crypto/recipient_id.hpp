@@ -24,6 +24,8 @@ struct RecipientId {
     std::string issuer_der;  // IssuerSerial: the DER of the issuer Name
     std::string serial;      // IssuerSerial: the serial number's big-endian magnitude bytes
     std::string ski;         // SubjectKeyId: the identifier's raw bytes
+    std::string issuer_hash; // IssuerSerial: the canonical issuer name's hash, computed once
+                             // when the identifier is made (index_key() needs no re-parsing)
 
     // The index key: "is:<hex sha256(issuer DER)>:<hex serial>" or "ski:<hex>". Equal for the
     // certificate and every envelope that names it.
