@@ -105,7 +105,7 @@ core::PlanSettings plan_settings(const conf::Config& c, const LookupStack& stack
 
 core::InboundSettings inbound_settings(const conf::Config& c, const LookupStack& stack,
                                        const core::PlanSettings& plan, const SharedState& shared,
-                                       const base::Logger& log) {
+                                       const base::Logger& log, const std::shared_ptr<metrics::Metrics>& m) {
     core::InboundSettings h;
     h.enabled = c.get_bool("harvest.enabled");
     if (!h.enabled) return h;
@@ -115,7 +115,9 @@ core::InboundSettings inbound_settings(const conf::Config& c, const LookupStack&
     if (h.domains.empty()) h.domains = plan.policy_options.internal_domains;
     h.max_size = static_cast<unsigned long long>(c.get_int("harvest.max_size"));
     h.keys = load_harvest_keys(c.get_list("harvest.keys"));
-    h.publisher = make_publisher(c, true, log.as_function());
+    std::function<void()> on_published;
+    if (m) on_published = [m] { m->published(); };
+    h.publisher = make_publisher(c, true, log.as_function(), std::move(on_published));
     if (h.domains.empty())
         log.info("harvest: off (neither harvest.domains nor policy.internal_domains names an inbound domain)");
     return h;
@@ -296,7 +298,7 @@ std::shared_ptr<const milter::Services> build(const conf::Config& c, const std::
     s->spool_dir = c.get("milter.spool_dir");
     if (access(s->spool_dir.c_str(), W_OK | X_OK) != 0)
         throw CliError(kConfig, "milter.spool_dir " + s->spool_dir + " is not a writable directory");
-    s->harvest = inbound_settings(c, *stack, s->plan, shared, log);
+    s->harvest = inbound_settings(c, *stack, s->plan, shared, log, m);
     // A bad master key or store refuses the start (and a reload keeps the running snapshot).
     s->keys = open_configured_store(c, false);
     log.info(s->keys ? "key store " + c.get("keys.dir") + ": " + std::to_string(s->keys->size()) + " key(s)"

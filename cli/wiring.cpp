@@ -66,10 +66,12 @@ std::shared_ptr<const milter::Journal> make_journal(const conf::Config& c, const
 }
 
 std::shared_ptr<lookup::Publisher> make_publisher(const conf::Config& c, bool background,
-                                                  const std::function<void(const std::string&)>& log) {
+                                                  const std::function<void(const std::string&)>& log,
+                                                  std::function<void()> on_published) {
     if (c.get("directory.publish_url").empty()) return nullptr;
     try {
-        const lookup::PublishOptions o = lookup::publish_options(ConfigSettings(c));
+        lookup::PublishOptions o = lookup::publish_options(ConfigSettings(c));
+        o.on_published = std::move(on_published);
         if (background) return std::make_shared<lookup::Publisher>(o, log);
         return std::shared_ptr<lookup::Publisher>(lookup::Publisher::without_thread(o, log));
     } catch (const lookup::SettingsError& e) {

@@ -77,8 +77,10 @@ std::string metrics_listen(const conf::Config& config);
 std::vector<crypto::KeyMaterial> load_harvest_keys(const std::vector<std::string>& files);
 
 // The publisher of harvested certificates (directory.publish_url), or null when it is off.
+// on_published: called after each certificate the directory accepted (the daemon's metric).
 std::shared_ptr<lookup::Publisher> make_publisher(const conf::Config& config, bool background,
-                                                  const std::function<void(const std::string&)>& log);
+                                                  const std::function<void(const std::string&)>& log,
+                                                  std::function<void()> on_published = {});
 
 // Only the cache, for `cache list|purge`.
 std::unique_ptr<lookup::CertificateCache> open_cache(const conf::Config& config,

@@ -156,6 +156,7 @@ size_t Publisher::pass(bool honour_backoff) {
             retry_.erase(f.string());
         }
         log_("publish: <" + email + "> published");
+        if (options_.on_published) options_.on_published();
     }
     return remaining;
 }

@@ -34,6 +34,9 @@ struct PublishOptions {
     std::string queue_dir;         // persistent queue (harvest.dir/.publish)
     long initial_backoff_ms = 5000;
     long max_backoff_ms = 600000;
+    // Called (on the publisher's thread) after each certificate the directory accepted: the
+    // daemon counts them (sealmilter_published_certificates_total). Must not throw.
+    std::function<void()> on_published;
 };
 
 class Publisher {

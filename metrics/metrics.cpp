@@ -102,6 +102,11 @@ Metrics::Metrics(const base::Clock* clock) : clock_(clock), registry_(std::make_
                       .Help("Certificates kept from inbound signed mail")
                       .Register(r)
                       .Add({});
+    published_ = &prometheus::BuildCounter()
+                      .Name("sealmilter_published_certificates_total")
+                      .Help("Harvested certificates the directory accepted (directory.publish_url)")
+                      .Register(r)
+                      .Add({});
     expiry_warnings_ = &prometheus::BuildCounter()
                             .Name("sealmilter_certificate_expiry_warnings_total")
                             .Help("Recipients whose only certificate expires within lookup.expiry_warn_days")
@@ -169,6 +174,8 @@ void Metrics::reinjection(bool ok) noexcept {
 }
 
 void Metrics::harvested(size_t certificates) noexcept { harvested_->Increment(static_cast<double>(certificates)); }
+
+void Metrics::published() noexcept { published_->Increment(); }
 
 void Metrics::expiry_warning() noexcept { expiry_warnings_->Increment(); }
 

@@ -50,6 +50,8 @@ public:
     void message_decided(const MessageReport& r) noexcept override;
     void reinjection(bool ok) noexcept override;
     void harvested(size_t certificates) noexcept override;
+    // A harvested certificate the directory accepted (lookup::Publisher's on_published).
+    void published() noexcept;
     void lookup_done(const lookup::LookupResult& r) noexcept override;
 
     // The organisation's own certificates (crypto.archive_cert, harvest.keys today; the key
@@ -85,6 +87,7 @@ private:
     prometheus::Counter* spooled_messages_;
     prometheus::Family<prometheus::Counter>* reinjections_;
     prometheus::Counter* harvested_;
+    prometheus::Counter* published_;
     prometheus::Counter* expiry_warnings_;
 
     mutable base::Mutex mutex_;

@@ -570,12 +570,15 @@ TEST_F(DirectoryNginx, PublisherPresentsTheDirectoryClientCertificate) {
         {"directory.max_connections", "4"},
         {"harvest.dir", dir}};
     const std::string pem = to_pem(env_->alice);
+    int published = 0;
     {
         std::vector<std::string> log;
-        auto with_cert = Publisher::without_thread(publish_options(MapSettings(values)),
-                                                   [&log](const std::string& l) { log.push_back(l); });
+        PublishOptions o = publish_options(MapSettings(values));
+        o.on_published = [&published] { ++published; };
+        auto with_cert = Publisher::without_thread(o, [&log](const std::string& l) { log.push_back(l); });
         with_cert->enqueue("alice@example.test", pem);
         EXPECT_EQ(with_cert->flush_once(), 0u) << (log.empty() ? "" : log.back());  // 204: published and dequeued
+        EXPECT_EQ(published, 1);  // the daemon's sealmilter_published_certificates_total
     }
     values["directory.client_cert"] = "";
     values["directory.client_key"] = "";
@@ -588,6 +591,7 @@ TEST_F(DirectoryNginx, PublisherPresentsTheDirectoryClientCertificate) {
         ASSERT_FALSE(log.empty());
         EXPECT_NE(log.back().find("HTTP 403"), std::string::npos) << log.back();
     }
+    EXPECT_EQ(published, 1);  // a refused publication is not counted
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
 }

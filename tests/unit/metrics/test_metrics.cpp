@@ -102,7 +102,11 @@ TEST(Metrics, CountsMessagesRecipientsCoverageAndCertificates) {
     m.message_decided({"Q2", &s2, 10, false, {}});
     m.recipient_refused("S3", decision("n@secure.example", Mode::Require, Outcome::Reject), false);
     m.reinjection(false);
+    m.harvested(2);
+    m.published();
     const std::string t = exposition(m);
+    EXPECT_TRUE(has_line(t, "sealmilter_harvested_certificates_total 2")) << t;
+    EXPECT_TRUE(has_line(t, "sealmilter_published_certificates_total 1")) << t;
     EXPECT_TRUE(has_line(t, "sealmilter_messages_total{outcome=\"encrypted\"} 1")) << t;
     EXPECT_TRUE(has_line(t, "sealmilter_messages_total{outcome=\"dry-run\"} 1")) << t;
     EXPECT_TRUE(has_line(t, "sealmilter_recipients_total{mode=\"opportunistic\",outcome=\"encrypted\"} 1")) << t;
