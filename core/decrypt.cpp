@@ -10,16 +10,6 @@
 namespace sealmilter::core {
 namespace {
 
-// Feeds decrypted bytes straight into a MessageSplitter: the plaintext is never held whole.
-class SplitterSink final : public crypto::ByteSink {
-public:
-    explicit SplitterSink(MessageSplitter& s) : splitter_(s) {}
-    void write(const char* data, size_t len) override { splitter_.feed(data, len); }
-
-private:
-    MessageSplitter& splitter_;
-};
-
 // Rewrites CRLF to `eol` across chunk boundaries (a lone CR stays).
 class EolWriter {
 public:

@@ -14,6 +14,17 @@
 
 namespace sealmilter::core {
 
+// Feeds bytes (decrypted plaintext) straight into a MessageSplitter: a decrypted message is
+// never held whole.
+class SplitterSink final : public crypto::ByteSink {
+public:
+    explicit SplitterSink(MessageSplitter& s) : splitter_(s) {}
+    void write(const char* data, size_t len) override { splitter_.feed(data, len); }
+
+private:
+    MessageSplitter& splitter_;
+};
+
 // Writes the decrypted message to `out`: the outer header fields without the S/MIME content
 // headers, then the inner entity's header fields, the empty line and the inner body, all with
 // line ending `eol`. When the inner entity carries RFC 9788 protected headers

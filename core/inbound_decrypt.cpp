@@ -14,15 +14,6 @@
 namespace sealmilter::core {
 namespace {
 
-class SplitterSink final : public crypto::ByteSink {
-public:
-    explicit SplitterSink(MessageSplitter& s) : splitter_(s) {}
-    void write(const char* data, size_t len) override { splitter_.feed(data, len); }
-
-private:
-    MessageSplitter& splitter_;
-};
-
 // A value that goes into our own header field: printable ASCII, no parameter separator.
 std::string header_safe(std::string_view v) {
     std::string out;
