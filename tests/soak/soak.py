@@ -260,9 +260,11 @@ def main():
                     next_hup = now + rng.uniform(2, 6)
                 if calm.is_set() and gw.milter is not None:
                     try:
-                        rss.append(gw.milter_rss_kib())
+                        kib = gw.milter_rss_kib()
                     except OSError:
-                        pass
+                        kib = None
+                    if kib is not None:  # None: the process has exited (a zombie has no VmRSS)
+                        rss.append(kib)
                 time.sleep(0.2)
 
         fault_thread = threading.Thread(target=injector, daemon=True)
