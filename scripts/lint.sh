@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/lint.sh BUILD_DIR — clang-tidy over every source of the libraries (base crypto lookup
+# scripts/lint.sh BUILD_DIR — clang-tidy over every source of the libraries (base crypto keys lookup metrics pg
 # core conf milter cli) with the repository's .clang-tidy, plus Clang's thread-safety analysis
 # (-Wthread-safety: members marked SEALMILTER_GUARDED_BY are only touched under their
 # base::Mutex). Any finding fails. Needs the build's compile_commands.json (any compiler:
@@ -14,7 +14,7 @@ trap 'rm -f "$log"' EXIT
 # here; what fails is what .clang-tidy and -Wthread-safety report, as errors.
 if ! run-clang-tidy -p "$build" -j "$(nproc)" -quiet \
     -extra-arg=-Wno-error -extra-arg=-Wthread-safety -extra-arg=-Werror=thread-safety \
-    "$src/(base|crypto|lookup|core|conf|milter|cli)/.*\.cpp$" >"$log" 2>&1; then
+    "$src/(base|crypto|keys|lookup|core|metrics|pg|conf|milter|cli)/.*\.cpp$" >"$log" 2>&1; then
   sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E "^$src/.*(warning|error):" | sort -u >&2 || true
   echo "lint: clang-tidy found problems (above)" >&2
   exit 1
