@@ -577,7 +577,16 @@ TEST_F(DirectoryNginx, PublisherPresentsTheDirectoryClientCertificate) {
         o.on_published = [&published] { ++published; };
         auto with_cert = Publisher::without_thread(o, [&log](const std::string& l) { log.push_back(l); });
         with_cert->enqueue("alice@example.test", pem);
-        EXPECT_EQ(with_cert->flush_once(), 0u) << (log.empty() ? "" : log.back());  // 204: published and dequeued
+        // nginx answers `return 204` without reading the POST body and then resets the HTTP/2
+        // stream; curl 7.88 sometimes reports that as "Stream error in the HTTP/2 framing
+        // layer" (seen under load in CI). The publisher keeps the entry and retries, as it does
+        // in production: up to 3 attempts here, a refusal (HTTP 4xx) is never retried into a pass.
+        size_t left = with_cert->flush_once();
+        for (int attempt = 1; attempt < 3 && left != 0 && !log.empty() &&
+                              log.back().find("HTTP/2 framing layer") != std::string::npos;
+             ++attempt)
+            left = with_cert->flush_once();
+        EXPECT_EQ(left, 0u) << (log.empty() ? "" : log.back());  // 204: published and dequeued
         EXPECT_EQ(published, 1);  // the daemon's sealmilter_published_certificates_total
     }
     values["directory.client_cert"] = "";
