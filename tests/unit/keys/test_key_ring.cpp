@@ -6,6 +6,7 @@
 #include "base/file.hpp"
 #include "core/decrypt.hpp"
 #include "crypto/envelope.hpp"
+#include "tests/support/messages.hpp"
 #include "tests/support/test_pki.hpp"
 
 #include <gtest/gtest.h>
@@ -28,11 +29,7 @@ crypto::KeyMaterial load(const std::string& file) {
 }
 
 core::RingDecryptOutcome decrypt(const std::string& raw, const keys::KeyRing& ring, crypto::StringSink& out) {
-    core::Message m;
-    core::MessageSplitter splitter(m);
-    splitter.feed(raw.data(), raw.size());
-    splitter.finish();
-    return core::decrypt_message(m, ring, "\n", out);
+    return core::decrypt_message(*sealmilter::testing::parse_message(raw), ring, "\n", out);
 }
 
 std::string envelope_der(const std::vector<crypto::Certificate>& to, const std::string& content) {
