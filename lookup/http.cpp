@@ -234,6 +234,24 @@ std::unique_ptr<Transfer> prepare(const HttpOptions& options, const HttpRequest&
     return t;
 }
 
+}  // namespace
+
+bool response_complete_before_reset(long status, const std::map<std::string, std::string>& headers,
+                                    size_t body_size) {
+    if (status < 200 || status > 599) return false;  // no final response yet
+    if (status == 204 || status == 304) return true;  // never has content (RFC 9110 §15.3.5, §15.4.5)
+    const auto length = headers.find("content-length");
+    if (length == headers.end() || length->second.empty() || length->second.size() > 18) return false;
+    size_t n = 0;
+    for (const char c : length->second) {
+        if (c < '0' || c > '9') return false;
+        n = n * 10 + static_cast<size_t>(c - '0');
+    }
+    return n == body_size;
+}
+
+namespace {
+
 // The response as the caller sees it, once the transfer is over (or abandoned).
 HttpResponse conclude(Transfer& t) {
     HttpResponse r = std::move(t.response);
@@ -242,6 +260,9 @@ HttpResponse conclude(Transfer& t) {
         r.failure = HttpResponse::Failure::TooBig;
     } else if (!t.done) {
         r.failure = HttpResponse::Failure::Timeout;
+    } else if (t.result == CURLE_HTTP2_STREAM &&
+               response_complete_before_reset(t.status_line, r.headers, r.body.size())) {
+        r.status = t.status_line;  // the response was whole before the stream was reset
     } else if (t.result != CURLE_OK) {
         r.failure = HttpResponse::Failure::Transport;
         r.error = curl_easy_strerror(t.result);

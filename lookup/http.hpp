@@ -55,6 +55,14 @@ struct HttpResponse {
     std::string body;
 };
 
+// RFC 9113 §8.1: a server may send a complete response before it has read the whole request
+// and then reset the stream with NO_ERROR; libcurl 7.88 reports that reset as
+// CURLE_HTTP2_STREAM although the response arrived. True when `status` and what was received
+// of the body make a complete response on their own: a final status whose response has no
+// content (204, 304), or a body exactly as long as the announced Content-Length.
+bool response_complete_before_reset(long status, const std::map<std::string, std::string>& headers,
+                                    size_t body_size);
+
 class HttpClient {
 public:
     explicit HttpClient(HttpOptions options);
