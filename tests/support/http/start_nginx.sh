@@ -33,46 +33,7 @@ if [[ -z $nginx_bin ]]; then
 fi
 mkdir -p "$prefix/tls" "$prefix/logs" "$prefix/tmp" "$prefix/www"
 
-make_ca() {  # NAME CN
-  cat >"$prefix/tls/$1.cnf" <<CNF
-[req]
-distinguished_name = dn
-x509_extensions = v3_ca
-prompt = no
-[dn]
-CN = $2
-[v3_ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-CNF
-  openssl req -x509 -config "$prefix/tls/$1.cnf" -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -nodes -keyout "$prefix/tls/$1.key" -out "$prefix/tls/$1.crt" -days 2 2>/dev/null
-}
-
-if [[ ! -s $prefix/tls/server.crt ]]; then
-  make_ca ca "sealmilter test CA"
-  make_ca other-ca "unrelated test CA"
-  cat >"$prefix/tls/server.ext" <<EXT
-basicConstraints = CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
-EXT
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
-    -keyout "$prefix/tls/server.key" -out "$prefix/tls/server.csr" 2>/dev/null
-  openssl x509 -req -in "$prefix/tls/server.csr" -CA "$prefix/tls/ca.crt" -CAkey "$prefix/tls/ca.key" \
-    -CAcreateserial -days 2 -extfile "$prefix/tls/server.ext" -out "$prefix/tls/server.crt" 2>/dev/null
-  cat >"$prefix/tls/client.ext" <<EXT
-basicConstraints = CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth
-EXT
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=sealmilter test client" \
-    -keyout "$prefix/tls/client.key" -out "$prefix/tls/client.csr" 2>/dev/null
-  openssl x509 -req -in "$prefix/tls/client.csr" -CA "$prefix/tls/ca.crt" -CAkey "$prefix/tls/ca.key" \
-    -CAcreateserial -days 2 -extfile "$prefix/tls/client.ext" -out "$prefix/tls/client.crt" 2>/dev/null
-fi
+"$(dirname "$0")/../tls_ca.sh" "$prefix/tls" "sealmilter test CA" client
 
 user_line=""
 if [[ $(id -u) -eq 0 ]]; then user_line="user root;"; fi  # workers must read the 0700 prefix

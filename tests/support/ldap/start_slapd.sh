@@ -28,37 +28,7 @@ fi
 slapadd_bin=$(dirname "$slapd_bin")/slapadd
 mkdir -p "$dir/tls"
 
-make_ca() {  # NAME CN
-  cat >"$dir/tls/$1.cnf" <<CNF
-[req]
-distinguished_name = dn
-x509_extensions = v3_ca
-prompt = no
-[dn]
-CN = $2
-[v3_ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-CNF
-  openssl req -x509 -config "$dir/tls/$1.cnf" -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -nodes -keyout "$dir/tls/$1.key" -out "$dir/tls/$1.crt" -days 2 2>/dev/null
-}
-
-if [[ ! -s $dir/tls/server.crt ]]; then
-  make_ca ca "sealmilter LDAP test CA"
-  make_ca other-ca "unrelated LDAP test CA"
-  cat >"$dir/tls/server.ext" <<EXT
-basicConstraints = CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
-EXT
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=localhost" \
-    -keyout "$dir/tls/server.key" -out "$dir/tls/server.csr" 2>/dev/null
-  openssl x509 -req -in "$dir/tls/server.csr" -CA "$dir/tls/ca.crt" -CAkey "$dir/tls/ca.key" \
-    -CAcreateserial -days 2 -extfile "$dir/tls/server.ext" -out "$dir/tls/server.crt" 2>/dev/null
-fi
+"$(dirname "$0")/../tls_ca.sh" "$dir/tls" "sealmilter LDAP test CA"
 
 cat >"$dir/slapd.conf" <<CONF
 include /etc/ldap/schema/core.schema
