@@ -29,39 +29,17 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/sealmilter-bench-ldap.XXXXXX")
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf -- "$TMP"; }
 trap cleanup EXIT
-mkdir -p "$TMP/pki" "$TMP/nginx/www/json" "$TMP/slapd" "$TMP/cache"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TMP/pki/ca.key" \
-  -out "$TMP/pki/ca.pem" -days 2 -subj "/CN=bench recipient CA" -addext "basicConstraints=critical,CA:TRUE" \
-  -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || die "CA"
-: >"$TMP/addresses"
+source "$ROOT/bench/common.sh"
+mkdir -p "$TMP/slapd" "$TMP/cache"
+make_recipients 50 ec "$TMP/nginx/www/json"
 : >"$TMP/slapd/data.ldif"
 for i in $(seq 1 50); do
-  a="rcpt$i@partner.example"
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$TMP/pki/k$i.pem" \
-    -out "$TMP/pki/r$i.csr" -subj "/CN=rcpt$i" 2>/dev/null
-  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,keyAgreement\nextendedKeyUsage=emailProtection\nsubjectAltName=email:%s\n' "$a" >"$TMP/pki/e$i"
-  openssl x509 -req -in "$TMP/pki/r$i.csr" -CA "$TMP/pki/ca.pem" -CAkey "$TMP/pki/ca.key" -set_serial "$((1000 + i))" \
-    -days 2 -extfile "$TMP/pki/e$i" -out "$TMP/pki/c$i.pem" 2>/dev/null || die "certificate $i"
-  python3 -c 'import json,sys; print(json.dumps({"certificates":[{"pem":open(sys.argv[1]).read()}]}))' \
-    "$TMP/pki/c$i.pem" >"$TMP/nginx/www/json/$a"
   printf 'dn: cn=rcpt%s,ou=people,dc=example,dc=test\nobjectClass: inetOrgPerson\ncn: rcpt%s\nsn: rcpt%s\nmail: %s\nuserCertificate;binary:: %s\n\n' \
-    "$i" "$i" "$i" "$a" "$(openssl x509 -in "$TMP/pki/c$i.pem" -outform DER | base64 -w0)" >>"$TMP/slapd/data.ldif"
-  echo "$a" >>"$TMP/addresses"
+    "$i" "$i" "$i" "rcpt$i@partner.example" "$(openssl x509 -in "$TMP/pki/c$i.pem" -outform DER | base64 -w0)" >>"$TMP/slapd/data.ldif"
 done
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_pid_file() {  # PID_FILE PID WHAT: the server is ours once its pid file names our child
-  for _ in $(seq 1 200); do
-    [[ -s $1 && $(cat "$1") == "$2" ]] && return 0
-    kill -0 "$2" 2>/dev/null || die "$3 exited"
-    sleep 0.05
-  done
-  die "$3 did not start"
-}
 http_port=$(free_port)
-bash "$ROOT/tests/support/http/start_nginx.sh" "$TMP/nginx" "$http_port" >/dev/null 2>"$TMP/nginx.err" &
-pids+=($!)
-wait_pid_file "$TMP/nginx/nginx.pid" "$!" nginx
+start_nginx "$http_port"
 ldap_port=$(free_port)
 ldaps_port=$(free_port)
 bash "$ROOT/tests/support/ldap/start_slapd.sh" "$TMP/slapd" "$ldap_port" "$ldaps_port" >/dev/null 2>"$TMP/slapd.err" &

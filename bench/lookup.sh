@@ -37,21 +37,8 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/sealmilter-bench-lookup.XXXXXX")
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf -- "$TMP"; }
 trap cleanup EXIT
-mkdir -p "$TMP/pki" "$TMP/www" "$TMP/nginx"
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/pki/ca.key" -out "$TMP/pki/ca.pem" -days 2 \
-  -subj "/CN=bench recipient CA" -addext "basicConstraints=critical,CA:TRUE" \
-  -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || die "CA"
-: >"$TMP/addresses"
-for i in $(seq 1 50); do
-  a="rcpt$i@partner.example"
-  openssl req -new -newkey rsa:2048 -nodes -keyout "$TMP/pki/k$i.pem" -out "$TMP/pki/r$i.csr" -subj "/CN=rcpt$i" 2>/dev/null
-  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,keyEncipherment\nextendedKeyUsage=emailProtection\nsubjectAltName=email:%s\n' "$a" >"$TMP/pki/e$i"
-  openssl x509 -req -in "$TMP/pki/r$i.csr" -CA "$TMP/pki/ca.pem" -CAkey "$TMP/pki/ca.key" -set_serial "$((1000 + i))" \
-    -days 2 -extfile "$TMP/pki/e$i" -out "$TMP/pki/c$i.pem" 2>/dev/null || die "certificate $i"
-  python3 -c 'import json,sys; print(json.dumps({"certificates":[{"pem":open(sys.argv[1]).read()}]}))' \
-    "$TMP/pki/c$i.pem" >"$TMP/www/$a"
-  echo "$a" >>"$TMP/addresses"
-done
+source "$ROOT/bench/common.sh"
+make_recipients 50 rsa "$TMP/www"
 echo "warmup nobody@partner.example" >>"$TMP/addresses"
 # The same 50 certificates as SMIMEA usage 1 records in partner.example., signed with
 # ldns-signzone and served by NSD on loopback (tests/support/dns/start_nsd.sh).
@@ -69,20 +56,11 @@ with open(f"{tmp}/nsd/records/partner.example", "w") as out:
 open(f"{tmp}/nsd/records/insecure.partner.example", "w").close()
 PY
 
-coproc SLOW { exec python3 "$ROOT/bench/slow_directory.py" "$TMP/www" "$DELAY"; }
-pids+=("$SLOW_PID")
-read -r upstream <&"${SLOW[0]}" || die "slow directory did not start"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-bash "$ROOT/tests/support/http/start_nginx.sh" "$TMP/nginx" "$port" "$upstream" >/dev/null 2>"$TMP/nginx.err" &
-NGINX_PID=$!  # start_nginx.sh execs nginx: this is the master
-pids+=("$NGINX_PID")
-up=0
-for _ in $(seq 1 100); do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
-  sleep 0.1
-done
-[[ $up == 1 ]] || die "nginx did not start: $(tail -3 "$TMP/nginx.err")"
-dns_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_slow_directory "$DELAY"
+port=$(free_port)
+start_nginx "$port" "$SLOW_DIRECTORY_PORT"
+NGINX_PID=${pids[-1]}  # start_nginx.sh execs nginx: this is the master
+dns_port=$(free_port)
 bash "$ROOT/tests/support/dns/start_nsd.sh" "$TMP/nsd" "$dns_port" partner.example >/dev/null 2>"$TMP/nsd.err" &
 NSD_PID=$!  # start_nsd.sh execs nsd: this is its main process
 pids+=("$NSD_PID")
@@ -126,7 +104,7 @@ CONF
 # CPU (clock ticks) of the test directory itself: the backend and nginx's worker.
 harness_ticks() {
   local p t=0
-  for p in "$SLOW_PID" $(pgrep -P "$NGINX_PID" nginx || true); do
+  for p in "$SLOW_DIRECTORY_PID" $(pgrep -P "$NGINX_PID" nginx || true); do
     t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
   done
   echo "$t"

@@ -35,36 +35,14 @@ cleanup() {
   rm -rf -- "$TMP"
 }
 trap cleanup EXIT
-mkdir -p "$TMP/pki" "$TMP/www" "$TMP/nginx"
+source "$ROOT/bench/common.sh"
 N=20
-openssl req -x509 -newkey rsa:2048 -nodes -keyout "$TMP/pki/ca.key" -out "$TMP/pki/ca.pem" -days 2 \
-  -subj "/CN=bench recipient CA" -addext "basicConstraints=critical,CA:TRUE" \
-  -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null || die "CA"
-: >"$TMP/addresses"
-for i in $(seq 1 $N); do
-  a="rcpt$i@partner.example"
-  openssl req -new -newkey rsa:2048 -nodes -keyout "$TMP/pki/k$i.pem" -out "$TMP/pki/r$i.csr" -subj "/CN=rcpt$i" 2>/dev/null
-  printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,keyEncipherment\nextendedKeyUsage=emailProtection\nsubjectAltName=email:%s\n' "$a" >"$TMP/pki/e$i"
-  openssl x509 -req -in "$TMP/pki/r$i.csr" -CA "$TMP/pki/ca.pem" -CAkey "$TMP/pki/ca.key" -set_serial "$((1000 + i))" \
-    -days 2 -extfile "$TMP/pki/e$i" -out "$TMP/pki/c$i.pem" 2>/dev/null || die "certificate $i"
-  python3 -c 'import json,sys; print(json.dumps({"certificates":[{"pem":open(sys.argv[1]).read()}]}))' \
-    "$TMP/pki/c$i.pem" >"$TMP/www/$a"
-  echo "$a" >>"$TMP/addresses"
-done
+make_recipients $N rsa "$TMP/www"
 echo "warmup nobody@partner.example" >>"$TMP/addresses"
 
-coproc SLOW { exec python3 "$ROOT/bench/slow_directory.py" "$TMP/www" "$DELAY"; }
-pids+=("$SLOW_PID")
-read -r upstream <&"${SLOW[0]}" || die "slow directory did not start"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-bash "$ROOT/tests/support/http/start_nginx.sh" "$TMP/nginx" "$port" "$upstream" >/dev/null 2>"$TMP/nginx.err" &
-pids+=("$!")
-up=0
-for _ in $(seq 1 100); do
-  if [[ $(cat "$TMP/nginx/nginx.pid" 2>/dev/null) == "${pids[-1]}" ]] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then up=1; break; fi
-  sleep 0.1
-done
-[[ $up == 1 ]] || die "nginx did not start: $(tail -3 "$TMP/nginx.err")"
+start_slow_directory "$DELAY"
+port=$(free_port)
+start_nginx "$port" "$SLOW_DIRECTORY_PORT"
 read -r PG_PORT PG_PID < <(python3 "$ROOT/tests/support/pg_cluster.py" start "$TMP/pg") || die "PostgreSQL did not start"
 echo "host=127.0.0.1 port=$PG_PORT user=sealmilter dbname=postgres" >"$TMP/dsn"
 base_conf() {
