@@ -10,6 +10,7 @@
 #include "crypto/signed_data.hpp"
 #include "lookup/harvest_store.hpp"
 #include "milter/transaction.hpp"
+#include "tests/support/fake_mta.hpp"
 #include "tests/support/messages.hpp"
 #include "tests/support/test_pki.hpp"
 
@@ -25,6 +26,9 @@ namespace crypto = sealmilter::crypto;
 namespace keys = sealmilter::keys;
 namespace lookup = sealmilter::lookup;
 namespace milter = sealmilter::milter;
+using sealmilter::testing::FakeMta;
+using sealmilter::testing::FakeReinjector;
+using sealmilter::testing::crlf;
 using sealmilter::testing::make_identity;
 using sealmilter::testing::TestIdentity;
 
@@ -32,54 +36,11 @@ namespace {
 
 const std::string kNss = std::string(SEALMILTER_SOURCE_DIR) + "/tests/data/nss-smime/";
 
-class FakeMta final : public milter::MessageActions {
-public:
-    void change_header(const std::string& n, int i, const std::string& v) override { edits.push_back({core::HeaderEdit::Op::Change, n, i, v}); }
-    void delete_header(const std::string& n, int i) override { edits.push_back({core::HeaderEdit::Op::Delete, n, i, {}}); }
-    void add_header(const std::string& n, const std::string& v) override { edits.push_back({core::HeaderEdit::Op::Append, n, 0, v}); }
-    void insert_header(int i, const std::string& n, const std::string& v) override { edits.push_back({core::HeaderEdit::Op::Insert, n, i, v}); }
-    crypto::ByteSink& replace_body() override {
-        body_replaced = true;
-        return body;
-    }
-    void delete_recipient(const std::string& a) override { deleted.push_back(a); }
-
-    std::vector<core::HeaderEdit> edits;
-    crypto::StringSink body;
-    bool body_replaced = false;
-    std::vector<std::string> deleted;
-};
-
-class FakeReinjector final : public milter::Reinjector {
-public:
-    std::string send(const std::string&, const std::vector<std::string>& rcpts,
-                     const std::function<void(crypto::ByteSink&)>& write) override {
-        crypto::StringSink s;
-        write(s);
-        copies.push_back({rcpts, s.out});
-        return {};
-    }
-    struct Copy {
-        std::vector<std::string> rcpts;
-        std::string message;
-    };
-    std::vector<Copy> copies;
-};
-
 // The trace header names the key by its certificate's SHA-256 in lower-case hex, no colons.
 std::string hex_sha256(const crypto::Certificate& c) {
     std::string out;
     for (char ch : c.fingerprint_sha256())
         if (ch != ':') out += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    return out;
-}
-
-std::string crlf(const std::string& in) {
-    std::string out;
-    for (size_t i = 0; i < in.size(); ++i) {
-        if (in[i] == '\n' && (i == 0 || in[i - 1] != '\r')) out += '\r';
-        out += in[i];
-    }
     return out;
 }
 

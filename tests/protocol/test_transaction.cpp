@@ -1,6 +1,7 @@
 // The milter transaction driven without libmilter (STYLE.md): a fake MTA records header
 // edits, body replacement, recipient removal; a fake re-injector records the split copies.
 // Every encrypted result is decrypted and checked, never byte-compared.
+#include "tests/support/fake_mta.hpp"
 #include "tests/support/messages.hpp"
 #include "core/decrypt.hpp"
 #include "milter/transaction.hpp"
@@ -18,50 +19,13 @@ namespace core = sealmilter::core;
 namespace crypto = sealmilter::crypto;
 namespace lookup = sealmilter::lookup;
 namespace milter = sealmilter::milter;
+using sealmilter::testing::FakeMta;
+using sealmilter::testing::FakeReinjector;
 using sealmilter::testing::make_identity;
 using sealmilter::testing::ScriptedSource;
 using sealmilter::testing::TestIdentity;
 
 namespace {
-
-class FakeMta final : public milter::MessageActions {
-public:
-    void change_header(const std::string& n, int i, const std::string& v) override { edits.push_back({core::HeaderEdit::Op::Change, n, i, v}); }
-    void delete_header(const std::string& n, int i) override { edits.push_back({core::HeaderEdit::Op::Delete, n, i, {}}); }
-    void add_header(const std::string& n, const std::string& v) override { edits.push_back({core::HeaderEdit::Op::Append, n, 0, v}); }
-    void insert_header(int i, const std::string& n, const std::string& v) override { edits.push_back({core::HeaderEdit::Op::Insert, n, i, v}); }
-    crypto::ByteSink& replace_body() override {
-        body_replaced = true;
-        return body;
-    }
-    void delete_recipient(const std::string& a) override { deleted.push_back(a); }
-
-    std::vector<core::HeaderEdit> edits;
-    crypto::StringSink body;
-    bool body_replaced = false;
-    std::vector<std::string> deleted;
-};
-
-class FakeReinjector final : public milter::Reinjector {
-public:
-    std::string send(const std::string& sender, const std::vector<std::string>& rcpts,
-                     const std::function<void(crypto::ByteSink&)>& write) override {
-        if (!fail.empty()) return fail;
-        if (fail_after >= 0 && static_cast<long>(copies.size()) >= fail_after) return "scripted failure after " + std::to_string(fail_after);
-        crypto::StringSink s;
-        write(s);
-        copies.push_back({sender, rcpts, s.out});
-        return {};
-    }
-    struct Copy {
-        std::string sender;
-        std::vector<std::string> rcpts;
-        std::string message;
-    };
-    std::vector<Copy> copies;
-    std::string fail;
-    long fail_after = -1;  // >= 0: copies after this many fail
-};
 
 std::unique_ptr<core::Message> parse(const std::string& raw) { return sealmilter::testing::parse_message(raw); }
 

@@ -2,6 +2,7 @@
 // 1-byte feeding, header protection, and NSS's own envelopes through our decryptor.
 #include "core/decrypt.hpp"
 #include "core/transform.hpp"
+#include "tests/support/messages.hpp"
 #include "tests/support/test_pki.hpp"
 
 #include <gtest/gtest.h>
@@ -13,6 +14,7 @@
 namespace core = sealmilter::core;
 namespace crypto = sealmilter::crypto;
 namespace fs = std::filesystem;
+using sealmilter::testing::crlf;
 using sealmilter::testing::make_identity;
 using sealmilter::testing::TestIdentity;
 
@@ -31,16 +33,6 @@ std::unique_ptr<core::Message> parse(const std::string& raw, size_t chunk = 1 <<
     for (size_t off = 0; off < raw.size(); off += chunk) s.feed(raw.data() + off, std::min(chunk, raw.size() - off));
     s.finish();
     return m;
-}
-
-// Test-side oracle, written independently of core: CRLF canonical form of a byte string.
-std::string crlf(const std::string& s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '\n' && (i == 0 || s[i - 1] != '\r')) out += '\r';
-        out += s[i];
-    }
-    return out;
 }
 
 // Test-side oracle: raw content-header lines (with folding) and the body after the first
