@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/package/test_package.sh SRC_DIR WORK_DIR — the Debian package, as an administrator
-# meets it (issue 15, part 1):
+# tests/package/test_package.sh SRC_DIR WORK_DIR [all|build|install] — the Debian package, as an
+# administrator meets it (issue 15, part 1):
 #   1. builds it with `dpkg-buildpackage -us -uc -b` (DEB_BUILD_OPTIONS=nocheck) from a copy of
 #      SRC_DIR's files in WORK_DIR/src (a fixed path, so ccache reuses compiled objects);
 #   2. lintian on the binary .deb: no errors;
@@ -12,12 +12,18 @@
 #      end of data), stops it by PID;
 #   6. purges the package and checks nothing of it is left: its files, /etc/sealmilter,
 #      /var/lib/sealmilter, /var/spool/sealmilter, nothing owned by the user in /etc /var /usr.
+# `build` runs steps 1-2 and leaves the package as WORK_DIR/sealmilter.deb (it changes nothing on
+# the machine, so it can run beside other tests); `install` runs steps 3-6 on the package named
+# by SEALMILTER_PACKAGE_DEB; `all` (the default) runs every step.
 # Existing /etc/sealmilter, /var/lib/sealmilter, /var/spool/sealmilter (./setup.sh makes them)
 # are moved aside for the test and put back afterwards. Needs root. Prints PASS lines; exit 1
 # on the first failure.
 set -euo pipefail
 SRC=$(cd "$1" && pwd)
 WORK=$2
+MODE=${3:-all}
+[[ $MODE =~ ^(all|build|install)$ ]] || { echo "usage: test_package.sh SRC_DIR WORK_DIR [all|build|install]" >&2; exit 64; }
+[[ $MODE != install || -n ${SEALMILTER_PACKAGE_DEB:-} ]] || { echo "install: set SEALMILTER_PACKAGE_DEB" >&2; exit 64; }
 STATE_DIRS=(/etc/sealmilter /var/lib/sealmilter /var/spool/sealmilter)
 SAVED=()
 PID=""
@@ -28,13 +34,13 @@ pass() { echo "PASS: $*"; }
 cleanup() {
   set +e
   if [[ -n "$PID" ]] && kill -0 "$PID" 2>/dev/null; then kill -TERM "$PID"; wait "$PID" 2>/dev/null; fi
-  if dpkg-query -W -f='${Status}' sealmilter 2>/dev/null | grep -q "installed"; then apt-get purge -y -o DPkg::Lock::Timeout=300 sealmilter >/dev/null; fi
+  if [[ $MODE != build ]] && dpkg-query -W -f='${Status}' sealmilter 2>/dev/null | grep -q "installed"; then apt-get purge -y -o DPkg::Lock::Timeout=300 sealmilter >/dev/null; fi
   for d in "${SAVED[@]}"; do rm -rf "$d"; mv "$d.pkgtest-saved" "$d"; done
 }
 trap cleanup EXIT
 
 [[ $(id -u) -eq 0 ]] || fail "needs root (installs a package)"
-if dpkg-query -W -f='${Status}' sealmilter 2>/dev/null | grep -q "install ok installed"; then
+if [[ $MODE != build ]] && dpkg-query -W -f='${Status}' sealmilter 2>/dev/null | grep -q "install ok installed"; then
   fail "a sealmilter package is already installed; this test would remove it"
 fi
 
@@ -59,8 +65,15 @@ else
 fi
 
 # --- 2. lintian --------------------------------------------------------------------------------
-lintian --fail-on error --tag-display-limit 0 "$deb" >"$WORK/lintian.log" 2>&1 || { cat "$WORK/lintian.log"; fail "lintian reports errors"; }
-pass "lintian: no errors ($(grep -c '^[WI]:' "$WORK/lintian.log" || true) warnings/infos, see $WORK/lintian.log)"
+if [[ $MODE != install ]]; then
+  lintian --fail-on error --tag-display-limit 0 "$deb" >"$WORK/lintian.log" 2>&1 || { cat "$WORK/lintian.log"; fail "lintian reports errors"; }
+  pass "lintian: no errors ($(grep -c '^[WI]:' "$WORK/lintian.log" || true) warnings/infos, see $WORK/lintian.log)"
+fi
+if [[ $MODE == build ]]; then
+  cp "$deb" "$WORK/sealmilter.deb"
+  pass "the package is $WORK/sealmilter.deb"
+  exit 0
+fi
 
 # --- 3. install -------------------------------------------------------------------------------
 for d in "${STATE_DIRS[@]}"; do
