@@ -131,6 +131,7 @@ protected:
     static inline int port_ = 0;
     static inline int pid_ = 0;
     static inline int databases_ = 0;
+    static inline bool tls_ = false;
 
     static std::string helper() { return std::string(SEALMILTER_SOURCE_DIR) + "/tests/support/pg_cluster.py"; }
 
@@ -141,10 +142,27 @@ protected:
         in >> port_ >> pid_;
     }
 
+    // The suite's server serves TLS with a certificate for 127.0.0.1 from a throw-away CA
+    // made here (openssl, EC P-256); a second CA that signed nothing is the wrong one.
+    static bool make_tls() {
+        const std::string d = dir_;
+        const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes ";
+        const std::string cmd =
+            "cd " + d + " && printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext"
+            " && openssl req -x509" + ec + "-keyout ca.key -out ca.pem -days 2 -subj /CN=sealmilter-test-db-ca"
+            " && openssl req -x509" + ec + "-keyout wrong-ca.key -out wrong-ca.pem -days 2 -subj /CN=sealmilter-test-db-ca"
+            " && openssl req" + ec + "-keyout server.key -out server.csr -subj /CN=127.0.0.1"
+            " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2"
+            " -extfile san.ext && python3 " + helper() + " init " + d + "/data --tls server.pem server.key"
+            " && echo made";
+        return run_command("(" + cmd + ") 2>/dev/null").find("made") != std::string::npos;
+    }
+
     static void SetUpTestSuite() {
         char tmpl[] = "/tmp/sealmilter-pg-XXXXXX";
         dir_ = ::mkdtemp(tmpl);
         fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+        tls_ = make_tls();
         start_server(0);
     }
 
@@ -360,6 +378,46 @@ TEST_F(PgTest, DsnFileAndSelection) {
     }
     EXPECT_TRUE(pg::parse_selection({"publish"}).publish);  // also without directory.publish_url
     EXPECT_TRUE(pg::parse_selection({"publish"}).any());
+}
+
+// TLS to PostgreSQL (issue 16): the connection string in database.dsn_file asks for
+// sslmode=verify-full with the CA that signed the server's certificate: the backends work over
+// TLS. The wrong CA, or a host name the certificate does not name, is refused with libpq's
+// reason (the call fails: verify-full never falls back to plaintext or to an unverified server).
+TEST_F(PgTest, TlsVerifyFullThroughTheDsnFileAndAWrongCaIsRefused) {
+    ASSERT_TRUE(tls_) << "the throw-away CA or the server's TLS set-up failed (openssl, " << dir_ << ")";
+    auto plain = fresh();
+    const auto pool_for = [&](const std::string& name, const std::string& conn) {
+        const std::string file = dir_ + "/" + name;
+        std::ofstream(file) << "# the shared state, over TLS\n" << conn << "\n";
+        return pg::make_pool({file, 2, 3000});
+    };
+    const std::string tls = " sslmode=verify-full sslrootcert=" + dir_ + "/ca.pem";
+    auto pool = pool_for("dsn-tls", dsn(db_) + tls);
+    std::string ssl;
+    std::string version;
+    EXPECT_EQ(pool->run([&](pg::Conn& c) {
+        pg::Rows r = c.exec("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+        ASSERT_EQ(r.size(), 1);
+        ssl = r.text(0, 0);
+        version = r.text(0, 1);
+    }), "");
+    EXPECT_EQ(ssl, "t");
+    EXPECT_EQ(version.rfind("TLSv1.", 0), 0u) << version;
+    pg::PgJournal journal(pool, "node-tls");
+    std::string error;
+    EXPECT_TRUE(journal.record("over-tls", &error)) << error;
+    EXPECT_EQ(pg::PgJournal(plain, "node-plain").contains("over-tls", &error), sealmilter::milter::Journal::Seen::Yes);
+
+    const std::string wrong = " sslmode=verify-full sslrootcert=" + dir_ + "/wrong-ca.pem";
+    auto bad = pool_for("dsn-wrong-ca", dsn(db_) + wrong);
+    const std::string refused = bad->run([](pg::Conn& c) { c.exec("SELECT 1"); });
+    EXPECT_NE(refused.find("certificate verify failed"), std::string::npos) << refused;
+    std::string named = dsn(db_) + tls;
+    named.replace(named.find("host=127.0.0.1"), 14, "host=localhost");  // the certificate names 127.0.0.1 only
+    auto other_name = pool_for("dsn-wrong-name", named);
+    const std::string mismatch = other_name->run([](pg::Conn& c) { c.exec("SELECT 1"); });
+    EXPECT_NE(mismatch.find("does not match host name"), std::string::npos) << mismatch;
 }
 
 // database.shared = publish: one queue for the nodes. A certificate queued by two nodes is
