@@ -65,14 +65,8 @@ Publisher::~Publisher() {
 
 void Publisher::enqueue(const std::string& email, const std::string& pem) {
     if (email.find('\n') != std::string::npos) throw std::runtime_error("publish: address with a line break");
-    if (options_.shared) {
-        const std::string error = options_.shared->add(email, pem);
-        if (error.empty()) {
-            wake_.notify_all();
-            return;
-        }
-        log_("publish: <" + email + "> kept in this node's queue, the shared queue is unavailable (" + error + ")");
-    }
+    // Always the local file first (fast and durable, never a database call on the mail path);
+    // with a shared queue the publisher's thread moves it there at once (pass()).
     const std::string name = std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) + "-" +
                              std::to_string(::getpid()) + "-" + std::to_string(++g_counter);
     const fs::path tmp = fs::path(options_.queue_dir) / ("." + name + ".tmp");
@@ -85,6 +79,10 @@ void Publisher::enqueue(const std::string& email, const std::string& pem) {
     std::error_code ec;
     fs::rename(tmp, fs::path(options_.queue_dir) / (name + ".req"), ec);
     if (ec) throw std::runtime_error("cannot queue " + tmp.string() + ": " + ec.message());
+    {
+        const base::MutexLock lock(mutex_);
+        woken_ = true;  // seen by run() even when it is not waiting yet
+    }
     wake_.notify_all();
 }
 
@@ -141,7 +139,7 @@ size_t Publisher::pass(bool honour_backoff) {
         bool stop = false;
         const bool now = due(f.string(), honour_backoff, stop);
         if (stop) return files.size();
-        if (!now) {
+        if (!now && !options_.shared) {
             ++remaining;
             continue;
         }
@@ -153,11 +151,16 @@ size_t Publisher::pass(bool honour_backoff) {
             continue;
         }
         if (options_.shared) {
-            // Into the nodes' queue when it answers; otherwise this node sends it itself.
+            // Into the nodes' queue when it answers (whatever this node's own back-off for the
+            // entry); otherwise this node sends it itself, when due.
             if (options_.shared->add(email, pem).empty()) {
                 fs::remove(f, ec);
                 const base::MutexLock lock(mutex_);
                 retry_.erase(f.string());
+                continue;
+            }
+            if (!now) {
+                ++remaining;
                 continue;
             }
         }
@@ -222,6 +225,10 @@ size_t Publisher::flush_once() { return pass(false); }
 
 void Publisher::run() {
     for (;;) {
+        {
+            const base::MutexLock lock(mutex_);
+            woken_ = false;  // what is queued from now on wakes the wait below
+        }
         pass(true);
         // Wake for a new request, or when the earliest retry is due (at most a minute: files
         // queued by other processes, e.g. `sealmilter harvest`, are found too). The shared
@@ -231,7 +238,9 @@ void Publisher::run() {
         base::UniqueMutexLock lock(mutex_);
         if (stop_) return;
         for (const auto& [file, r] : retry_) until = std::min(until, r.next);
-        wake_.wait_until(lock, until);
+        while (!stop_ && !woken_) {
+            if (wake_.wait_until(lock, until) == std::cv_status::timeout) break;
+        }
         if (stop_) return;
     }
 }

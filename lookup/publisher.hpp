@@ -9,10 +9,10 @@
 //            and otherwise retries with exponential backoff (initial_backoff_ms doubling up to
 //            max_backoff_ms). What is queued survives restarts; nothing is dropped.
 //            With a SharedPublishQueue (database.shared = publish, pg/publish.hpp) the queue
-//            is the nodes' one queue: enqueue() adds there, and the files in queue_dir are
-//            only this node's spool for what could not reach it (the database down); each
-//            pass first moves the spool into the shared queue and, when that fails, sends
-//            the spooled entry itself (as without sharing), so nothing waits on the database.
+//            is the nodes' one queue: enqueue() still writes the local file (no database call
+//            on the mail path), and each pass first moves the files in queue_dir into the
+//            shared queue; when the database does not answer, this node sends its own files
+//            itself (as without sharing), so nothing waits on the database and nothing is lost.
 //            Then it claims due shared entries one at a time (no other node gets an entry it
 //            holds) and publishes them; the back-off is kept in the shared queue.
 // Ownership: owns its thread; the destructor stops it (waiting for a request in flight, at
@@ -106,6 +106,7 @@ private:
     base::Mutex mutex_;
     std::condition_variable_any wake_;
     bool stop_ SEALMILTER_GUARDED_BY(mutex_) = false;
+    bool woken_ SEALMILTER_GUARDED_BY(mutex_) = false;  // enqueue() since run() began its pass
     struct Retry {
         long backoff_ms = 0;
         std::chrono::steady_clock::time_point next{};
