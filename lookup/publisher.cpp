@@ -189,10 +189,14 @@ size_t Publisher::pass_shared() {
         bool claimed = false;
         const std::string error = options_.shared->claim(e, claimed);
         if (!error.empty()) {
-            log_("publish: the shared queue is unavailable (" + error + "), next attempt in " +
-                 std::to_string(options_.initial_backoff_ms / 1000) + " s");
+            // One line per outage; this node's own spool is published by pass() meanwhile.
+            if (!shared_down_)
+                log_("publish: the shared queue is unavailable (" + error + "); this node publishes its own queue meanwhile");
+            shared_down_ = true;
             return 1;  // unknown: at least one may be waiting there
         }
+        if (shared_down_) log_("publish: the shared queue is answering again");
+        shared_down_ = false;
         if (!claimed) return 0;
         std::string why;
         if (!send(e.email, e.pem, why)) {

@@ -107,6 +107,7 @@ private:
     std::condition_variable_any wake_;
     bool stop_ SEALMILTER_GUARDED_BY(mutex_) = false;
     bool woken_ SEALMILTER_GUARDED_BY(mutex_) = false;  // enqueue() since run() began its pass
+    bool shared_down_ = false;  // the shared queue did not answer (only the sending thread: run() or flush_once())
     struct Retry {
         long backoff_ms = 0;
         std::chrono::steady_clock::time_point next{};
