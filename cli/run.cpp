@@ -117,7 +117,7 @@ core::InboundSettings inbound_settings(const conf::Config& c, const LookupStack&
     h.keys = load_harvest_keys(c.get_list("harvest.keys"));
     std::function<void()> on_published;
     if (m) on_published = [m] { m->published(); };
-    h.publisher = make_publisher(c, true, log.as_function(), std::move(on_published));
+    h.publisher = make_publisher(c, true, log.as_function(), std::move(on_published), &shared);
     if (h.domains.empty())
         log.info("harvest: off (neither harvest.domains nor policy.internal_domains names an inbound domain)");
     return h;

@@ -6,6 +6,7 @@
 #include "pg/cache.hpp"
 #include "pg/harvest.hpp"
 #include "pg/journal.hpp"
+#include "pg/publish.hpp"
 
 #include <unistd.h>
 
@@ -67,11 +68,22 @@ std::shared_ptr<const milter::Journal> make_journal(const conf::Config& c, const
 
 std::shared_ptr<lookup::Publisher> make_publisher(const conf::Config& c, bool background,
                                                   const std::function<void(const std::string&)>& log,
-                                                  std::function<void()> on_published) {
+                                                  std::function<void()> on_published, const SharedState* shared) {
     if (c.get("directory.publish_url").empty()) return nullptr;
     try {
         lookup::PublishOptions o = lookup::publish_options(ConfigSettings(c));
         o.on_published = std::move(on_published);
+        const SharedState own = shared != nullptr ? SharedState{} : shared_state(c);
+        const SharedState& state = shared != nullptr ? *shared : own;
+        if (state.which.publish) {
+            pg::PgPublishOptions p;
+            p.node = host_name();
+            p.initial_backoff_ms = o.initial_backoff_ms;
+            p.max_backoff_ms = o.max_backoff_ms;
+            // Longer than one attempt (a POST within directory.timeout_ms), with room to spare.
+            p.lease_ms = 2 * c.get_int("directory.timeout_ms") + 10000;
+            o.shared = std::make_shared<pg::PgPublishQueue>(state.pool, p);
+        }
         if (background) return std::make_shared<lookup::Publisher>(o, log);
         return std::shared_ptr<lookup::Publisher>(lookup::Publisher::without_thread(o, log));
     } catch (const lookup::SettingsError& e) {

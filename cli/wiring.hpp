@@ -41,7 +41,7 @@ private:
 };
 
 // database.*: what is shared on PostgreSQL and the one pool for it (null when database.shared
-// is empty). Throws CliError(kConfig) for `keys`/`publish` or an unreadable dsn file.
+// is empty). Throws CliError(kConfig) for `keys` or an unreadable dsn file.
 struct SharedState {
     pg::Selection which;
     std::shared_ptr<pg::Pool> pool;
@@ -78,9 +78,13 @@ std::vector<crypto::KeyMaterial> load_harvest_keys(const std::vector<std::string
 
 // The publisher of harvested certificates (directory.publish_url), or null when it is off.
 // on_published: called after each certificate the directory accepted (the daemon's metric).
+// Its queue is the nodes' one queue on PostgreSQL when `shared` says publish (null =
+// shared_state(config)); harvest.dir/.publish is then this node's spool for when the database
+// does not answer.
 std::shared_ptr<lookup::Publisher> make_publisher(const conf::Config& config, bool background,
                                                   const std::function<void(const std::string&)>& log,
-                                                  std::function<void()> on_published = {});
+                                                  std::function<void()> on_published = {},
+                                                  const SharedState* shared = nullptr);
 
 // Only the cache, for `cache list|purge`.
 std::unique_ptr<lookup::CertificateCache> open_cache(const conf::Config& config,

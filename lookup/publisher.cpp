@@ -65,6 +65,8 @@ Publisher::~Publisher() {
 
 void Publisher::enqueue(const std::string& email, const std::string& pem) {
     if (email.find('\n') != std::string::npos) throw std::runtime_error("publish: address with a line break");
+    // Always the local file first (fast and durable, never a database call on the mail path);
+    // with a shared queue the publisher's thread moves it there at once (pass()).
     const std::string name = std::to_string(std::chrono::system_clock::now().time_since_epoch().count()) + "-" +
                              std::to_string(::getpid()) + "-" + std::to_string(++g_counter);
     const fs::path tmp = fs::path(options_.queue_dir) / ("." + name + ".tmp");
@@ -77,6 +79,10 @@ void Publisher::enqueue(const std::string& email, const std::string& pem) {
     std::error_code ec;
     fs::rename(tmp, fs::path(options_.queue_dir) / (name + ".req"), ec);
     if (ec) throw std::runtime_error("cannot queue " + tmp.string() + ": " + ec.message());
+    {
+        const base::MutexLock lock(mutex_);
+        woken_ = true;  // seen by run() even when it is not waiting yet
+    }
     wake_.notify_all();
 }
 
@@ -133,7 +139,7 @@ size_t Publisher::pass(bool honour_backoff) {
         bool stop = false;
         const bool now = due(f.string(), honour_backoff, stop);
         if (stop) return files.size();
-        if (!now) {
+        if (!now && !options_.shared) {
             ++remaining;
             continue;
         }
@@ -143,6 +149,20 @@ size_t Publisher::pass(bool honour_backoff) {
             log_("publish: dropping unreadable queue file " + f.string());
             fs::remove(f, ec);
             continue;
+        }
+        if (options_.shared) {
+            // Into the nodes' queue when it answers (whatever this node's own back-off for the
+            // entry); otherwise this node sends it itself, when due.
+            if (options_.shared->add(email, pem).empty()) {
+                fs::remove(f, ec);
+                const base::MutexLock lock(mutex_);
+                retry_.erase(f.string());
+                continue;
+            }
+            if (!now) {
+                ++remaining;
+                continue;
+            }
         }
         std::string error;
         if (!send(email, pem, error)) {
@@ -158,23 +178,80 @@ size_t Publisher::pass(bool honour_backoff) {
         log_("publish: <" + email + "> published");
         if (options_.on_published) options_.on_published();
     }
-    return remaining;
+    return remaining + (options_.shared ? pass_shared() : 0);
+}
+
+size_t Publisher::pass_shared() {
+    // Bounded: at most this many entries per pass, so stop_ is looked at between batches.
+    for (int n = 0; n < 1000; ++n) {
+        if (stopping()) return 0;
+        SharedPublishQueue::Entry e;
+        bool claimed = false;
+        const std::string error = options_.shared->claim(e, claimed);
+        if (!error.empty()) {
+            // One line per outage; this node's own spool is published by pass() meanwhile.
+            if (!shared_down_)
+                log_("publish: the shared queue is unavailable (" + error + "); this node publishes its own queue meanwhile");
+            shared_down_ = true;
+            return 1;  // unknown: at least one may be waiting there
+        }
+        if (shared_down_) log_("publish: the shared queue is answering again");
+        shared_down_ = false;
+        if (!claimed) return 0;
+        std::string why;
+        if (!send(e.email, e.pem, why)) {
+            long backoff_ms = 0;
+            const std::string f = options_.shared->failed(e.id, why, backoff_ms);
+            log_("publish: <" + e.email + "> failed (" + why + "), next attempt in " +
+                 (f.empty() ? std::to_string(backoff_ms / 1000) + " s" : "a while (its back-off was not recorded: " + f + ")"));
+            continue;
+        }
+        const std::string d = options_.shared->done(e.id);
+        // Not removed: published again after the claim's lease (a duplicate POST of the same
+        // certificate, which the directory takes as the same publication), never lost.
+        if (!d.empty()) log_("publish: <" + e.email + "> published, but not yet removed from the shared queue (" + d + ")");
+        else log_("publish: <" + e.email + "> published");
+        if (options_.on_published) options_.on_published();
+    }
+    return 1;
+}
+
+std::chrono::steady_clock::time_point Publisher::shared_due(std::chrono::steady_clock::time_point until) {
+    const auto now = std::chrono::steady_clock::now();
+    long long ms = -1;
+    const std::string error = options_.shared->due_in(ms);
+    if (!error.empty()) return std::min(until, now + std::chrono::milliseconds(options_.initial_backoff_ms));
+    if (ms < 0) return until;
+    return std::min(until, now + std::chrono::milliseconds(ms));
 }
 
 size_t Publisher::flush_once() { return pass(false); }
 
 void Publisher::run() {
     for (;;) {
+        {
+            const base::MutexLock lock(mutex_);
+            woken_ = false;  // what is queued from now on wakes the wait below
+        }
         pass(true);
+        // Wake for a new request, or when the earliest retry is due (at most a minute: files
+        // queued by other processes, e.g. `sealmilter harvest`, are found too). The shared
+        // queue's entries and back-offs live in the database, asked before taking the lock.
+        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+        if (options_.shared) until = shared_due(until);
         base::UniqueMutexLock lock(mutex_);
         if (stop_) return;
-        // Wake for a new request, or when the earliest retry is due (at most a minute: files
-        // queued by other processes, e.g. `sealmilter harvest`, are found too).
-        auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
         for (const auto& [file, r] : retry_) until = std::min(until, r.next);
-        wake_.wait_until(lock, until);
+        while (!stop_ && !woken_) {
+            if (wake_.wait_until(lock, until) == std::cv_status::timeout) break;
+        }
         if (stop_) return;
     }
+}
+
+bool Publisher::stopping() {
+    const base::MutexLock lock(mutex_);
+    return stop_;
 }
 
 }  // namespace sealmilter::lookup

@@ -8,6 +8,13 @@
 //            queue directory and returns; a background thread POSTs, deletes the file on 2xx
 //            and otherwise retries with exponential backoff (initial_backoff_ms doubling up to
 //            max_backoff_ms). What is queued survives restarts; nothing is dropped.
+//            With a SharedPublishQueue (database.shared = publish, pg/publish.hpp) the queue
+//            is the nodes' one queue: enqueue() still writes the local file (no database call
+//            on the mail path), and each pass first moves the files in queue_dir into the
+//            shared queue; when the database does not answer, this node sends its own files
+//            itself (as without sharing), so nothing waits on the database and nothing is lost.
+//            Then it claims due shared entries one at a time (no other node gets an entry it
+//            holds) and publishes them; the back-off is kept in the shared queue.
 // Ownership: owns its thread; the destructor stops it (waiting for a request in flight, at
 //            most timeout_ms).
 // Threads:   enqueue() from any thread; one sender thread.
@@ -28,6 +35,30 @@
 
 namespace sealmilter::lookup {
 
+// The publish queue shared by the nodes (implemented on PostgreSQL by pg/publish.hpp).
+// Every call returns "" on success, else why not (the database unreachable, ...); never throws.
+class SharedPublishQueue {
+public:
+    struct Entry {
+        long long id = 0;
+        std::string email;
+        std::string pem;
+    };
+    virtual ~SharedPublishQueue() = default;
+    // Queues (email, pem) once for all nodes: the same certificate already queued is not added again.
+    virtual std::string add(const std::string& email, const std::string& pem) = 0;
+    // Claims the earliest due entry for this node (claimed = true), or none is due (false).
+    // A claimed entry is due again only after a lease (longer than one attempt), so a node
+    // that dies holding it delays it, never loses it.
+    virtual std::string claim(Entry& out, bool& claimed) = 0;
+    // Published: the entry leaves the queue.
+    virtual std::string done(long long id) = 0;
+    // Not published: due again after a back-off doubling from initial to max (its new value in backoff_ms).
+    virtual std::string failed(long long id, const std::string& why, long& backoff_ms) = 0;
+    // Milliseconds until the earliest entry is due (0 = now); -1 = the queue is empty.
+    virtual std::string due_in(long long& ms) = 0;
+};
+
 struct PublishOptions {
     std::string url_template;      // directory.publish_url ({email} {local} {domain} allowed)
     HttpOptions http;              // the directory's TLS policy, token and timeout
@@ -37,6 +68,8 @@ struct PublishOptions {
     // Called (on the publisher's thread) after each certificate the directory accepted: the
     // daemon counts them (sealmilter_published_certificates_total). Must not throw.
     std::function<void()> on_published;
+    // database.shared = publish: the nodes' one queue; null = the files in queue_dir only.
+    std::shared_ptr<SharedPublishQueue> shared;
 };
 
 class Publisher {
@@ -58,7 +91,11 @@ private:
     void run();
     bool send(const std::string& email, const std::string& pem, std::string& error) const;
     size_t pass(bool honour_backoff);  // one sweep over the queue
+    size_t pass_shared();              // claims and publishes the shared queue's due entries
+    // The earliest time a shared entry is due (at most `until`).
+    std::chrono::steady_clock::time_point shared_due(std::chrono::steady_clock::time_point until);
 
+    bool stopping() SEALMILTER_EXCLUDES(mutex_);
     bool due(const std::string& file, bool honour_backoff, bool& stop) SEALMILTER_EXCLUDES(mutex_);
     void failed(const std::string& file, const std::string& email, const std::string& error)
         SEALMILTER_EXCLUDES(mutex_);
@@ -69,6 +106,8 @@ private:
     base::Mutex mutex_;
     std::condition_variable_any wake_;
     bool stop_ SEALMILTER_GUARDED_BY(mutex_) = false;
+    bool woken_ SEALMILTER_GUARDED_BY(mutex_) = false;  // enqueue() since run() began its pass
+    bool shared_down_ = false;  // the shared queue did not answer (only the sending thread: run() or flush_once())
     struct Retry {
         long backoff_ms = 0;
         std::chrono::steady_clock::time_point next{};

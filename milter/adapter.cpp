@@ -297,8 +297,12 @@ int serve(const std::string& socket, ServicesHolder& services, const std::functi
         log.error("smfi_register failed");
         return 1;
     }
+    errno = 0;
     if (smfi_opensocket(true) != MI_SUCCESS) {
-        log.error("cannot open milter.socket " + socket);
+        // libmilter reports the reason to syslog only; errno still holds it (EADDRINUSE when
+        // another process listens there, e.g. a second daemon started on the same config).
+        const int err = errno;
+        log.error("cannot open milter.socket " + socket + (err != 0 ? std::string(": ") + std::strerror(err) : ""));
         return 1;
     }
     disable_nagle_on_listeners(log);

@@ -39,6 +39,21 @@ const std::vector<std::vector<const char*>>& migrations() {
          " node text NOT NULL,"
          " recorded_at bigint NOT NULL)",
          "CREATE INDEX sealmilter_journal_recorded_at ON sealmilter_journal (recorded_at)"},
+        // 2: publish queue (pg/publish.hpp): one row per (address, certificate) for all nodes.
+        {"CREATE TABLE sealmilter_publish ("
+         " id bigserial PRIMARY KEY,"
+         " email text NOT NULL,"
+         " pem bytea NOT NULL,"
+         " digest bytea NOT NULL,"  // SHA-256 of pem: the same certificate is queued once
+         " queued_by text NOT NULL,"
+         " queued_at timestamptz NOT NULL DEFAULT now(),"
+         " next_at timestamptz NOT NULL DEFAULT now(),"  // due; a claim leases it ahead
+         " backoff_ms bigint NOT NULL DEFAULT 0,"
+         " attempts integer NOT NULL DEFAULT 0,"
+         " claimed_by text,"
+         " last_error text,"
+         " UNIQUE (email, digest))",
+         "CREATE INDEX sealmilter_publish_next_at ON sealmilter_publish (next_at)"},
     };
     return steps;
 }

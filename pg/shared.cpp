@@ -15,9 +15,7 @@ Selection parse_selection(const std::vector<std::string>& names) {
         } else if (n == "keys") {
             throw SharedStateError("database.shared: 'keys' arrives with the key store; this version cannot share it yet");
         } else if (n == "publish") {
-            throw SharedStateError(
-                "database.shared: 'publish' is not implemented yet; the publish queue stays in harvest.dir/.publish on "
-                "each node (every queued certificate is still sent)");
+            s.publish = true;
         } else {
             throw SharedStateError("database.shared: unknown state '" + n + "'");
         }

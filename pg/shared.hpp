@@ -1,8 +1,9 @@
 // pg/shared.hpp — which state is shared on PostgreSQL (database.*), and the pool for it.
 //
 // Purpose:   database.shared names the state kept in PostgreSQL: cache, harvest, journal
-//            (implemented here), keys (arrives with the key store) and publish (not yet: the
-//            publish queue stays per node). Empty = everything local (SQLite, files) as for
+//            and publish (implemented here; publish may be listed without
+//            directory.publish_url: then nothing is published, as on one node), keys (arrives
+//            with the key store). Empty = everything local (SQLite, files) as for
 //            one node. open_shared() reads database.dsn_file (the connection string stays out
 //            of the configuration), builds the one bounded Pool all backends share, and
 //            migrates the schema (pg/schema.hpp).
@@ -31,10 +32,11 @@ struct Selection {
     bool cache = false;
     bool harvest = false;
     bool journal = false;
-    bool any() const { return cache || harvest || journal; }
+    bool publish = false;
+    bool any() const { return cache || harvest || journal || publish; }
 };
 
-// database.shared -> what is shared; SharedStateError for `keys` and `publish`, which this
+// database.shared -> what is shared; SharedStateError for `keys`, which this
 // version keeps local (saying so, never silently ignoring them).
 Selection parse_selection(const std::vector<std::string>& names);
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """`sealmilter db` and the database.* keys through the real binary and a real PostgreSQL 15
-(tests/support/pg_cluster.py): check-config refuses `keys` and `publish` with a message (never
-ignores them) and an unmigrated schema; `db status` / `db migrate`; `cache list` on the shared
-cache. Prints "db-cli: N passed, M failed"."""
+(tests/support/pg_cluster.py): check-config refuses `keys` with a message (never ignores it),
+accepts `publish` (also without directory.publish_url) and refuses an unmigrated schema;
+`db status` / `db migrate`; `cache list` on the shared cache; over TLS (the server's certificate
+from a throw-away CA made here): sslmode=verify-full with that CA works, another CA is refused
+with libpq's reason (exit 75, never plaintext). Prints "db-cli: N passed, M failed"."""
 import argparse
 import os
 import shutil
@@ -25,6 +27,20 @@ def run(cmd):
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
+def make_tls(d):
+    """A throw-away CA, a server certificate for 127.0.0.1 from it, and a second CA (the wrong one)."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"]
+    with open(os.path.join(d, "san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    for cmd in (["openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=db-test-ca"],
+                ["openssl", "req", "-x509", *ec, "-keyout", "wrong.key", "-out", "wrong.pem", "-subj", "/CN=db-test-ca"],
+                ["openssl", "req", *[x for x in ec if x not in ("-days", "2")], "-keyout", "server.key", "-out",
+                 "server.csr", "-subj", "/CN=127.0.0.1"],
+                ["openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", "server.pem", "-days", "2", "-extfile", "san.ext"]):
+        subprocess.run(cmd, cwd=d, check=True, capture_output=True, timeout=60)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sealmilter", required=True)
@@ -34,6 +50,8 @@ def main():
     os.chmod(tmp, 0o755)
     pid = None
     try:
+        make_tls(tmp)
+        pg_cluster.enable_tls(os.path.join(tmp, "pg"), os.path.join(tmp, "server.pem"), os.path.join(tmp, "server.key"))
         port, pid = pg_cluster.start(os.path.join(tmp, "pg"))
         dsn = os.path.join(tmp, "dsn")
         with open(dsn, "w") as f:
@@ -47,10 +65,11 @@ def main():
                         f"[database]\ndsn_file = {dsn}\nshared = {shared}\n")
             return path
 
-        for name, why in (("keys", "arrives with the key store"), ("publish", "not implemented yet")):
+        for name, why in (("keys", "arrives with the key store"),):
             rc, _, err = run([a.sealmilter, "check-config", "-c", conf("cache," + name)])
             check(f"check-config refuses database.shared = {name}, saying why", rc == 1 and why in err, (rc, err))
-        c = conf("cache,harvest,journal")
+        # publish is accepted, also without directory.publish_url (this config has none).
+        c = conf("cache,harvest,journal,publish")
         rc, _, err = run([a.sealmilter, "check-config", "-c", c])
         check("check-config refuses a database without the schema", rc == 1 and "schema version 0" in err, (rc, err))
         rc, out, _ = run([a.sealmilter, "db", "status", "-c", c])
@@ -63,6 +82,19 @@ def main():
         check("check-config accepts the migrated database", rc == 0 and "configuration OK" in out, (rc, out, err))
         rc, out, err = run([a.sealmilter, "cache", "list", "-c", c])
         check("cache list runs on the shared cache", rc == 0, (rc, out, err))
+        for name, ca, want in (("tls-good", "ca.pem", None), ("tls-wrong", "wrong.pem", "certificate verify failed")):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(pg_cluster.dsn(port) + f" sslmode=verify-full sslrootcert={tmp}/{ca}\n")
+            with open(c) as f:
+                text = f.read().replace(f"dsn_file = {dsn}", f"dsn_file = {tmp}/{name}")
+            with open(os.path.join(tmp, name + ".conf"), "w") as f:
+                f.write(text)
+            rc, out, err = run([a.sealmilter, "db", "status", "-c", os.path.join(tmp, name + ".conf")])
+            if want is None:
+                check("db status over TLS, verify-full with the server's CA", rc == 0, (rc, out, err))
+            else:
+                check("db status over TLS with another CA: refused (exit 75), libpq's reason named",
+                      rc == 75 and want in err, (rc, out, err))
         pg_cluster.stop(pid)
         pid = None
         rc, _, err = run([a.sealmilter, "db", "status", "-c", c])

@@ -6,7 +6,8 @@ stopped by its pid) and two complete gateways (tests/e2e/gateway.py: each its ow
 Postfix, nginx directory, smtp-sink next hop and `sealmilter run`), one PKI. Groups:
 
   harvest  a certificate harvested through node A (inbound signed mail) encrypts the next
-           message sent through node B, whose directory does not know it.
+           message sent through node B, whose directory does not know it; it is published
+           once through the nodes' shared publish queue (database.shared = publish).
   kill     a message split on A (an encrypted group kept, a plain copy and a Bcc envelope
            re-injected): the second copy's hand-over is held by a fault-injecting proxy, A is
            SIGKILLed, the client retries on B: every copy reaches the next hop exactly once.
@@ -136,6 +137,15 @@ def psql(port, sql):
     return p.stdout.decode().strip()
 
 
+def open_log(node):
+    """The node's nginx access log (each request one line: "METHOD PATH ..." and the status)."""
+    try:
+        with open(os.path.join(node.tmp, "nginx", "logs", "access.log")) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def group_harvest(a, b, nodes):
     pat = a.ids["pat"]
     mid = new_id("inbound-signed")
@@ -149,6 +159,19 @@ def group_harvest(a, b, nodes):
     r = send(a, ["colleague@bank.example"], signed)
     check("harvest: inbound signed mail accepted on node A", accepted(r), r)
     check("harvest: node A kept Pat's certificate", f"harvest: kept <{pat.addr}>" in a.log(), a.log()[-600:])
+    # database.shared = publish: the certificate goes through the nodes' one queue and reaches
+    # the directory once (from whichever node claimed it); the queue is empty afterwards.
+    deadline = time.time() + 30
+    posts = 0
+    while time.time() < deadline:
+        posts = sum(open_log(n).count("POST /publish/pat%40partner.example") for n in nodes)
+        if posts >= 1 and psql(a.pg_port, "SELECT count(*) FROM sealmilter_publish") == "0":
+            break
+        time.sleep(0.2)
+    time.sleep(1)  # a second publication would show now
+    posts = sum(open_log(n).count("POST /publish/pat%40partner.example") for n in nodes)
+    check("publish: Pat's certificate published once through the shared queue", posts == 1 and
+          psql(a.pg_port, "SELECT count(*) FROM sealmilter_publish") == "0", posts)
     mid = new_id("to-pat-via-b")
     r = send(b, [pat.addr], message(mid, [pat.addr]))
     ds = wait_count(nodes, mid, 1)
@@ -307,7 +330,7 @@ def main():
         dsn_file = os.path.join(tmp, "dsn")
         with open(dsn_file, "w") as f:
             f.write("# the shared state\n" + pg_cluster.dsn(pg_port) + "\n")
-        shared = (f"[database]\ndsn_file = {dsn_file}\nshared = cache,harvest,journal\n"
+        shared = (f"[database]\ndsn_file = {dsn_file}\nshared = cache,harvest,journal,publish\n"
                   "[policy]\non_lookup_error = tempfail\n")
         a = gateway.Gateway(args.sealmilter, args.source, RECIPIENTS, ["bob", "dave"], POLICY)
         b = gateway.Gateway(args.sealmilter, args.source, RECIPIENTS, ["bob", "dave"], POLICY, share_pki=a)
@@ -316,7 +339,10 @@ def main():
         a.set_reinject(proxy.port)
         for n in nodes:
             # conf_text has a [policy] section already: database keys after it, policy merged.
-            n.extra_conf = shared.replace("[policy]\non_lookup_error = tempfail\n", "")
+            # Each node publishes harvested certificates to its own nginx (one shared queue).
+            n.extra_conf = shared.replace("[policy]\non_lookup_error = tempfail\n", "") + \
+                f"[directory]\npublish_url = https://127.0.0.1:{n.http_port}/publish/{{email}}\n"
+            n.pg_port = pg_port
             n.write_conf()
             n.start()
         check("both nodes started on the shared database (schema migrated once)",

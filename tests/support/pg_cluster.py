@@ -7,6 +7,11 @@ start DIR [--port P]  initialises DIR (initdb, once) and starts `postgres` on 12
                       that port and "ready" -- so a server another test started on the same
                       port is never taken for ours; a lost port race is retried on a new port.
 stop PID              fast shutdown (SIGINT) of that pid, SIGKILL after 20 s.
+init DIR --tls CERT KEY
+                      initialises DIR and makes the cluster serve TLS with that certificate
+                      and key (copied into DIR, owned by the server's user, mode 0600;
+                      ssl = on in its postgresql.conf, so every later start serves TLS). Plain
+                      connections stay allowed (trust on loopback): the client's sslmode decides.
 
 The tests use the superuser `sealmilter` (trust authentication on loopback only) and the
 database `postgres`; the DSN is dsn(port). Only this process's own children are started, and
@@ -61,6 +66,21 @@ def init(data):
     subprocess.run([f"{BIN}/initdb", "-D", data, "-U", USER, "-A", "trust", "--no-sync", "-E", "UTF8",
                     "--locale=C"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                    preexec_fn=_demote(uid, gid), cwd="/")
+
+
+def enable_tls(data, cert, key):
+    """ssl = on with this certificate and key, from the next start of the cluster in data."""
+    init(data)
+    uid, gid = _as_nobody()
+    for src, name in ((cert, "server.crt"), (key, "server.key")):
+        dst = os.path.join(data, name)
+        with open(src, "rb") as f, open(dst, "wb") as out:
+            out.write(f.read())
+        os.chmod(dst, 0o600)
+        if uid is not None:
+            os.chown(dst, uid, gid)
+    with open(os.path.join(data, "postgresql.conf"), "a") as f:
+        f.write("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
 
 
 def _ready(data, pid, port):
@@ -131,6 +151,9 @@ def main(argv):
         port = int(argv[3]) if len(argv) >= 4 and argv[2] == "--port" else None
         p, pid = start(argv[1], port)
         print(p, pid, flush=True)
+        return 0
+    if len(argv) == 5 and argv[0] == "init" and argv[2] == "--tls":
+        enable_tls(argv[1], argv[3], argv[4])
         return 0
     if len(argv) == 2 and argv[0] == "stop":
         stop(int(argv[1]))

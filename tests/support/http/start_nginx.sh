@@ -74,6 +74,8 @@ http {
       types { } default_type application/json;
       if (\$ssl_client_verify != SUCCESS) { return 403; }
     }
+    # A publish endpoint (POST) for harvested certificates; the access log counts them.
+    location /publish/ { return 204; }
     # A publish endpoint (POST) that demands a client certificate from the test CA.
     location /publish-mtls/ {
       if (\$ssl_client_verify != SUCCESS) { return 403; }

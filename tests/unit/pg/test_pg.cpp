@@ -11,14 +11,19 @@
 #include "pg/cache.hpp"
 #include "pg/harvest.hpp"
 #include "pg/journal.hpp"
+#include "pg/publish.hpp"
 #include "pg/schema.hpp"
 #include "pg/shared.hpp"
+#include "tests/support/http/servers.hpp"
 #include "tests/support/test_pki.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <set>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -43,6 +48,73 @@ std::string run_command(const std::string& cmd) {
     return out;
 }
 
+size_t count_entries(const std::string& dir, const std::string& ext) {
+    size_t n = 0;
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+        if (it->path().extension() == ext) ++n;
+    return n;
+}
+
+// Calls pred until it is true (at most ms); pred is called once more only after a false.
+template <typename Pred>
+bool wait_for(Pred pred, int ms) {
+    for (int i = 0; i < ms / 20; ++i) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return pred();
+}
+
+// Entries of the process: open file descriptors or threads (/proc/self/fd, /proc/self/task).
+size_t proc_entries(const char* what) {
+    size_t n = 0;
+    std::error_code ec;
+    for (fs::directory_iterator it(std::string("/proc/self/") + what, ec), end; !ec && it != end; it.increment(ec)) ++n;
+    return n;
+}
+
+std::string pem_of(int n) {
+    return "-----BEGIN CERTIFICATE-----\nMIIB" + std::to_string(n) + "\n-----END CERTIFICATE-----\n";
+}
+
+// The publish endpoint: tests/support/http/publish_recorder.py, one file per POST received.
+struct Recorder {
+    std::string dir = sealmilter::testing::http::make_temp_dir("pg-publish");
+    int port = sealmilter::testing::http::free_loopback_port();
+    sealmilter::testing::http::Child child;
+    bool start() {
+        fs::create_directories(dir + "/received");
+        return child.spawn({"python3", sealmilter::testing::http::support_dir() + "/publish_recorder.py",
+                            std::to_string(port), dir + "/received"},
+                           true, dir + "/recorder.log") &&
+               child.read_line(15000) == std::to_string(port);
+    }
+    size_t received() const { return count_entries(dir + "/received", ".req"); }
+    std::multiset<std::string> bodies() const {
+        std::multiset<std::string> out;
+        std::error_code ec;
+        for (fs::directory_iterator it(dir + "/received", ec), end; !ec && it != end; it.increment(ec)) {
+            if (it->path().extension() != ".req") continue;
+            // PATH, CONTENT-TYPE, AUTHORIZATION, an empty line, the body.
+            const std::string t = sealmilter::testing::http::read_text(it->path().string());
+            size_t at = 0;
+            for (int line = 0; line < 4 && at != std::string::npos; ++line) at = t.find('\n', at) + 1;
+            out.insert(at == std::string::npos ? t : t.substr(at));
+        }
+        return out;
+    }
+    lookup::PublishOptions options(const std::string& spool) const {
+        lookup::PublishOptions o;
+        o.url_template = "http://127.0.0.1:" + std::to_string(port) + "/certs/{email}";
+        o.queue_dir = spool;
+        o.http.timeout_ms = 2000;
+        o.initial_backoff_ms = 100;
+        o.max_backoff_ms = 400;
+        return o;
+    }
+};
+
 class ManualClock final : public sealmilter::base::Clock {
 public:
     explicit ManualClock(std::time_t t) : now_(t) {}
@@ -59,6 +131,7 @@ protected:
     static inline int port_ = 0;
     static inline int pid_ = 0;
     static inline int databases_ = 0;
+    static inline bool tls_ = false;
 
     static std::string helper() { return std::string(SEALMILTER_SOURCE_DIR) + "/tests/support/pg_cluster.py"; }
 
@@ -69,10 +142,27 @@ protected:
         in >> port_ >> pid_;
     }
 
+    // The suite's server serves TLS with a certificate for 127.0.0.1 from a throw-away CA
+    // made here (openssl, EC P-256); a second CA that signed nothing is the wrong one.
+    static bool make_tls() {
+        const std::string d = dir_;
+        const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes ";
+        const std::string cmd =
+            "cd " + d + " && printf 'subjectAltName=IP:127.0.0.1\\n' > san.ext"
+            " && openssl req -x509" + ec + "-keyout ca.key -out ca.pem -days 2 -subj /CN=sealmilter-test-db-ca"
+            " && openssl req -x509" + ec + "-keyout wrong-ca.key -out wrong-ca.pem -days 2 -subj /CN=sealmilter-test-db-ca"
+            " && openssl req" + ec + "-keyout server.key -out server.csr -subj /CN=127.0.0.1"
+            " && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2"
+            " -extfile san.ext && python3 " + helper() + " init " + d + "/data --tls server.pem server.key"
+            " && echo made";
+        return run_command("(" + cmd + ") 2>/dev/null").find("made") != std::string::npos;
+    }
+
     static void SetUpTestSuite() {
         char tmpl[] = "/tmp/sealmilter-pg-XXXXXX";
         dir_ = ::mkdtemp(tmpl);
         fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+        tls_ = make_tls();
         start_server(0);
     }
 
@@ -286,7 +376,215 @@ TEST_F(PgTest, DsnFileAndSelection) {
     } catch (const pg::SharedStateError& e) {
         EXPECT_NE(std::string(e.what()).find("arrives with the key store"), std::string::npos) << e.what();
     }
-    EXPECT_THROW(pg::parse_selection({"publish"}), pg::SharedStateError);
+    EXPECT_TRUE(pg::parse_selection({"publish"}).publish);  // also without directory.publish_url
+    EXPECT_TRUE(pg::parse_selection({"publish"}).any());
+}
+
+// TLS to PostgreSQL (issue 16): the connection string in database.dsn_file asks for
+// sslmode=verify-full with the CA that signed the server's certificate: the backends work over
+// TLS. The wrong CA, or a host name the certificate does not name, is refused with libpq's
+// reason (the call fails: verify-full never falls back to plaintext or to an unverified server).
+TEST_F(PgTest, TlsVerifyFullThroughTheDsnFileAndAWrongCaIsRefused) {
+    ASSERT_TRUE(tls_) << "the throw-away CA or the server's TLS set-up failed (openssl, " << dir_ << ")";
+    auto plain = fresh();
+    const auto pool_for = [&](const std::string& name, const std::string& conn) {
+        const std::string file = dir_ + "/" + name;
+        std::ofstream(file) << "# the shared state, over TLS\n" << conn << "\n";
+        return pg::make_pool({file, 2, 3000});
+    };
+    const std::string tls = " sslmode=verify-full sslrootcert=" + dir_ + "/ca.pem";
+    auto pool = pool_for("dsn-tls", dsn(db_) + tls);
+    std::string ssl;
+    std::string version;
+    EXPECT_EQ(pool->run([&](pg::Conn& c) {
+        pg::Rows r = c.exec("SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+        ASSERT_EQ(r.size(), 1);
+        ssl = r.text(0, 0);
+        version = r.text(0, 1);
+    }), "");
+    EXPECT_EQ(ssl, "t");
+    EXPECT_EQ(version.rfind("TLSv1.", 0), 0u) << version;
+    pg::PgJournal journal(pool, "node-tls");
+    std::string error;
+    EXPECT_TRUE(journal.record("over-tls", &error)) << error;
+    EXPECT_EQ(pg::PgJournal(plain, "node-plain").contains("over-tls", &error), sealmilter::milter::Journal::Seen::Yes);
+
+    const std::string wrong = " sslmode=verify-full sslrootcert=" + dir_ + "/wrong-ca.pem";
+    auto bad = pool_for("dsn-wrong-ca", dsn(db_) + wrong);
+    const std::string refused = bad->run([](pg::Conn& c) { c.exec("SELECT 1"); });
+    EXPECT_NE(refused.find("certificate verify failed"), std::string::npos) << refused;
+    std::string named = dsn(db_) + tls;
+    named.replace(named.find("host=127.0.0.1"), 14, "host=localhost");  // the certificate names 127.0.0.1 only
+    auto other_name = pool_for("dsn-wrong-name", named);
+    const std::string mismatch = other_name->run([](pg::Conn& c) { c.exec("SELECT 1"); });
+    EXPECT_NE(mismatch.find("does not match host name"), std::string::npos) << mismatch;
+}
+
+// database.shared = publish: one queue for the nodes. A certificate queued by two nodes is
+// one row; two nodes claiming at once never get the same row (FOR UPDATE SKIP LOCKED); a
+// failure keeps the row with a doubling back-off; a claimed row another node holds comes
+// back only after the lease.
+TEST_F(PgTest, PublishQueueClaimsEachEntryOnceAndKeepsTheBackoff) {
+    auto pool = fresh(4, 3000);
+    auto pool_b = std::make_shared<pg::Pool>(pg::PoolOptions{dsn(db_), 4, 3000, 200, "test-b"});
+    pg::PgPublishQueue a(pool, {"node-a", 100, 400, 60000});
+    pg::PgPublishQueue b(pool_b, {"node-b", 100, 400, 60000});
+    for (int i = 0; i < 40; ++i) ASSERT_EQ((i % 2 == 0 ? a : b).add("u" + std::to_string(i) + "@partner.example", pem_of(i)), "");
+    EXPECT_EQ(b.add("u0@partner.example", pem_of(0)), "");  // harvested on the other node too: no second row
+    std::vector<long long> got_a, got_b;
+    const auto drain = [](pg::PgPublishQueue& q, std::vector<long long>& got) {
+        for (int n = 0; n < 100; ++n) {
+            lookup::SharedPublishQueue::Entry e;
+            bool claimed = false;
+            if (!q.claim(e, claimed).empty() || !claimed) return;
+            EXPECT_EQ(e.pem, pem_of(std::stoi(e.email.substr(1, e.email.find('@') - 1))));
+            got.push_back(e.id);
+        }
+    };
+    std::thread t([&] { drain(b, got_b); });
+    drain(a, got_a);
+    t.join();
+    std::set<long long> all(got_a.begin(), got_a.end());
+    all.insert(got_b.begin(), got_b.end());
+    EXPECT_EQ(got_a.size() + got_b.size(), 40u);  // each row claimed once ...
+    EXPECT_EQ(all.size(), 40u);                    // ... by one node
+    long long due = -2;
+    EXPECT_EQ(a.due_in(due), "");
+    EXPECT_GT(due, 50000);  // all leased (60 s)
+    for (const long long id : all) EXPECT_EQ(a.done(id), "");
+    EXPECT_EQ(a.due_in(due), "");
+    EXPECT_EQ(due, -1);  // empty
+
+    // The back-off: 100, 200, 400, 400 ms, kept in the row (any node sees it).
+    ASSERT_EQ(a.add("r@partner.example", pem_of(99)), "");
+    const long expected[] = {100, 200, 400, 400};
+    for (const long want : expected) {
+        lookup::SharedPublishQueue::Entry e;
+        bool claimed = false;
+        std::string why;
+        ASSERT_TRUE(wait_for([&] { return (why = b.claim(e, claimed)).empty() && claimed; }, 5000)) << why;
+        long backoff = 0;
+        EXPECT_EQ(b.failed(e.id, "HTTP 503", backoff), "");
+        EXPECT_EQ(backoff, want);
+        bool early = true;
+        EXPECT_EQ(a.claim(e, early), "");
+        EXPECT_FALSE(early) << "claimed during its back-off";
+    }
+    EXPECT_EQ(pool->run([](pg::Conn& c) {
+        pg::Rows r = c.exec("SELECT attempts, last_error FROM sealmilter_publish");
+        ASSERT_EQ(r.size(), 1);
+        EXPECT_EQ(r.integer(0, 0), 4);
+        EXPECT_EQ(r.text(0, 1), "HTTP 503");
+    }), "");
+
+    // A node that dies holding a claim: the row comes back after the lease, to another node.
+    pg::PgPublishQueue short_lease(pool, {"node-c", 100, 400, 300});
+    ASSERT_EQ(short_lease.add("l@partner.example", pem_of(77)), "");
+    lookup::SharedPublishQueue::Entry held;
+    bool claimed = false;
+    ASSERT_TRUE(wait_for([&] { return short_lease.claim(held, claimed).empty() && claimed && held.email == "l@partner.example"; }, 5000));
+    lookup::SharedPublishQueue::Entry other;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // past the lease (and r@'s back-off)
+    std::set<std::string> back;
+    for (int i = 0; i < 2 && b.claim(other, claimed).empty() && claimed; ++i) back.insert(other.email);
+    EXPECT_EQ(back.count("l@partner.example"), 1u);
+}
+
+// Two daemons' publishers (each with its own spool) sharing the queue: every certificate,
+// including one harvested on both nodes, reaches the directory exactly once.
+TEST_F(PgTest, PublishersOnTwoNodesPublishEachCertificateOnce) {
+    auto pool = fresh(4, 3000);
+    auto pool_b = std::make_shared<pg::Pool>(pg::PoolOptions{dsn(db_), 4, 3000, 200, "test-b"});
+    Recorder rec;
+    ASSERT_TRUE(rec.start());
+    std::vector<std::string> log;
+    std::mutex log_mutex;
+    const auto logger = [&](const std::string& l) {
+        const std::lock_guard<std::mutex> lock(log_mutex);
+        log.push_back(l);
+    };
+    {
+        lookup::PublishOptions oa = rec.options(rec.dir + "/spool-a");
+        oa.shared = std::make_shared<pg::PgPublishQueue>(pool, pg::PgPublishOptions{"node-a", 100, 400, 60000});
+        lookup::PublishOptions ob = rec.options(rec.dir + "/spool-b");
+        ob.shared = std::make_shared<pg::PgPublishQueue>(pool_b, pg::PgPublishOptions{"node-b", 100, 400, 60000});
+        // Queued while both publishers were down (6..11 harvested on both nodes) ...
+        for (int i = 0; i < 12; ++i) {
+            ASSERT_EQ(oa.shared->add("p" + std::to_string(i) + "@partner.example", pem_of(i)), "");
+            ASSERT_EQ(ob.shared->add("p" + std::to_string(i + 6) + "@partner.example", pem_of(i + 6)), "");
+        }
+        // ... and both start at once; each also gets two new ones (queued by the other's
+        // publisher's thread as much as by its own).
+        lookup::Publisher node_a(oa, logger);
+        lookup::Publisher node_b(ob, logger);
+        node_a.enqueue("p18@partner.example", pem_of(18));
+        node_b.enqueue("p19@partner.example", pem_of(19));
+        EXPECT_TRUE(wait_for([&] { return rec.received() >= 20; }, 30000)) << rec.received();
+        long long due = 0;
+        EXPECT_TRUE(wait_for([&] { return oa.shared->due_in(due).empty() && due == -1; }, 10000));
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));  // anything late would arrive now
+        EXPECT_EQ(count_entries(rec.dir + "/spool-a", ".req") + count_entries(rec.dir + "/spool-b", ".req"), 0u);
+    }
+    const std::multiset<std::string> bodies = rec.bodies();
+    EXPECT_EQ(bodies.size(), 20u);
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(bodies.count(pem_of(i)), 1u) << i;
+    std::error_code ec;
+    fs::remove_all(rec.dir, ec);
+}
+
+// The pool under database restarts and concurrent load (the soak's suspect for a daemon that
+// stopped): connections to a server that went away are closed, never piled up; the number of
+// open descriptors comes back to where it was plus at most the pool's idle connections, and
+// the pool starts no thread of its own.
+TEST_F(PgTest, ZyRestartsUnderLoadLeaveDescriptorsAndThreadsBounded) {
+    auto pool = fresh(4, 1000);
+    pg::PgJournal journal(pool, "node-a");
+    pg::PgPublishQueue queue(pool, {"node-a", 100, 400, 60000});
+    std::string error;
+    ASSERT_TRUE(journal.record("warm", &error)) << error;
+    const size_t fds_before = proc_entries("fd");
+    const size_t threads_before = proc_entries("task");
+    std::atomic<bool> stop{false};
+    std::atomic<long> ok{0};
+    std::atomic<long> failed{0};
+    std::vector<std::thread> load;
+    for (int t = 0; t < 8; ++t) {
+        load.emplace_back([&, t] {
+            for (long i = 0; !stop.load(); ++i) {
+                std::string e;
+                const bool good = t % 2 == 0 ? journal.contains("warm", &e) != sealmilter::milter::Journal::Seen::Unknown
+                                             : queue.add("z" + std::to_string(t) + "@x.example", pem_of(static_cast<int>(i % 50))).empty();
+                (good ? ok : failed).fetch_add(1);
+                if (!good) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+        });
+    }
+    const size_t fds_loaded = proc_entries("fd");
+    size_t peak = fds_loaded;
+    for (int restart = 0; restart < 2; ++restart) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+        run_command("python3 " + helper() + " stop " + std::to_string(pid_));
+        const int port = port_;
+        pid_ = 0;
+        for (int i = 0; i < 10; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            peak = std::max(peak, proc_entries("fd"));
+        }
+        start_server(port);
+        ASSERT_EQ(port_, port) << "PostgreSQL did not come back on its port";
+    }
+    ASSERT_TRUE(wait_for([&] { return journal.contains("warm", &error) == sealmilter::milter::Journal::Seen::Yes; }, 5000))
+        << error;
+    const long ok_before_end = ok.load();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    stop = true;
+    for (std::thread& t : load) t.join();
+    EXPECT_GT(ok.load(), ok_before_end) << "the pool did not recover";
+    EXPECT_GT(failed.load(), 0) << "the restarts were not seen";
+    // The 8 load threads, run_command's pipes and the pool's <= 4 connections at most.
+    EXPECT_LE(peak, fds_before + 4 + 8) << "fds during the outages";
+    EXPECT_LE(proc_entries("fd"), fds_before + 4);
+    EXPECT_EQ(proc_entries("task"), threads_before);
 }
 
 // Last (gtest runs a suite's tests in order): stops and restarts the suite's server.
@@ -303,6 +601,11 @@ TEST_F(PgTest, ZzServerDownMissesFailsAndRecoversWithoutARestart) {
     std::make_shared<pg::PgHarvestStore>(pool)->save({"bob@partner.example", bob.cert, 1, 2, {}, "", false});
     std::string error;
     ASSERT_TRUE(journal.record("k", &error)) << error;
+    Recorder rec;
+    ASSERT_TRUE(rec.start());
+    lookup::PublishOptions po = rec.options(rec.dir + "/spool");
+    po.shared = std::make_shared<pg::PgPublishQueue>(pool, pg::PgPublishOptions{"node-a", 100, 400, 60000});
+    auto publisher = lookup::Publisher::without_thread(po, [](const std::string&) {});
 
     run_command("python3 " + helper() + " stop " + std::to_string(pid_));
     const int port = port_;
@@ -317,6 +620,15 @@ TEST_F(PgTest, ZzServerDownMissesFailsAndRecoversWithoutARestart) {
     EXPECT_EQ(journal.contains("k", &error), sealmilter::milter::Journal::Seen::Unknown);
     EXPECT_FALSE(journal.record("k2", &error));
     EXPECT_FALSE(error.empty());
+    // The publish queue: what is harvested meanwhile stays in this node's spool, and this
+    // node publishes it itself.
+    publisher->enqueue("down@partner.example", pem_of(1));
+    EXPECT_EQ(count_entries(rec.dir + "/spool", ".req"), 1u);
+    EXPECT_GE(publisher->flush_once(), 1u);  // the shared queue's content is unknown meanwhile
+    EXPECT_EQ(count_entries(rec.dir + "/spool", ".req"), 0u);
+    EXPECT_EQ(rec.received(), 1u);
+    publisher->enqueue("later@partner.example", pem_of(2));
+    EXPECT_EQ(count_entries(rec.dir + "/spool", ".req"), 1u);
 
     start_server(port);
     ASSERT_EQ(port_, port) << "PostgreSQL did not come back on its port";
@@ -325,6 +637,17 @@ TEST_F(PgTest, ZzServerDownMissesFailsAndRecoversWithoutARestart) {
     EXPECT_TRUE(cache.healthy());
     EXPECT_EQ(journal.contains("k", &error), sealmilter::milter::Journal::Seen::Yes);
     EXPECT_EQ(harvest.lookup(q).outcome, lookup::Outcome::Found);
+    // The spool moves into the shared queue and is published from there; nothing left.
+    EXPECT_EQ(publisher->flush_once(), 0u);
+    EXPECT_EQ(count_entries(rec.dir + "/spool", ".req"), 0u);
+    EXPECT_EQ(rec.received(), 2u);
+    const std::multiset<std::string> bodies = rec.bodies();
+    EXPECT_EQ(bodies.count(pem_of(1)) + bodies.count(pem_of(2)), 2u);
+    long long due = 0;
+    EXPECT_EQ(po.shared->due_in(due), "");
+    EXPECT_EQ(due, -1);
+    std::error_code ec;
+    fs::remove_all(rec.dir, ec);
 }
 
 }  // namespace
