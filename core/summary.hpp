@@ -45,6 +45,10 @@ struct MessageSummary {
     std::chrono::milliseconds planning{0};
     std::vector<RecipientDecision> decisions;  // one per envelope recipient
     std::string decryption;  // Decrypted / DecryptFailed: the trace header's value (trimmed)
+    // Signing: "signed by ADDRESS (RULE, key ID) for N envelope(s)", or why a message that
+    // should have been signed was sent unsigned; "" when nothing was to be signed.
+    std::string signing;
+    bool signing_failed = false;  // the signing line is a warning (no usable signer)
 };
 
 // The one summary line (without the tag).
