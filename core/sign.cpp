@@ -58,6 +58,25 @@ crypto::KeyMaterial material_for(const Signer& s) {
     return k;
 }
 
+// Every leaf part that is not already quoted-printable or base64 gets the best 7-bit encoding
+// for its content (GMime's choice: QP for mostly-text, base64 otherwise). g_mime_object_encode
+// alone leaves a part declared 7bit as it is, even with a line longer than 998 octets.
+void force_7bit(GMimeObject* o, int depth) {
+    if (o == nullptr || depth > 64) return;
+    if (GMIME_IS_MULTIPART(o)) {
+        GMimeMultipart* mp = GMIME_MULTIPART(o);
+        for (int i = 0; i < g_mime_multipart_get_count(mp); ++i) force_7bit(g_mime_multipart_get_part(mp, i), depth + 1);
+    } else if (GMIME_IS_MESSAGE_PART(o)) {
+        GMimeMessage* inner = g_mime_message_part_get_message(GMIME_MESSAGE_PART(o));
+        if (inner != nullptr) force_7bit(g_mime_message_get_mime_part(inner), depth + 1);
+    } else if (GMIME_IS_PART(o)) {
+        GMimePart* part = GMIME_PART(o);
+        const GMimeContentEncoding e = g_mime_part_get_content_encoding(part);
+        if (e != GMIME_CONTENT_ENCODING_BASE64 && e != GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE)
+            g_mime_part_set_content_encoding(part, g_mime_part_get_best_content_encoding(part, GMIME_ENCODING_CONSTRAINT_7BIT));
+    }
+}
+
 // The content header section + canonical body re-encoded by GMime so every part is 7-bit.
 std::string reencoded_7bit(std::string_view head, const Message& m) {
     ensure_gmime();
@@ -69,6 +88,7 @@ std::string reencoded_7bit(std::string_view head, const Message& m) {
     std::unique_ptr<GMimeParser, GObjectUnref> parser(g_mime_parser_new_with_stream(in.get()));
     std::unique_ptr<GMimeObject, GObjectUnref> part(g_mime_parser_construct_part(parser.get(), nullptr));
     if (!part) throw std::runtime_error("the message's MIME structure cannot be parsed for 7-bit re-encoding");
+    force_7bit(part.get(), 0);
     g_mime_object_encode(part.get(), GMIME_ENCODING_CONSTRAINT_7BIT);
     std::unique_ptr<GMimeFormatOptions, FormatOptionsFree> fmt(g_mime_format_options_new());
     g_mime_format_options_set_newline_format(fmt.get(), GMIME_NEWLINE_FORMAT_DOS);
