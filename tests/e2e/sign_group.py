@@ -104,6 +104,11 @@ def run(gw, check, new_id, reply_ok, data_dir):
         nss_ok, nss_err = _nss_verify(gw, entity) if is_signed else (False, "not multipart/signed")
         check(f"sign {who}: NSS cmsutil verifies", nss_ok, nss_err)
     check("sign: the log names the signer", f"signed by <{alice}> (sender" in gw.log(), gw.log()[-1500:])
+    import metrics_group  # docs/logging.md's patterns, read the way the metrics group reads them
+    patterns = [p for p, _e, _must, heading in metrics_group.documented_patterns(gw.source) if heading == "Signing"]
+    lines = [ln for ln in gw.log().splitlines() if ": signed by <" in ln]
+    check("sign: every signing line matches docs/logging.md", lines and patterns and
+          all(any(p.match(ln) for p in patterns) for ln in lines), (lines, [p.pattern for p in patterns]))
 
     # 8bit through a next hop without 8BITMIME: Postfix downgrades what is 8bit; ours is 7-bit already.
     with open(os.path.join(data_dir, "02-utf8-8bit.eml"), "rb") as f:
