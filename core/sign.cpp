@@ -351,6 +351,38 @@ void write_signed_encrypted(const Message& m, const Signer& signer, const Signed
     write_signed_encrypted_body(m, signer, so, recipients, options, out);
 }
 
+std::string dkim_before_us(std::string_view milters, std::string_view our_socket) {
+    // What identifies ours in Postfix's syntax: ":PORT" of inet:PORT@HOST, or the unix path.
+    std::string ours;
+    if (our_socket.rfind("inet", 0) == 0) {
+        const size_t colon = our_socket.find(':');
+        const size_t at = our_socket.find('@');
+        if (colon != std::string_view::npos && at != std::string_view::npos && at > colon)
+            ours = ":" + std::string(our_socket.substr(colon + 1, at - colon - 1));
+    } else if (const size_t colon = our_socket.find(':'); colon != std::string_view::npos) {
+        ours = std::string(our_socket.substr(colon + 1));
+    }
+    if (ours.empty()) return {};
+    std::vector<std::string> entries;
+    std::string cur;
+    for (const char c : milters) {
+        if (c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '{' || c == '}') {
+            if (!cur.empty()) entries.push_back(cur);
+            cur.clear();
+        } else {
+            cur += c;
+        }
+    }
+    if (!cur.empty()) entries.push_back(cur);
+    std::string dkim;
+    for (const std::string& e : entries) {
+        const bool is_ours = e.size() >= ours.size() && e.compare(e.size() - ours.size(), ours.size(), ours) == 0;
+        if (is_ours) return dkim;
+        if (dkim.empty() && base::ifind(e, "dkim") != std::string::npos) dkim = e;
+    }
+    return {};
+}
+
 SignedEntityOptions entity_options(const Signer& signer, const SignSettings& s) {
     SignedEntityOptions o;
     o.format = s.format;

@@ -123,6 +123,12 @@ void write_signed_encrypted(const Message& m, const Signer& signer, const Signed
                             const std::vector<crypto::Certificate>& recipients, const TransformOptions& options,
                             crypto::ByteSink& out);
 
+// DKIM ordering (SPEC §8, docs/signing.md): given the value of Postfix's smtpd_milters (or
+// non_smtpd_milters) and our milter.socket ("inet:PORT@HOST" / "unix:PATH"), the entry that looks
+// like a DKIM signer (its text mentions "dkim") and comes before ours; "" when none does, or when
+// ours is not in the list.
+std::string dkim_before_us(std::string_view milters, std::string_view our_socket);
+
 // SignOptions for a signer under these settings (capabilities, key preference, digest).
 SignedEntityOptions entity_options(const Signer& signer, const SignSettings& s);
 

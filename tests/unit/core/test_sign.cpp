@@ -338,3 +338,14 @@ TEST(SignHarvest, OurHarvestLearnsTheSignersEncryptionCertificateAndCapabilities
     for (const auto& a : anchors) std::remove(a.c_str());
     rmdir(dir);
 }
+
+TEST(SignDkim, ADkimMilterBeforeOursIsFoundAfterOursIsFine) {
+    EXPECT_EQ(core::dkim_before_us("unix:/run/opendkim/opendkim.sock, inet:127.0.0.1:8891", "inet:8891@127.0.0.1"),
+              "unix:/run/opendkim/opendkim.sock");
+    EXPECT_EQ(core::dkim_before_us("{ inet:127.0.0.1:8891, default_action=tempfail } inet:localhost:12301 opendkim",
+                                   "inet:8891@127.0.0.1"),
+              "");
+    EXPECT_EQ(core::dkim_before_us("unix:/var/run/dkim.sock unix:/run/sealmilter/milter.sock", "unix:/run/sealmilter/milter.sock"),
+              "unix:/var/run/dkim.sock");
+    EXPECT_EQ(core::dkim_before_us("unix:/var/run/dkim.sock", "inet:8891@127.0.0.1"), "");  // ours not listed
+}
