@@ -78,6 +78,14 @@ void dkim_order_warnings(const conf::Config& c) {
     }
 }
 
+// Signing asked for without a key store: every message would go unsigned (or tempfail).
+void signing_warnings(const conf::Config& c) {
+    const bool may_sign = c.get("crypto.sign") == "always" || !c.get_list("crypto.sign_sender_domains").empty();
+    if (may_sign && c.get("keys.master_key_file").empty())
+        note("warning: crypto.sign asks for signatures but keys.master_key_file is empty: there is no key store to "
+             "sign with, so mail goes " + std::string(c.get("crypto.sign_missing") == "tempfail" ? "tempfailed" : "unsigned"));
+}
+
 // The daemon's user: --user, else whoever runs check-config (the unit's ExecStartPre runs it
 // as User=). An administrator who runs it as root is also told about the packaged service
 // user, because that is who will need to write the cache and the journal.
@@ -163,6 +171,7 @@ int cmd_check_config(int argc, char** argv) {
         if (problems.empty()) build_services(*p.config);  // policy, spool dir, re-injection, database, journal
         size_warnings(*p.config);
         dkim_order_warnings(*p.config);
+        signing_warnings(*p.config);
         if (problems.empty()) {
             std::cout << "configuration OK (" << (p.vm.count("config") != 0U ? p.vm["config"].as<std::string>()
                                                                               : std::string(conf::kDefaultConfigPath))
