@@ -61,7 +61,7 @@ def make_pki(d):
       '[pss]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n'
       'extendedKeyUsage=emailProtection\nsubjectAltName=email:pss@bank.example\n'
       'subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n'
-      '[rcpt]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,keyEncipherment\n'
+      '[rcpt]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n'
       'extendedKeyUsage=emailProtection\nsubjectAltName=email:bob@partner.example\n'
       'subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n')
     p = lambda n: os.path.join(d, n)
@@ -191,6 +191,54 @@ def nss_verify(p, db, data, what, tmp):
     return result if result is not None else open(out, 'rb').read()
 
 
+def key_exchange(a, p, tmp):
+    """Two gateways, bank.example (A, signer alice) and partner.example (B, signer bob), each with
+    its own harvest store and lookup.order = harvest: A's signed mail teaches B alice's
+    encryption certificate; B answers sign-then-encrypted to it (A opens it and harvests bob
+    from inside the envelope); A then encrypts to bob. Both directions, no certificate handed over."""
+    confs = {}
+    for g in ('A', 'B'):
+        os.mkdir(os.path.join(tmp, g))
+        confs[g] = os.path.join(tmp, g, 'sealmilter.conf')
+        with open(confs[g], 'w') as f:
+            f.write('[lookup]\norder = harvest\ntrust_anchors = %s\n[harvest]\ndir = %s\n[cache]\npath = %s\n'
+                    % (p('ca.pem'), os.path.join(tmp, g, 'harvested'), os.path.join(tmp, g, 'cache.db')))
+    to_bob = b'From: Alice <alice@bank.example>\nTo: bob@partner.example\nSubject: Statement\n\nYour statement.\n'
+    signed = run([a.sealmilter, 'sign', '--key', p('alice.signer.pem')], to_bob).stdout
+    r = subprocess.run([a.sealmilter, 'harvest', '-c', confs['B'], '--sender', 'alice@bank.example'], input=signed,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
+    if r.returncode != 0:
+        return fail('key exchange A->B', 'B did not harvest alice: ' + (r.stdout + r.stderr).decode()[-300:])
+    meta = glob.glob(os.path.join(tmp, 'B', 'harvested', 'alice@bank.example', '*.json'))
+    text = open(meta[0]).read() if meta else ''
+    if not all(c in text for c in ('aes256-gcm', 'aes256-cbc', 'aes128-cbc', 'rsaes-oaep')):
+        fail('key exchange A->B', 'B did not keep alice\'s capabilities: ' + text[-300:])
+    to_alice = b'From: Bob <bob@partner.example>\nTo: alice@bank.example\nSubject: Re: Statement\n\nThanks.\n'
+    r = subprocess.run([a.sealmilter, 'encrypt', '-c', confs['B'], '--sign', '--key', p('bob.signer.pem'),
+                        '--to', 'alice@bank.example'], input=to_alice, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=TIMEOUT)
+    if r.returncode != 0:
+        return fail('key exchange B->A', 'B cannot encrypt to alice: ' + r.stderr.decode()[-300:])
+    enc = r.stdout
+    d = subprocess.run(['openssl', 'cms', '-decrypt', '-recip', p('alice.pem'), '-inkey', p('alice.key')], input=enc,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
+    if d.returncode != 0 or openssl_verify(p, d.stdout, 'key exchange B->A signature') is None:
+        return fail('key exchange B->A', 'alice cannot open and verify B\'s answer: ' + d.stderr.decode()[-300:])
+    r = subprocess.run([a.sealmilter, 'harvest', '-c', confs['A'], '--key', p('alice.signer.pem'),
+                        '--sender', 'bob@partner.example'], input=enc, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=TIMEOUT)
+    if r.returncode != 0:
+        return fail('key exchange B->A', 'A did not harvest bob from inside the envelope: ' + r.stderr.decode()[-300:])
+    r = subprocess.run([a.sealmilter, 'encrypt', '-c', confs['A'], '--to', 'bob@partner.example'], input=to_bob,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
+    d = subprocess.run(['openssl', 'cms', '-decrypt', '-recip', p('bob.pem'), '-inkey', p('bob.key')], input=r.stdout,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=TIMEOUT)
+    if r.returncode != 0 or d.returncode != 0 or b'Your statement.' not in d.stdout:
+        return fail('key exchange A->B encrypted', 'A cannot encrypt to bob with what it harvested: ' +
+                    (r.stderr + d.stderr).decode()[-300:])
+    print('ok   key exchange in both directions (A signs, B harvests and answers encrypted, A harvests and encrypts)')
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--sealmilter', required=True)
@@ -286,6 +334,7 @@ def main():
             elif b'BadSignature' not in r.stdout + r.stderr:
                 fail(what + ' nss', 'NSS fails RSA-PSS differently than measured: ' + (r.stdout + r.stderr).decode()[-200:])
             checked += 1
+        key_exchange(a, p, tmp)
         # A changed byte must fail both.
         signed = run([a.sealmilter, 'sign', '--key', p('alice.signer.pem'), '--from', 'alice@bank.example'],
                      open(msgs[0], 'rb').read()).stdout
