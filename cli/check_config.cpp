@@ -62,6 +62,30 @@ void size_warnings(const conf::Config& c) {
              "; raise message_size_limit to " + std::to_string(max / 10 * 14) + " or lower milter.max_message_size");
 }
 
+// SPEC §8: sealmilter (encryption and signing change the body) before any DKIM signer.
+void dkim_order_warnings(const conf::Config& c) {
+    for (const char* param : {"smtpd_milters", "non_smtpd_milters"}) {
+        FILE* p = popen((std::string("postconf -h ") + param + " 2>/dev/null").c_str(), "r");
+        if (p == nullptr) continue;
+        std::string value;
+        char buf[512];
+        while (std::fgets(buf, sizeof buf, p) != nullptr && value.size() < 65536) value += buf;
+        if (pclose(p) != 0) continue;  // no Postfix here
+        const std::string dkim = core::dkim_before_us(value, c.get("milter.socket"));
+        if (!dkim.empty())
+            note(std::string("warning: Postfix ") + param + " lists " + dkim + " (a DKIM signer?) before sealmilter (" +
+                 c.get("milter.socket") + "): its signature breaks once sealmilter signs or encrypts; list sealmilter first");
+    }
+}
+
+// Signing asked for without a key store: every message would go unsigned (or tempfail).
+void signing_warnings(const conf::Config& c) {
+    const bool may_sign = c.get("crypto.sign") == "always" || !c.get_list("crypto.sign_sender_domains").empty();
+    if (may_sign && c.get("keys.master_key_file").empty())
+        note("warning: crypto.sign asks for signatures but keys.master_key_file is empty: there is no key store to "
+             "sign with, so mail goes " + std::string(c.get("crypto.sign_missing") == "tempfail" ? "tempfailed" : "unsigned"));
+}
+
 // The daemon's user: --user, else whoever runs check-config (the unit's ExecStartPre runs it
 // as User=). An administrator who runs it as root is also told about the packaged service
 // user, because that is who will need to write the cache and the journal.
@@ -146,6 +170,8 @@ int cmd_check_config(int argc, char** argv) {
         metrics_listen(*p.config);  // HOST:PORT (whether it is free is only known when run binds it)
         if (problems.empty()) build_services(*p.config);  // policy, spool dir, re-injection, database, journal
         size_warnings(*p.config);
+        dkim_order_warnings(*p.config);
+        signing_warnings(*p.config);
         if (problems.empty()) {
             std::cout << "configuration OK (" << (p.vm.count("config") != 0U ? p.vm["config"].as<std::string>()
                                                                               : std::string(conf::kDefaultConfigPath))

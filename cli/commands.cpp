@@ -7,6 +7,9 @@ const std::vector<Command>& commands() {
     static const std::vector<Command> table = {
         {"run", "the milter daemon (foreground)", cmd_run},
         {"encrypt", "encrypt a message (stdin -> stdout) as S/MIME, as the milter does", cmd_encrypt},
+        {"sign", "sign a message (stdin -> stdout) as S/MIME with the sender's or the domain's key, as the milter does",
+         cmd_sign},
+        {"verify", "check an S/MIME signed message (stdin): signer, chain verdict, signed attributes", cmd_verify},
         {"decrypt", "decrypt an S/MIME message (stdin -> stdout) with a private key", cmd_decrypt},
         {"lookup", "resolve recipients' certificates through the configured sources", cmd_lookup},
         {"cache", "list or purge the certificate cache", cmd_cache},

@@ -26,5 +26,7 @@ struct Command {
 };
 const std::vector<Command>& commands();
 int cmd_keys(int argc, char** argv);
+int cmd_sign(int argc, char** argv);    // cli/sign.cpp
+int cmd_verify(int argc, char** argv);  // cli/sign.cpp
 
 }  // namespace sealmilter::cli

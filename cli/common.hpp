@@ -8,11 +8,13 @@
 
 #include "conf/config.hpp"
 #include "core/message.hpp"
+#include "core/sign.hpp"
 #include "crypto/base64.hpp"
 
 #include <boost/program_options.hpp>
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -70,5 +72,11 @@ std::unique_ptr<Input> read_input(const conf::Config& config);
 std::string read_secret_file(const std::string& path);  // first line, no line break
 
 void note(const std::string& text);  // "sealmilter: text" on stderr
+
+// The signer of `m` for `sign` and `encrypt --sign` (cli/sign.cpp): --key FILE or the key
+// store, --from or the From address (core::choose_signer). `ring` keeps the key ring alive.
+// Throws CliError(kDataErr) when nobody can sign.
+std::optional<core::Signer> cli_signer(const conf::Config& config, const boost::program_options::variables_map& vm,
+                                       const core::Message& m, std::shared_ptr<keys::KeyRing>& ring);
 
 }  // namespace sealmilter::cli

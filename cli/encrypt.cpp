@@ -82,7 +82,11 @@ int cmd_encrypt(int argc, char** argv) {
         "75 a certificate source failed (try again)");
     desc.add_options()("to", po::value<std::vector<std::string>>()->composing()->multitoken(), "recipient address")(
         "cert", po::value<std::vector<std::string>>()->composing()->multitoken(),
-        "recipient certificate (PEM or DER); with --cert no lookup is made");
+        "recipient certificate (PEM or DER); with --cert no lookup is made")(
+        "sign", "sign first, then encrypt (RFC 8551 §3.5), with the signer `sealmilter sign` chooses")(
+        "key", po::value<std::string>(), "with --sign: PEM / PKCS#12 signing key with its certificate (instead of the store)")(
+        "passphrase", po::value<std::string>(), "passphrase of --key")(
+        "from", po::value<std::string>(), "with --sign: sign as this address instead of the From field's");
     Parsed p = parse_command(argc, argv, desc);
     if (p.help) return kOk;
     if (p.vm.count("to") == 0U) throw CliError(kUsage, "encrypt: at least one --to EMAIL is required");
@@ -107,7 +111,14 @@ int cmd_encrypt(int argc, char** argv) {
             certs = resolve_recipients(*p.config, to);
             refuse_mixed_key_types(certs);
         }
-        core::write_transformed(message, plan, certs, options, out);
+        if (p.vm.count("sign") != 0U) {
+            std::shared_ptr<keys::KeyRing> ring;
+            const std::optional<core::Signer> signer = cli_signer(*p.config, p.vm, message, ring);
+            core::write_signed_encrypted(message, *signer, core::entity_options(*signer, sign_settings(*p.config)), certs,
+                                         options, out);
+        } else {
+            core::write_transformed(message, plan, certs, options, out);
+        }
     }
     out.flush();
     return kOk;

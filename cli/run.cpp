@@ -95,6 +95,7 @@ core::PlanSettings plan_settings(const conf::Config& c, const LookupStack& stack
     p.policy_options.trigger_header = c.get("policy.trigger_header");
     p.transform = transform_options(c, "\r\n");
     p.cipher_auto = c.get("crypto.cipher") == "auto";
+    p.sign = sign_settings(c);
     p.dry_run = c.get_bool("milter.dry_run");
     p.max_message_size = static_cast<unsigned long long>(c.get_int("milter.max_message_size"));
     p.mta_size_limit = static_cast<unsigned long long>(c.get_int("milter.mta_size_limit"));

@@ -8,6 +8,10 @@
 #include "pg/journal.hpp"
 #include "pg/publish.hpp"
 
+#include "base/ascii.hpp"
+#include "core/policy.hpp"
+
+#include <sstream>
 #include <unistd.h>
 
 namespace sealmilter::cli {
@@ -135,6 +139,36 @@ core::TransformOptions transform_options(const conf::Config& cfg, const std::str
     o.protected_subject = cfg.get("crypto.protected_subject");
     o.eol = eol;
     return o;
+}
+
+core::SignSettings sign_settings(const conf::Config& cfg) {
+    core::SignSettings s;
+    s.always = cfg.get("crypto.sign") == "always";
+    s.format = cfg.get("crypto.sign_format") == "opaque" ? core::SignFormat::Opaque : core::SignFormat::Detached;
+    const std::string& digest = cfg.get("crypto.sign_digest");
+    s.digest = digest == "sha384" ? crypto::Digest::Sha384 : digest == "sha512" ? crypto::Digest::Sha512 : crypto::Digest::Sha256;
+    s.sign_key = base::to_lower(base::trim(cfg.get("crypto.sign_key")));
+    if (const size_t at = s.sign_key.find('@');
+        !s.sign_key.empty() && (at == std::string::npos || at == 0 || at + 1 == s.sign_key.size() ||
+                                s.sign_key.find_first_of(" \t,") != std::string::npos))
+        throw CliError(kConfig, "crypto.sign_key: '" + s.sign_key + "' is not an address (e.g. noreply@bank.example)");
+    std::vector<std::string> entries;
+    std::string entry;
+    std::istringstream list(cfg.get("crypto.sign_key_domains"));
+    while (std::getline(list, entry, ','))
+        if (!base::trim(entry).empty()) entries.emplace_back(base::trim(entry));
+    try {
+        s.domain_keys = core::parse_domain_keys(entries);
+    } catch (const std::invalid_argument& e) {
+        throw CliError(kConfig, std::string("crypto.sign_key_domains: ") + e.what());
+    }
+    s.sign_domains = cfg.get_list("crypto.sign_sender_domains");
+    s.nosign_domains = cfg.get_list("crypto.nosign_sender_domains");
+    for (const std::string& d : s.sign_domains)
+        if (core::in_domains("x@" + d, s.nosign_domains))
+            throw CliError(kConfig, "crypto.sign_sender_domains and crypto.nosign_sender_domains both name '" + d + "'");
+    s.missing_tempfail = cfg.get("crypto.sign_missing") == "tempfail";
+    return s;
 }
 
 }  // namespace sealmilter::cli

@@ -10,6 +10,7 @@
 #pragma once
 
 #include "conf/config.hpp"
+#include "core/sign.hpp"
 #include "core/transform.hpp"
 #include "crypto/private_key.hpp"
 #include "metrics/metrics.hpp"
@@ -59,6 +60,9 @@ std::shared_ptr<const lookup::HarvestStorage> harvest_storage(const conf::Config
 std::shared_ptr<const milter::Journal> make_journal(const conf::Config& config, const SharedState& shared);
 // The transform options of [crypto], with line ending `eol` ("\r\n" on the milter wire).
 core::TransformOptions transform_options(const conf::Config& config, const std::string& eol);
+
+// The crypto.sign* options; CliError(kConfig) for a malformed crypto.sign_key(_domains).
+core::SignSettings sign_settings(const conf::Config& config);
 
 // The daemon's snapshot (cli/run.cpp): lookup stack, policy table, options. Throws CliError
 // (kConfig) when the daemon could not run with this config; check-config uses it too.

@@ -112,6 +112,7 @@ RecipientDecision classify(const std::string& address, const PolicyTable& policy
     }
     const PolicyMatch match = policy.lookup(address, o.default_mode);
     r.mode = match.mode;
+    r.sign = match.sign;
     r.policy_key = match.key;
     // A trigger raises opportunistic to require; an explicit `never` stays never.
     if (raised && r.mode == Mode::Opportunistic) {

@@ -44,6 +44,7 @@ struct RecipientDecision {
     std::string address;  // as given by the MTA
     Mode mode = Mode::Opportunistic;
     std::string policy_key;  // the table key that matched ("" = default or trigger)
+    std::optional<bool> sign;  // the policy entry's +sign / +nosign (nullopt: the sender's default)
     bool bcc = false;
     Outcome outcome = Outcome::Plain;
     std::vector<crypto::Certificate> certificates;  // Encrypt

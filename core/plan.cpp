@@ -4,6 +4,7 @@
 #include "base/ascii.hpp"
 
 #include <algorithm>
+#include <ctime>
 #include <map>
 
 namespace sealmilter::core {
@@ -109,10 +110,38 @@ TransformOptions options_for(const Decision& d, const EnvelopeGroup& g, const Pl
     return o;
 }
 
+// A group whose recipients get signed mail: sign only, or the signed entity in the envelope.
+PlannedGroup plan_signed_group(const Decision& d, const EnvelopeGroup& g, const Message& m, const PlanSettings& s,
+                               bool in_place, const std::shared_ptr<const Signer>& signer) {
+    PlannedGroup p;
+    p.kind = g.encrypted ? GroupKind::SignEncrypt : GroupKind::Sign;
+    p.recipients = g.recipients;
+    for (size_t i : g.recipients) p.addresses.push_back(d.recipients[i].address);
+    p.certificates = g.certificates;
+    p.options = options_for(d, g, s);
+    p.signer = signer;
+    p.sign_options = entity_options(*signer, s.sign);
+    if (g.encrypted && s.archive) add_certificates(p.certificates, {*s.archive});
+    const Message* msg = &m;
+    if (g.encrypted) {
+        p.write = [msg, in_place, signer, so = p.sign_options, certs = p.certificates, opts = p.options](crypto::ByteSink& out) {
+            if (in_place) write_signed_encrypted_body(*msg, *signer, so, certs, opts, out);
+            else write_signed_encrypted(*msg, *signer, so, certs, opts, out);
+        };
+    } else {
+        p.write = [msg, in_place, signer, so = p.sign_options](crypto::ByteSink& out) {
+            if (in_place) write_signed_body(*msg, *signer, so, "\r\n", out);
+            else write_signed_message(*msg, *signer, so, "\r\n", out);
+        };
+    }
+    return p;
+}
+
 PlannedGroup plan_group(const Decision& d, const EnvelopeGroup& g, const Message& m, const PlanSettings& s,
-                        bool in_place) {
+                        bool in_place, const std::shared_ptr<const Signer>& signer) {
     PlannedGroup p;
     p.kind = g.encrypted ? GroupKind::Encrypt : GroupKind::Plain;
+    if (signer) return plan_signed_group(d, g, m, s, in_place, signer);
     p.recipients = g.recipients;
     for (size_t i : g.recipients) p.addresses.push_back(d.recipients[i].address);
     p.certificates = g.certificates;
@@ -137,7 +166,7 @@ PlannedGroup plan_group(const Decision& d, const EnvelopeGroup& g, const Message
 std::optional<MessagePlan> too_big_once_encrypted(const MessagePlan& p, const Message& m, const PlanSettings& s) {
     if (s.mta_size_limit == 0) return std::nullopt;
     for (const PlannedGroup& g : p.groups) {
-        if (g.kind != GroupKind::Encrypt) continue;
+        if (!encrypts(g.kind)) continue;
         const unsigned long long size = encrypted_size_estimate(m, g.certificates.size());
         if (size <= s.mta_size_limit) continue;
         return ending(Verdict::Kind::Reject,
@@ -153,7 +182,7 @@ void summarise_groups(MessagePlan& p, const Decision& d) {
     MessageSummary& s = p.summary;
     s.copies = p.groups.empty() ? 0 : p.groups.size() - 1;
     s.recipients = p.groups.empty() ? 0 : p.groups[0].recipients.size();
-    if (p.groups.empty() || p.groups[0].kind != GroupKind::Encrypt) {
+    if (p.groups.empty() || !encrypts(p.groups[0].kind)) {
         s.action = Action::DeliveredPlain;
         return;
     }
@@ -177,21 +206,89 @@ MessageSummary start_summary(const TransactionFacts& f, const PlanSettings& s) {
     return sum;
 }
 
-MessagePlan plan_delivery(const Decision& d, Message& m, Stripped stripped, const PlanSettings& s, MessageSummary sum) {
+// Whether each recipient's mail is signed: its policy entry's +sign / +nosign, else the sender
+// domain's default, else crypto.sign.
+std::vector<bool> signing_wanted(const Decision& d, const std::string& from, const PlanSettings& s) {
+    std::vector<bool> out;
+    const bool sender_default = sender_signs(from, s.sign);
+    for (const RecipientDecision& r : d.recipients) out.push_back(r.sign.value_or(sender_default));
+    return out;
+}
+
+// Splits every group whose recipients differ in signing into a signed and an unsigned one
+// (the first keeps the group's place); returns the groups with their signing flag.
+std::vector<std::pair<EnvelopeGroup, bool>> split_by_signing(const Decision& d, const std::vector<bool>& sign) {
+    std::vector<std::pair<EnvelopeGroup, bool>> out;
+    std::vector<std::pair<EnvelopeGroup, bool>> extra;
+    for (const EnvelopeGroup& g : d.groups) {
+        EnvelopeGroup yes{g.encrypted, {}, {}};
+        EnvelopeGroup no{g.encrypted, {}, {}};
+        for (size_t i : g.recipients) {
+            EnvelopeGroup& to = sign[i] ? yes : no;
+            to.recipients.push_back(i);
+            add_certificates(to.certificates, d.recipients[i].certificates);
+        }
+        if (yes.recipients.empty() || no.recipients.empty()) {
+            out.emplace_back(g, !yes.recipients.empty());
+            continue;
+        }
+        out.emplace_back(std::move(yes), true);
+        extra.emplace_back(std::move(no), false);
+    }
+    out.insert(out.end(), extra.begin(), extra.end());
+    return out;
+}
+
+MessagePlan plan_delivery(const Decision& d, Message& m, Stripped stripped, const TransactionFacts& f,
+                          const PlanSettings& s, MessageSummary sum) {
     m.headers = std::move(stripped.headers);
+    std::string from = from_address(m);
+    if (from.empty()) from = base::to_lower(f.sender);
+    std::vector<bool> sign = signing_wanted(d, from, s);
+    std::shared_ptr<const Signer> signer;
+    if (std::any_of(sign.begin(), sign.end(), [](bool b) { return b; })) {
+        std::string why;
+        if (std::optional<Signer> chosen = choose_signer(f.keys, from, s.sign, std::time(nullptr), &why)) {
+            signer = std::make_shared<const Signer>(std::move(*chosen));
+        } else if (s.sign.missing_tempfail) {
+            return ending(Verdict::Kind::Tempfail, "451 4.7.0 the message cannot be signed now; try again later",
+                          Action::Tempfailed, "no usable signing key for <" + from + ">: " + why, std::move(sum));
+        } else {
+            sum.signing = "not signed (crypto.sign_missing = send_unsigned): no usable signing key for <" + from + ">: " + why;
+            sum.signing_failed = true;
+            sign.assign(sign.size(), false);
+        }
+    }
     MessagePlan p;
     p.summary = std::move(sum);
-    for (size_t gi = 0; gi < d.groups.size(); ++gi) p.groups.push_back(plan_group(d, d.groups[gi], m, s, gi == 0));
+    const auto groups = split_by_signing(d, sign);
+    for (size_t gi = 0; gi < groups.size(); ++gi)
+        p.groups.push_back(plan_group(d, groups[gi].first, m, s, gi == 0, groups[gi].second ? signer : nullptr));
     for (size_t gi = 1; gi < p.groups.size(); ++gi)
         p.remove.insert(p.remove.end(), p.groups[gi].recipients.begin(), p.groups[gi].recipients.end());
     p.summary.archived = s.archive.has_value() && std::any_of(p.groups.begin(), p.groups.end(), [](const PlannedGroup& g) {
-        return g.kind == GroupKind::Encrypt;
+        return encrypts(g.kind);
     });
-    summarise_groups(p, d);
+    Decision regrouped = d;
+    regrouped.groups.clear();
+    for (const auto& g : groups) regrouped.groups.push_back(g.first);
+    summarise_groups(p, regrouped);
+    if (signer) {
+        const size_t n = static_cast<size_t>(std::count_if(p.groups.begin(), p.groups.end(), [](const PlannedGroup& g) {
+            return g.signer != nullptr;
+        }));
+        p.summary.signing = "signed by <" + signer->address + "> (" + signer->rule + ", key " + signer->entry->id + ", " +
+                            crypto::micalg(s.sign.digest) + ", " +
+                            (s.sign.format == SignFormat::Detached ? "multipart/signed" : "opaque") + ") for " +
+                            std::to_string(n) + " envelope(s)";
+    }
     if (auto refused = too_big_once_encrypted(p, m, s)) return std::move(*refused);
     p.header_edits = std::move(stripped.edits);
-    if (!p.groups.empty() && p.groups[0].kind == GroupKind::Encrypt) {
+    if (!p.groups.empty() && encrypts(p.groups[0].kind)) {
         const Plan outer = plan_encryption(m, p.groups[0].options);
+        p.header_edits.insert(p.header_edits.end(), outer.edits.begin(), outer.edits.end());
+    } else if (!p.groups.empty() && p.groups[0].kind == GroupKind::Sign) {
+        const Plan outer = plan_signing(m, p.groups[0].sign_options);
         p.header_edits.insert(p.header_edits.end(), outer.edits.begin(), outer.edits.end());
     }
     return p;
@@ -203,8 +300,8 @@ MessagePlan plan_delivery(const Decision& d, Message& m, Stripped stripped, cons
 std::optional<MessagePlan> plan_decryption(const TransactionFacts& f, const Message& m, const PlanSettings& s,
                                            MessageSummary& sum) {
     if (!s.decrypt.enabled || !may_be_encrypted(m)) return std::nullopt;
-    PlannedGroup local{GroupKind::Decrypt, {}, {}, {}, s.transform, {}};
-    PlannedGroup external{GroupKind::Plain, {}, {}, {}, s.transform, {}};
+    PlannedGroup local{GroupKind::Decrypt, {}, {}, {}, s.transform, {}, {}, {}};
+    PlannedGroup external{GroupKind::Plain, {}, {}, {}, s.transform, {}, {}, {}};
     for (size_t i = 0; i < f.recipients.size(); ++i) {
         PlannedGroup& g = decrypts_for(f.recipients[i], s.decrypt) ? local : external;
         g.recipients.push_back(i);
@@ -247,9 +344,13 @@ const char* to_string(GroupKind k) noexcept {
     case GroupKind::Plain: return "plain";
     case GroupKind::Encrypt: return "encrypt";
     case GroupKind::Decrypt: return "decrypt";
+    case GroupKind::Sign: return "sign";
+    case GroupKind::SignEncrypt: return "sign+encrypt";
     }
     return "?";
 }
+
+bool encrypts(GroupKind k) noexcept { return k == GroupKind::Encrypt || k == GroupKind::SignEncrypt; }
 
 MessagePlan plan_message(TransactionFacts& f, const PlanSettings& s) {
     const auto started = std::chrono::steady_clock::now();
@@ -274,7 +375,7 @@ MessagePlan plan_message(TransactionFacts& f, const PlanSettings& s) {
         } else if (s.dry_run) {
             p = ending(Verdict::Kind::Accept, {}, Action::DryRun, "message left unchanged", std::move(sum));
         } else {
-            p = plan_delivery(d, m, strip_triggers(m.headers, s.policy_options), s, std::move(sum));
+            p = plan_delivery(d, m, strip_triggers(m.headers, s.policy_options), f, s, std::move(sum));
         }
     }
     if (!unforged.empty() && p.changes_message()) p.header_edits.insert(p.header_edits.begin(), unforged.begin(), unforged.end());

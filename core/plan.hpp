@@ -27,6 +27,7 @@
 
 #include "core/decide.hpp"
 #include "core/inbound_decrypt.hpp"
+#include "core/sign.hpp"
 #include "core/summary.hpp"
 #include "core/transform.hpp"
 
@@ -50,6 +51,7 @@ struct PlanSettings {
     unsigned long long mta_size_limit = 0;  // 0: not checked
     std::optional<crypto::Certificate> archive;  // crypto.archive_cert; every encrypted envelope too
     DecryptSettings decrypt;  // keys.decrypt_inbound, keys.decrypt_domains (core/inbound_decrypt.hpp)
+    SignSettings sign;        // crypto.sign* (core/sign.hpp, docs/signing.md)
 };
 
 // What the transaction accumulated. `lookups[i]` belongs to `recipients[i]`.
@@ -60,7 +62,7 @@ struct TransactionFacts {
     Message* message = nullptr;
     bool too_big = false;  // the body exceeded max_message_size; nothing more was kept
     std::chrono::milliseconds lookup_wait{0};  // spent waiting for lookups at end of data
-    const keys::KeyRing* keys = nullptr;  // the snapshot's key ring (inbound decryption); null = none
+    const keys::KeyRing* keys = nullptr;  // the snapshot's key ring (inbound decryption, signing); null = none
 };
 
 struct Verdict {
@@ -69,11 +71,13 @@ struct Verdict {
     std::string reply;  // "451 4.7.1 sentence" for Tempfail / Reject
 };
 
-// Room for sign and sign+encrypt: each is one more kind and one more writer. Decrypt: the
+// Sign: a signed message (sign only); SignEncrypt: the signed entity inside the envelope
+// (RFC 8551 §3.5). Recipients whose signing differs never share a group. Decrypt: the
 // local recipients of inbound S/MIME mail (always groups[0]; the external ones are split off
 // with the message as sent); its writer streams the decrypted body, or is empty when the
 // message could not be opened (delivered unchanged with the trace header saying why).
-enum class GroupKind { Plain, Encrypt, Decrypt };
+enum class GroupKind { Plain, Encrypt, Decrypt, Sign, SignEncrypt };
+bool encrypts(GroupKind k) noexcept;  // Encrypt or SignEncrypt
 const char* to_string(GroupKind k) noexcept;
 
 using ContentWriter = std::function<void(crypto::ByteSink&)>;
@@ -84,6 +88,8 @@ struct PlannedGroup {
     std::vector<std::string> addresses;  // the same, bare
     std::vector<crypto::Certificate> certificates;  // the RecipientInfos (archive included)
     TransformOptions options;
+    std::shared_ptr<const Signer> signer;  // Sign / SignEncrypt
+    SignedEntityOptions sign_options;      // Sign / SignEncrypt (the boundary is fixed here)
     // groups[0]: the new body (empty when the body stays); the others: the whole message.
     ContentWriter write;
 };

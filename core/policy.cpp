@@ -60,12 +60,28 @@ PolicyTable PolicyTable::parse(std::string_view text, const std::string& name) {
         if (!(fields >> key)) continue;  // blank or comment
         if (!(fields >> mode)) throw PolicyError(where + ": '" + key + "' has no mode (require, opportunistic, never)");
         if (fields >> extra) throw PolicyError(where + ": unexpected '" + extra + "' after the mode");
-        const std::optional<Mode> m = parse_mode(base::to_lower(mode));
-        if (!m) throw PolicyError(where + ": unknown mode '" + mode + "' (require, opportunistic, never)");
+        std::string base_mode = base::to_lower(mode);
+        std::optional<bool> sign;
+        if (base_mode == "sign") {
+            base_mode = "never";
+            sign = true;
+        } else if (const size_t plus = base_mode.find('+'); plus != std::string::npos) {
+            const std::string suffix = base_mode.substr(plus + 1);
+            base_mode.erase(plus);
+            if (suffix == "sign") sign = true;
+            else if (suffix == "nosign") sign = false;
+            else
+                throw PolicyError(where + ": unknown signing suffix '+" + suffix + "' in '" + mode +
+                                  "' (MODE+sign or MODE+nosign, or sign alone)");
+        }
+        const std::optional<Mode> m = parse_mode(base_mode);
+        if (!m)
+            throw PolicyError(where + ": unknown mode '" + mode +
+                              "' (require, opportunistic, never, each optionally +sign or +nosign; or sign)");
         key = base::to_lower(key);
         if (!valid_key(key))
             throw PolicyError(where + ": '" + key + "' is not an address, @domain, .parent.domain or *");
-        const auto [it, inserted] = t.entries_.emplace(key, Entry{*m, lineno});
+        const auto [it, inserted] = t.entries_.emplace(key, Entry{*m, sign, lineno});
         if (!inserted)
             throw PolicyError(where + ": '" + key + "' already appears on line " + std::to_string(it->second.line));
     }
@@ -92,9 +108,9 @@ PolicyMatch PolicyTable::lookup(std::string_view address, Mode default_mode) con
     candidates.emplace_back("*");
     for (const std::string& k : candidates) {
         auto it = entries_.find(k);
-        if (it != entries_.end()) return {it->second.mode, k, it->second.line};
+        if (it != entries_.end()) return {it->second.mode, it->second.sign, k, it->second.line};
     }
-    return {default_mode, "", 0};
+    return {default_mode, std::nullopt, "", 0};
 }
 
 bool in_domains(std::string_view address, const std::vector<std::string>& domains) {

@@ -8,6 +8,10 @@
 //            First match wins in the order exact address, @domain, .parent.domain (the
 //            closest parent first), then *; no match = the configured default mode.
 //            Matching is ASCII case-insensitive.
+//            Signing (docs/signing.md): a mode may carry "+sign" (sign what this recipient
+//            gets) or "+nosign" (never sign it), overriding crypto.sign and the sender domain;
+//            "sign" alone is "never+sign" (sign only, no encryption). Anything else after the
+//            mode ("+sign+sign", "require+maybe", "sign+nosign") is an error.
 // Ownership: PolicyTable is an immutable value after parsing; share it by shared_ptr.
 // Threads:   lookups are const and thread-safe.
 // Errors:    parse errors throw PolicyError naming "file:line: ..."; duplicate keys are
@@ -34,6 +38,7 @@ public:
 
 struct PolicyMatch {
     Mode mode;
+    std::optional<bool> sign;  // the entry's +sign / +nosign; nullopt: crypto.sign decides
     std::string key;  // the matching table key ("@partner.example"), "" for the default
     int line = 0;     // its line in the file, 0 for the default
 };
@@ -50,6 +55,7 @@ public:
 private:
     struct Entry {
         Mode mode;
+        std::optional<bool> sign;
         int line;
     };
     std::map<std::string, Entry, std::less<>> entries_;  // lower-case keys

@@ -40,11 +40,15 @@ struct MessageSummary {
     bool archived = false;        // crypto.archive_cert was added to the encrypted envelopes
     std::string cipher;           // "aes-256-cbc" when groups[0] is encrypted
     bool oaep = false;            // RSA-OAEP key transport
+    bool signing_failed = false;  // the signing line (below) is a warning: no usable signer
     std::vector<std::string> sources;  // the lookup sources that answered, once each
     std::chrono::milliseconds lookup_wait{0};
     std::chrono::milliseconds planning{0};
     std::vector<RecipientDecision> decisions;  // one per envelope recipient
     std::string decryption;  // Decrypted / DecryptFailed: the trace header's value (trimmed)
+    // Signing: "signed by ADDRESS (RULE, key ID) for N envelope(s)", or why a message that
+    // should have been signed was sent unsigned; "" when nothing was to be signed.
+    std::string signing;
 };
 
 // The one summary line (without the tag).

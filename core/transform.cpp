@@ -68,30 +68,37 @@ void append_protected_headers(const Message& m, const TransformOptions& options,
 }  // namespace
 
 Plan plan_encryption(const Message& m, const TransformOptions& options) {
-    Plan plan;
     if (const EncryptedForm form = detect_encrypted(m); form != EncryptedForm::None) {
+        Plan plan;
         plan.kind = PlanKind::PassThrough;
         plan.reason = std::string("already encrypted (") + to_string(form) + ")";
         return plan;
     }
+    const std::vector<HeaderField> outer = {
+        {"Content-Type", std::string(is_authenticated(options.envelope.cipher) ? kCtAuthEnveloped : kCtEnveloped)},
+        {"Content-Transfer-Encoding", std::string(kCte)},
+        {"Content-Disposition", std::string(kCd)}};
+    return plan_outer(m, outer, options.protect_headers ? options.protected_subject : std::string());
+}
+
+Plan plan_outer(const Message& m, const std::vector<HeaderField>& fields, const std::string& protected_subject) {
+    Plan plan;
     plan.kind = PlanKind::Encrypt;
-    OuterMime outer[] = {
-        {"Content-Type", is_authenticated(options.envelope.cipher) ? kCtAuthEnveloped : kCtEnveloped},
-        {"Content-Transfer-Encoding", kCte},
-        {"Content-Disposition", kCd}};
+    std::vector<OuterMime> outer;
+    for (const HeaderField& f : fields) outer.push_back({f.name, f.value});
     bool have_mime_version = false;
     std::map<std::string, int> occurrence;
     for (const HeaderField& f : m.headers) {
         const int index = ++occurrence[base::to_lower(base::trim(f.name))];
         if (is_header_named(f, "MIME-Version")) have_mime_version = true;
         if (!is_content_header(f.name)) {
-            if (options.protect_headers && index == 1 && is_header_named(f, "Subject"))
-                plan.edits.push_back({HeaderEdit::Op::Change, "Subject", 1, " " + options.protected_subject});
+            if (!protected_subject.empty() && index == 1 && is_header_named(f, "Subject"))
+                plan.edits.push_back({HeaderEdit::Op::Change, "Subject", 1, " " + protected_subject});
             continue;
         }
-        auto slot = std::find_if(std::begin(outer), std::end(outer),
+        auto slot = std::find_if(outer.begin(), outer.end(),
                                  [&](const OuterMime& o) { return !o.seen && is_header_named(f, o.name); });
-        if (slot != std::end(outer)) {
+        if (slot != outer.end()) {
             slot->seen = true;
             plan.edits.push_back({HeaderEdit::Op::Change, std::string(slot->name), index, std::string(slot->value)});
         } else {

@@ -49,6 +49,12 @@ struct Plan {
 // Decides pass-through vs encryption and the outer header edits.
 Plan plan_encryption(const Message& m, const TransformOptions& options);
 
+// The outer header edits that make `fields` (name, raw value) the message's content fields:
+// each replaces the first field of its name, the other content fields go, MIME-Version is
+// ensured; a non-empty `protected_subject` replaces the Subject (header protection).
+// Shared by encryption and signing (core/sign).
+Plan plan_outer(const Message& m, const std::vector<HeaderField>& fields, const std::string& protected_subject = {});
+
 // The inner entity's header section, CRLF-canonical and ending with the empty line.
 std::string inner_header_section(const Message& m, const TransformOptions& options);
 

@@ -5,6 +5,7 @@
 
 #include <openssl/err.h>
 
+#include <algorithm>
 #include <map>
 
 namespace sealmilter::crypto {
@@ -208,6 +209,29 @@ std::optional<std::string> SignedData::content() const {
                        static_cast<size_t>(ASN1_STRING_length(*content)));
 }
 
+bool SignedData::verify_chain(std::optional<std::string_view> detached, const std::vector<Certificate>& anchors,
+                              std::string* detail) const {
+    std::unique_ptr<X509_STORE, Deleter<X509_STORE_free>> store(X509_STORE_new());
+    if (!store) throw_openssl("X509_STORE_new");
+    if (anchors.empty()) {
+        if (X509_STORE_set_default_paths(store.get()) != 1) throw_openssl("X509_STORE_set_default_paths");
+    }
+    for (const Certificate& a : anchors)
+        if (X509_STORE_add_cert(store.get(), a.native()) != 1) throw_openssl("X509_STORE_add_cert");
+    BIO_ptr in;
+    if (detached) {
+        in.reset(BIO_new_mem_buf(detached->data(), static_cast<int>(detached->size())));
+        if (!in) throw_openssl("BIO_new_mem_buf");
+    }
+    StringSink discard;
+    BIO_ptr out = make_sink_bio(discard);
+    const bool ok = CMS_verify(cms_.get(), nullptr, store.get(), in.get(), out.get(), CMS_BINARY) == 1;
+    rethrow_pending(out.get());
+    const std::string errors = drain_errors();
+    if (!ok && detail != nullptr) *detail = errors;
+    return ok;
+}
+
 std::vector<SignerDetails> SignedData::signers() const {
     std::vector<SignerDetails> out;
     STACK_OF(CMS_SignerInfo)* infos = CMS_get0_SignerInfos(cms_.get());  // borrowed
@@ -222,6 +246,13 @@ std::vector<SignerDetails> SignedData::signers() const {
         }
         d.digest = digest_name(si);
         d.capabilities = capabilities_of(si);
+        if (const int at = CMS_signed_get_attr_by_NID(si, NID_pkcs9_signingTime, -1); at >= 0) {
+            const ASN1_TYPE* t = X509_ATTRIBUTE_get0_type(CMS_signed_get_attr(si, at), 0);
+            std::tm tm{};
+            if (t != nullptr && (t->type == V_ASN1_UTCTIME || t->type == V_ASN1_GENERALIZEDTIME) &&
+                ASN1_TIME_to_tm(t->value.utctime, &tm) == 1)
+                d.signing_time = timegm(&tm);
+        }
         read_key_preference(si, cms_.get(), d);
         out.push_back(std::move(d));
     }
@@ -256,6 +287,30 @@ void add_capabilities(CMS_SignerInfo* si, const std::vector<std::string>& names)
     if (CMS_add_smimecap(si, algs.get()) != 1) throw_openssl("CMS_add_smimecap");  // encodes a copy
 }
 
+// SMIMEEncryptionKeyPreference ::= CHOICE { issuerAndSerialNumber [0] IMPLICIT
+// IssuerAndSerialNumber, ... }: the SEQUENCE's contents under a constructed context tag [0].
+void add_key_preference(CMS_SignerInfo* si, const Certificate& cert) {
+    const std::string contents = issuer_and_serial_contents(cert.native());
+    if (contents.empty()) throw CryptoError("SMIMEEncryptionKeyPreference: cannot encode issuer and serial");
+    const int len = ASN1_object_size(1, static_cast<int>(contents.size()), 0);
+    if (len <= 0) throw_openssl("ASN1_object_size");
+    std::string der(static_cast<size_t>(len), '\0');
+    unsigned char* p = reinterpret_cast<unsigned char*>(der.data());
+    ASN1_put_object(&p, 1, static_cast<int>(contents.size()), 0, V_ASN1_CONTEXT_SPECIFIC);
+    std::copy(contents.begin(), contents.end(), p);
+    // V_ASN1_OTHER: the value is written as the DER given (the reader above takes it the same way).
+    // X509_ATTRIBUTE_set1_data cannot take it (V_ASN1_OTHER is negative, read as a string format).
+    std::unique_ptr<ASN1_STRING, Deleter<ASN1_STRING_free>> value(ASN1_STRING_type_new(V_ASN1_OTHER));
+    if (!value || ASN1_STRING_set(value.get(), der.data(), len) != 1) throw_openssl("ASN1_STRING_set");
+    std::unique_ptr<X509_ATTRIBUTE, Deleter<X509_ATTRIBUTE_free>> attr(
+        X509_ATTRIBUTE_create(NID_id_smime_aa_encrypKeyPref, V_ASN1_OTHER, value.get()));
+    if (!attr) throw_openssl("SMIMEEncryptionKeyPreference");
+    static_cast<void>(value.release());  // the attribute owns it now
+    if (CMS_signed_add1_attr(si, attr.get()) != 1) throw_openssl("CMS_signed_add1_attr");
+}
+
+bool is_rsa_pss(EVP_PKEY* key) { return EVP_PKEY_is_a(key, "RSA-PSS") == 1; }
+
 }  // namespace
 
 SignedDataWriter::SignedDataWriter(const KeyMaterial& signer, const SignOptions& options, ByteSink& der_out) {
@@ -263,14 +318,30 @@ SignedDataWriter::SignedDataWriter(const KeyMaterial& signer, const SignOptions&
     // CMS_BINARY: the caller hands canonical bytes (RFC 8551 §3.1.1); OpenSSL must not touch them.
     const unsigned flags = CMS_BINARY | CMS_PARTIAL | CMS_STREAM | CMS_NOSMIMECAP | (options.detached ? CMS_DETACHED : 0U);
     cms_ = owned_or_throw<CMS_ptr>(CMS_sign(nullptr, nullptr, nullptr, nullptr, flags), "CMS_sign");
-    CMS_SignerInfo* si =
-        CMS_add1_signer(cms_.get(), signer.certificate->native(), signer.key.get(), evp_md(options.digest), flags);
+    // An RSA-PSS key: its context is made now (CMS_KEY_PARAM) so the signatureAlgorithm carries
+    // the PSS parameters; any other key signs with its default scheme.
+    const bool pss = is_rsa_pss(signer.key.get());
+    CMS_SignerInfo* si = CMS_add1_signer(cms_.get(), signer.certificate->native(), signer.key.get(),
+                                         evp_md(options.digest), flags | (pss ? CMS_KEY_PARAM : 0U));
     if (si == nullptr) throw_openssl("CMS_add1_signer " + signer.certificate->subject());
+    if (pss) {
+        EVP_PKEY_CTX* pctx = CMS_SignerInfo_get0_pkey_ctx(si);  // borrowed
+        if (pctx == nullptr || EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+            EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) <= 0)
+            throw_openssl("RSA-PSS parameters");
+    }
     for (const Certificate& c : signer.chain)  // a PKCS#12 chain may repeat the signer's own
         if (X509_cmp(c.native(), signer.certificate->native()) != 0 && CMS_add1_cert(cms_.get(), c.native()) != 1)
             throw_openssl("CMS_add1_cert");
     if (options.signing_time) add_signing_time(si, *options.signing_time);
     if (!options.capabilities.empty()) add_capabilities(si, options.capabilities);
+    if (options.encryption_key_preference) {
+        add_key_preference(si, *options.encryption_key_preference);
+        const Certificate& pref = *options.encryption_key_preference;
+        bool carried = X509_cmp(pref.native(), signer.certificate->native()) == 0;
+        for (const Certificate& c : signer.chain) carried = carried || X509_cmp(c.native(), pref.native()) == 0;
+        if (!carried && CMS_add1_cert(cms_.get(), pref.native()) != 1) throw_openssl("CMS_add1_cert");
+    }
     stream_ = std::make_unique<CmsStream>(cms_.get(), der_out,
                                           options.detached ? CmsStream::Layout::Detached : CmsStream::Layout::Embedded);
 }

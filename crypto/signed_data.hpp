@@ -52,6 +52,7 @@ struct SignerDetails {
     // unusable ("" otherwise).
     std::optional<Certificate> key_preference;
     std::string key_preference_note;
+    std::optional<std::time_t> signing_time{};  // the signingTime attribute, when present
 };
 
 class SignedData {
@@ -66,6 +67,11 @@ public:
     // The encapsulated content WITHOUT verification (to find what a signature wraps);
     // std::nullopt for a detached signature.
     std::optional<std::string> content() const;
+    // The signature AND each signer's chain to `anchors` (S/MIME signing purpose, at the
+    // current time); empty `anchors`: OpenSSL's default paths (the system bundle).
+    // `detached`: the signed bytes of a detached signature (std::nullopt: opaque).
+    bool verify_chain(std::optional<std::string_view> detached, const std::vector<Certificate>& anchors,
+                      std::string* detail = nullptr) const;
 
     std::vector<SignerDetails> signers() const;
 
@@ -87,8 +93,15 @@ struct SignOptions {
     // SMIMECapabilities to announce, strongest first: names as capability_name() gives them
     // or dotted OIDs. Empty: no SMIMECapabilities attribute.
     std::vector<std::string> capabilities{};
+    // SMIMEEncryptionKeyPreference (RFC 8551 §2.5.3, the issuerAndSerialNumber choice) naming
+    // this certificate, which also goes into the SignedData's certificates so a receiver can
+    // encrypt its answer to it; std::nullopt: no attribute.
+    std::optional<Certificate> encryption_key_preference{};
 };
 
+// The signature algorithm follows the key: RSA PKCS#1 v1.5 for an rsaEncryption key, RSA-PSS
+// (salt = digest length, MGF1 with the same digest, RFC 8702 / RFC 4056) for an id-RSASSA-PSS key,
+// ECDSA for an EC key.
 class SignedDataWriter {
 public:
     // signer.key and signer.certificate are required; signer.chain is included as well.

@@ -170,6 +170,10 @@ EomResult Transaction::end_of_message(const std::string& queue_id, MessageAction
     if (plan.decrypted && plan.decrypted->result == core::OpenedMessage::Result::Failed)
         log_.warning("not decrypted (" + plan.decrypted->reason + "): " + plan.decrypted->detail);
     for (const core::RecipientDecision& d : plan.summary.decisions) log_.info(core::format_decision(d, plan.summary.dry_run));
+    if (!plan.summary.signing.empty()) {
+        if (plan.summary.signing_failed) log_.warning(plan.summary.signing);
+        else log_.info(plan.summary.signing);
+    }
     std::chrono::microseconds transform{0};
     if (plan.changes_message()) {
         // Copies first: if one cannot be handed over, nothing in this transaction has changed yet.
@@ -178,7 +182,7 @@ EomResult Transaction::end_of_message(const std::string& queue_id, MessageAction
         } else {
             const auto started = std::chrono::steady_clock::now();
             apply(plan, actions);
-            if (!plan.groups.empty() && plan.groups[0].kind == core::GroupKind::Encrypt)
+            if (!plan.groups.empty() && plan.groups[0].kind != core::GroupKind::Plain)
                 transform = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
         }
     }

@@ -385,7 +385,7 @@ class Gateway:
         # One file per transaction; %Y... plus smtp-sink's random suffix keeps names unique.
         dump = ["-d", os.path.join(self.sink_dir, "%H%M%S.")] if self.sink_dump else []
         self.sink = subprocess.Popen(
-            ["smtp-sink", *dump, "-u", "root", f"127.0.0.1:{self.sink_port}", "256"],
+            ["smtp-sink", *dump, *getattr(self, "sink_extra", []), "-u", "root", f"127.0.0.1:{self.sink_port}", "256"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, "sink.err"), "wb"))
         self._wait(self.sink_port, self.sink, "smtp-sink")
 

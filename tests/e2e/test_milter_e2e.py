@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gateway import Results, Gateway, inner_expected, sink_body_equal, wire_form  # noqa: E402
 import metrics_group  # noqa: E402
 import sendmail_group  # noqa: E402
+import sign_group  # noqa: E402
 
 RESULTS = Results()
 check = RESULTS.check
@@ -947,6 +948,9 @@ GROUPS = {
     # metrics, the decision journal, the report, docs/logging.md (tests/e2e/metrics_group.py)
     "metrics": (metrics_group.recipients, metrics_group.PUBLISHED, metrics_group.POLICY, "", group_metrics),
     "decrypt": (decrypt_recipients, ["bob"], "* opportunistic\n", "", group_decrypt),
+    # crypto.sign = always: To/Cc and Bcc signed, sign only, 8bit past a hop without 8BITMIME
+    "sign": (sign_group.recipients, sign_group.PUBLISHED, sign_group.POLICY, "", lambda gw: sign_group.run(
+        gw, check, new_id, reply_ok, DATA)),
 }
 
 
@@ -975,6 +979,8 @@ def main():
     try:
         if a.group == "metrics":
             metrics_group.prepare(gw)
+        if a.group == "sign":
+            sign_group.prepare(gw)
         gw.start()
         fn(gw)
     except Exception as e:  # a harness failure is a test failure, with the logs
