@@ -153,9 +153,14 @@ std::shared_ptr<metrics::Observer> make_observer(const conf::Config& c, const mi
         if (s.plan.archive) own.push_back(*s.plan.archive);
         if (s.keys) {
             const std::time_t now = std::time(nullptr);
+            // Only the earliest expiry counts: found from the index's recorded validity, so a
+            // store of 100,000 keys parses one certificate here, not every active one.
+            keys::KeyEntry earliest;
             s.keys->for_each([&](const keys::KeyEntry& e) {
-                if (keys::effective_state(*e, now) == keys::KeyState::Active) own.push_back(e->certificate);
+                if (keys::effective_state(*e, now) == keys::KeyState::Active && (!earliest || e->not_after() < earliest->not_after()))
+                    earliest = e;
             });
+            if (earliest) own.push_back(earliest->certificate);
         }
         for (const crypto::KeyMaterial& k : s.harvest.keys)
             if (k.certificate) own.push_back(*k.certificate);

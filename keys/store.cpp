@@ -2,6 +2,7 @@
 #include "keys/store.hpp"
 
 #include "base/ascii.hpp"
+#include "base/encoding.hpp"
 #include "base/file.hpp"
 #include "base/handle.hpp"
 #include "crypto/base64.hpp"
@@ -39,7 +40,8 @@ struct KeyStore::Record {
 
 namespace {
 
-constexpr const char* kIndexMagic = "sealmilter-keys 1";
+constexpr const char* kIndexMagic = "sealmilter-keys 2";
+constexpr const char* kIndexMagicV1 = "sealmilter-keys 1";
 constexpr const char* kKeyMagic = "sealmilter-key 1";
 constexpr std::string_view kCheckPlain = "sealmilter key store check v1";
 constexpr std::string_view kCheckAad = "sealmilter-keys check";
@@ -147,12 +149,86 @@ private:
     base::UniqueFd fd_;
 };
 
-KeyEntry make_entry(const KeyStore::Record& r, const std::string& dir, crypto::Certificate cert,
+// An entry with everything the index records taken from `cert` (parses it).
+KeyEntry make_entry(const KeyStore::Record& r, const std::string& dir, const crypto::Certificate& cert,
                     std::vector<crypto::Certificate> chain) {
-    std::vector<std::string> addresses;
-    for (const std::string& a : cert.email_addresses()) addresses.push_back(base::to_lower(a));
-    return std::make_shared<const KeyInfo>(KeyInfo{r.id, std::move(addresses), std::move(cert), std::move(chain), r.state,
-                                                   r.origin, r.origin == KeyOrigin::Token ? r.uri : dir + "/" + r.file});
+    return std::make_shared<const KeyInfo>(describe_key(r.id, cert, std::move(chain), r.state, r.origin,
+                                                        r.origin == KeyOrigin::Token ? r.uri : dir + "/" + r.file));
+}
+
+// The entry of `r` with a new location (rewrap: the next generation's file); nothing re-parsed.
+KeyEntry relocated(const KeyStore::Record& r, const std::string& dir) {
+    KeyInfo k = *r.entry;
+    k.location = r.origin == KeyOrigin::Token ? r.uri : dir + "/" + r.file;
+    return std::make_shared<const KeyInfo>(std::move(k));
+}
+
+std::string sha256_hex(std::string_view bytes) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) != 1) crypto::throw_openssl("EVP_Digest");
+    return base::to_hex(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+// An index list item: RFC 3986 percent encoding (no ',' or space is left; an address may hold them).
+std::string escape_item(std::string_view item) { return base::percent_encode(item, "@:+"); }
+
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+std::vector<std::string> split_list(const std::string& text, bool unescape) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    std::string one;
+    while (std::getline(in, one, ',')) {
+        if (unescape) {
+            std::string plain;
+            for (size_t i = 0; i < one.size(); ++i) {
+                if (one[i] == '%' && i + 2 < one.size() && hex_digit(one[i + 1]) >= 0 && hex_digit(one[i + 2]) >= 0) {
+                    plain += static_cast<char>(hex_digit(one[i + 1]) * 16 + hex_digit(one[i + 2]));
+                    i += 2;
+                } else {
+                    plain += one[i];
+                }
+            }
+            one = std::move(plain);
+        }
+        out.push_back(std::move(one));
+    }
+    return out;
+}
+
+// The chain column ("-" or comma-joined base64 DER); each distinct certificate decoded once
+// (lazily parsed when `lazy`).
+std::optional<std::vector<crypto::Certificate>> decode_chain(const std::string& column,
+                                                             std::unordered_map<std::string, crypto::Certificate>& seen,
+                                                             bool lazy) {
+    std::vector<crypto::Certificate> chain;
+    if (column == "-") return chain;
+    std::istringstream cs(column);
+    std::string one;
+    while (std::getline(cs, one, ',')) {
+        if (const auto it = seen.find(one); it != seen.end()) {
+            chain.push_back(it->second);
+            continue;
+        }
+        std::optional<crypto::Certificate> c;
+        if (lazy) {
+            std::string der = crypto::decode_base64(one);
+            if (der.empty()) return std::nullopt;
+            c = crypto::Certificate::from_der_lazily(std::move(der));
+        } else {
+            c = cert_from_b64(one);
+        }
+        if (!c) return std::nullopt;
+        seen.emplace(one, *c);
+        chain.push_back(std::move(*c));
+    }
+    return chain;
 }
 
 }  // namespace
@@ -189,12 +265,14 @@ bool KeyStore::load_index(std::string* error) {
     }
     std::istringstream in(text);
     std::string line;
-    if (!std::getline(in, line) || line != kIndexMagic) return fail(error, where + "not a sealmilter key index");
+    if (!std::getline(in, line) || (line != kIndexMagic && line != kIndexMagicV1))
+        return fail(error, where + "not a sealmilter key index");
+    const bool v1 = line == kIndexMagicV1;
     unsigned generation = 0;
     std::string check;
     std::vector<Record> records;
     // The chain certificates repeat (every key of one CA names the same issuers): each distinct
-    // one is parsed once, which keeps opening a store of 100,000 keys to one parse per key.
+    // one is decoded once and shared.
     std::unordered_map<std::string, crypto::Certificate> chain_certs;
     size_t n = 1;
     // Bounded by the file (read_file's limit).
@@ -208,34 +286,9 @@ bool KeyStore::load_index(std::string* error) {
         } else if (kind == "check") {
             f >> check;
         } else if (kind == "key") {
-            Record r;
-            std::string state;
-            std::string origin;
-            f >> r.id >> state >> origin >> r.file >> r.uri >> r.cert_b64 >> r.chain_b64;
-            const std::optional<KeyState> s = parse_state(state);
-            std::optional<crypto::Certificate> cert = cert_from_b64(r.cert_b64);
-            if (f.fail() || !s || (origin != "file" && origin != "token") || !cert)
-                return fail(error, where + "line " + std::to_string(n) + " is damaged");
-            r.state = *s;
-            r.origin = origin == "token" ? KeyOrigin::Token : KeyOrigin::File;
-            if (r.uri == "-") r.uri.clear();
-            std::vector<crypto::Certificate> chain;
-            if (r.chain_b64 != "-") {
-                std::istringstream cs(r.chain_b64);
-                std::string one;
-                while (std::getline(cs, one, ',')) {
-                    if (const auto seen = chain_certs.find(one); seen != chain_certs.end()) {
-                        chain.push_back(seen->second);
-                        continue;
-                    }
-                    std::optional<crypto::Certificate> c = cert_from_b64(one);
-                    if (!c) return fail(error, where + "line " + std::to_string(n) + ": a chain certificate is damaged");
-                    chain_certs.emplace(one, *c);
-                    chain.push_back(std::move(*c));
-                }
-            }
-            r.entry = make_entry(r, options_.dir, std::move(*cert), std::move(chain));
-            records.push_back(std::move(r));
+            std::optional<Record> r = v1 ? parse_record_v1(f, chain_certs) : parse_record(f, chain_certs);
+            if (!r) return fail(error, where + "line " + std::to_string(n) + " is damaged");
+            records.push_back(std::move(*r));
         }
     }
     if (generation == 0 || check.empty()) return fail(error, where + "no generation or check value");
@@ -247,6 +300,61 @@ bool KeyStore::load_index(std::string* error) {
     records_ = std::move(records);
     rebuild();
     return true;
+}
+
+// Version 2 (written since the lazy index): "key ID STATE ORIGIN FILE URI SHA256 NOT_BEFORE
+// NOT_AFTER ADDRESSES INDEX_KEYS CERT CHAIN" — everything the KeyIndex needs is on the line, the
+// certificate is kept as DER (checked against SHA256) and parsed only when its entry is used.
+std::optional<KeyStore::Record> KeyStore::parse_record(std::istringstream& f,
+                                                       std::unordered_map<std::string, crypto::Certificate>& chain_certs) const {
+    Record r;
+    std::string state;
+    std::string origin;
+    std::string sha;
+    long long not_before = 0;
+    long long not_after = 0;
+    std::string addresses;
+    std::string index_keys;
+    f >> r.id >> state >> origin >> r.file >> r.uri >> sha >> not_before >> not_after >> addresses >> index_keys >>
+        r.cert_b64 >> r.chain_b64;
+    const std::optional<KeyState> s = parse_state(state);
+    if (f.fail() || !s || (origin != "file" && origin != "token") || index_keys.empty()) return std::nullopt;
+    std::string der = crypto::decode_base64(r.cert_b64);
+    if (der.empty() || sha256_hex(der) != sha) return std::nullopt;  // a damaged line
+    std::optional<std::vector<crypto::Certificate>> chain = decode_chain(r.chain_b64, chain_certs, true);
+    if (!chain) return std::nullopt;
+    r.state = *s;
+    r.origin = origin == "token" ? KeyOrigin::Token : KeyOrigin::File;
+    if (r.uri == "-") r.uri.clear();
+    KeyInfo k{r.id, {}, crypto::Certificate::from_der_lazily(std::move(der)), std::move(*chain), r.state, r.origin,
+              r.origin == KeyOrigin::Token ? r.uri : options_.dir + "/" + r.file};
+    if (addresses != "-") k.addresses = split_list(addresses, true);
+    k.index_keys = split_list(index_keys, true);
+    k.recorded_not_before = static_cast<std::time_t>(not_before);
+    k.recorded_not_after = static_cast<std::time_t>(not_after);
+    k.recorded_sha256 = std::move(sha);
+    r.entry = std::make_shared<const KeyInfo>(std::move(k));
+    return r;
+}
+
+// Version 1 (before the lazy index): "key ID STATE ORIGIN FILE URI CERT CHAIN"; every
+// certificate is parsed to index it. Read as it is; the next write stores version 2.
+std::optional<KeyStore::Record> KeyStore::parse_record_v1(std::istringstream& f,
+                                                          std::unordered_map<std::string, crypto::Certificate>& chain_certs) const {
+    Record r;
+    std::string state;
+    std::string origin;
+    f >> r.id >> state >> origin >> r.file >> r.uri >> r.cert_b64 >> r.chain_b64;
+    const std::optional<KeyState> s = parse_state(state);
+    std::optional<crypto::Certificate> cert = cert_from_b64(r.cert_b64);
+    if (f.fail() || !s || (origin != "file" && origin != "token") || !cert) return std::nullopt;
+    std::optional<std::vector<crypto::Certificate>> chain = decode_chain(r.chain_b64, chain_certs, false);
+    if (!chain) return std::nullopt;
+    r.state = *s;
+    r.origin = origin == "token" ? KeyOrigin::Token : KeyOrigin::File;
+    if (r.uri == "-") r.uri.clear();
+    r.entry = make_entry(r, options_.dir, std::move(*cert), std::move(*chain));
+    return r;
 }
 
 void KeyStore::rebuild() {
@@ -317,8 +425,15 @@ bool KeyStore::commit(std::vector<Record> records, unsigned generation, const Ma
     std::string text = std::string(kIndexMagic) + "\ngeneration " + std::to_string(generation) + "\ncheck " +
                        b64(wrap(key, kCheckPlain, kCheckAad)) + "\n";
     for (const Record& r : records) {
+        const KeyInfo& k = *r.entry;
+        std::string addresses;
+        for (const std::string& a : k.addresses) addresses += (addresses.empty() ? "" : ",") + escape_item(a);
+        std::string index_keys;
+        for (const std::string& x : k.index_keys) index_keys += (index_keys.empty() ? "" : ",") + escape_item(x);
         text += "key " + r.id + " " + state_name(r.state) + " " + origin_name(r.origin) + " " + r.file + " " +
-                (r.uri.empty() ? std::string("-") : r.uri) + " " + r.cert_b64 + " " + r.chain_b64 + "\n";
+                (r.uri.empty() ? std::string("-") : r.uri) + " " + k.sha256() + " " + std::to_string(k.not_before()) + " " +
+                std::to_string(k.not_after()) + " " + (addresses.empty() ? std::string("-") : addresses) + " " + index_keys +
+                " " + r.cert_b64 + " " + r.chain_b64 + "\n";
     }
     try {
         if (before_index_) before_index_();
@@ -488,7 +603,7 @@ bool KeyStore::rewrap(const MasterKey& new_key, std::string* error) {
             old_files.push_back(old_path);
             r.file = key_file_name(r.id, generation);
             write_key_file(options_.dir, r.file, text, false);
-            r.entry = make_entry(r, options_.dir, r.entry->certificate, r.entry->chain);
+            r.entry = relocated(r, options_.dir);
         }
         sync_dir(options_.dir);
         if (!commit(std::move(records), generation, new_key, error)) return false;

@@ -31,7 +31,9 @@
 #include <list>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace sealmilter::keys {
@@ -89,6 +91,10 @@ public:
 
 private:
     bool load_index(std::string* error);
+    std::optional<Record> parse_record(std::istringstream& line,
+                                       std::unordered_map<std::string, crypto::Certificate>& chain_certs) const;
+    std::optional<Record> parse_record_v1(std::istringstream& line,
+                                          std::unordered_map<std::string, crypto::Certificate>& chain_certs) const;
     bool commit(std::vector<Record> records, unsigned generation, const MasterKey& key, std::string* error);
     void rebuild();
     PrivateKey cached(const std::string& id) const;
