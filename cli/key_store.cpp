@@ -51,4 +51,24 @@ std::vector<crypto::KeyMaterial> read_key_file(const std::string& path, const st
     return out;
 }
 
+std::shared_ptr<keys::MemoryKeyRing> one_off_ring(const std::vector<std::string>& files, const std::string& what) {
+    auto ring = std::make_shared<keys::MemoryKeyRing>();
+    for (const std::string& f : files) {
+        for (crypto::KeyMaterial& k : read_key_file(f, "", what, kConfig))
+            if (!ring->add(std::move(k), f))
+                throw CliError(kConfig, what + " " + f + ": a key without its certificate cannot be indexed (put the "
+                                                         "certificate in the same PEM or PKCS#12 file)");
+    }
+    return ring;
+}
+
+std::shared_ptr<const keys::KeyRing> harvest_ring(const conf::Config& c, const std::shared_ptr<const keys::KeyRing>& store,
+                                                  const std::vector<std::string>& extra) {
+    std::vector<std::string> files = c.get_list("harvest.keys");
+    files.insert(files.end(), extra.begin(), extra.end());
+    if (store && extra.empty()) return store;
+    if (files.empty()) return store;
+    return one_off_ring(files, c.origin("harvest.keys") + ": harvest key");
+}
+
 }  // namespace sealmilter::cli
