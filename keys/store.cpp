@@ -237,7 +237,8 @@ KeyStore::KeyStore(StoreOptions options, const MasterKey& master) : options_(std
 KeyStore::~KeyStore() = default;
 
 std::shared_ptr<KeyStore> KeyStore::open(const StoreOptions& options, std::string* error) {
-    std::optional<MasterKey> master = read_master_key(options.master_key_file, error);
+    std::optional<MasterKey> master =
+        read_master_key(options.master_key_file, TokenOptions{options.pkcs11_module, options.pkcs11_pin_file}, error);
     if (!master) return nullptr;
     auto store = std::make_shared<KeyStore>(options, *master);
     if (!store->load_index(error)) return nullptr;
