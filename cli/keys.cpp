@@ -86,7 +86,7 @@ std::vector<keys::KeyEntry> sorted(const keys::KeyRing& ring) {
         const std::string aa = a->addresses.empty() ? "" : a->addresses.front();
         const std::string bb = b->addresses.empty() ? "" : b->addresses.front();
         if (aa != bb) return aa < bb;
-        if (a->certificate.not_before() != b->certificate.not_before()) return a->certificate.not_before() > b->certificate.not_before();
+        if (a->not_before() != b->not_before()) return a->not_before() > b->not_before();
         return a->id < b->id;
     });
     return all;
