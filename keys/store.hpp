@@ -27,6 +27,7 @@
 #include "base/mutex.hpp"
 #include "keys/key_ring.hpp"
 #include "keys/master_key.hpp"
+#include "keys/storage.hpp"
 
 #include <list>
 #include <memory>
@@ -47,6 +48,9 @@ struct StoreOptions {
     std::string pkcs11_pin_file;        // keys.pkcs11_pin_file
     const base::Clock* clock = nullptr;  // for effective states; nullptr = system time
     size_t max_unwrapped = 256;         // private keys kept unwrapped in memory
+    // Where the bytes live: nullptr = the files of `dir` (keys/storage.hpp); pg/keys gives
+    // PostgreSQL (database.shared = keys).
+    std::shared_ptr<KeyStorage> storage;
 };
 
 class KeyStore final : public KeyRing {
@@ -87,6 +91,7 @@ public:
 
     struct Record;  // one index line (defined in store.cpp)
     KeyStore(StoreOptions options, const MasterKey& master);
+    const KeyStorage& storage() const noexcept { return *storage_; }
     ~KeyStore() override;
 
 private:
@@ -101,6 +106,8 @@ private:
     void remember(const std::string& id, const PrivateKey& key) const;
 
     StoreOptions options_;
+    std::shared_ptr<KeyStorage> storage_;
+    std::optional<std::string> index_text_;  // as loaded (writers: the `previous` of replace_index)
     MasterKey master_;
     unsigned generation_ = 0;  // 0 = no index yet
     std::vector<Record> records_;
