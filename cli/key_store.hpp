@@ -19,10 +19,15 @@ namespace sealmilter::cli {
 
 keys::StoreOptions store_options(const conf::Config& config);
 
-// The store of keys.dir under keys.master_key_file. nullptr when no key store is configured:
-// keys.master_key_file is empty and keys.dir holds no index (the embedded defaults); with
-// `required` that is an error too (the `keys` commands).
-std::shared_ptr<keys::KeyStore> open_configured_store(const conf::Config& config, bool required);
+struct SharedState;  // cli/wiring.hpp
+
+// The store under keys.master_key_file: in keys.dir, or in PostgreSQL when database.shared
+// names `keys` (pg/keys.hpp; `shared` is the caller's pool, else one is made; with `migrate`
+// the schema is brought up to date first, as `run` does at start — the `keys` commands).
+// nullptr when no key store is configured: keys.master_key_file is empty and keys.dir holds no
+// index (the embedded defaults); with `required` that is an error too (the `keys` commands).
+std::shared_ptr<keys::KeyStore> open_configured_store(const conf::Config& config, bool required,
+                                                      const SharedState* shared = nullptr, bool migrate = false);
 
 // Every key of a PKCS#12 or PEM key file (the PEM's certificate beside its key).
 std::vector<crypto::KeyMaterial> read_key_file(const std::string& path, const std::string& passphrase,

@@ -208,7 +208,7 @@ int cmd_keys(int argc, char** argv) {
         std::cout << "master key written to " << args.front() << " (mode 0600); set keys.master_key_file = " << args.front() << "\n";
         return kOk;
     }
-    const std::shared_ptr<keys::KeyStore> store = open_configured_store(*p.config, true);
+    const std::shared_ptr<keys::KeyStore> store = open_configured_store(*p.config, true, nullptr, true);
     if (cmd == "import") return import_file(*store, one_arg("FILE"), pass);
     if (cmd == "import-token") return import_token(*store, one_arg("a pkcs11: URI"));
     if (cmd == "list") return list(*store, p.vm.count("json") != 0U);

@@ -303,7 +303,7 @@ std::shared_ptr<const milter::Services> build(const conf::Config& c, const std::
     if (access(s->spool_dir.c_str(), W_OK | X_OK) != 0)
         throw CliError(kConfig, "milter.spool_dir " + s->spool_dir + " is not a writable directory");
     // A bad master key or store refuses the start (and a reload keeps the running snapshot).
-    s->keys = open_configured_store(c, false);
+    s->keys = open_configured_store(c, false, &shared);
     log.info(s->keys ? "key store " + c.get("keys.dir") + ": " + std::to_string(s->keys->size()) + " key(s)"
                      : std::string("key store: none (keys.master_key_file is not set)"));
     s->harvest = inbound_settings(c, *stack, s->plan, shared, log, m, s->keys);

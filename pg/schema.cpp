@@ -39,6 +39,15 @@ const std::vector<std::vector<const char*>>& migrations() {
          " node text NOT NULL,"
          " recorded_at bigint NOT NULL)",
          "CREATE INDEX sealmilter_journal_recorded_at ON sealmilter_journal (recorded_at)"},
+        // 2: publish queue (engineer pg)
+        // 3: the key store (pg/keys.hpp; database.shared = keys): the index (one row) and the key
+        // texts — private keys only wrapped under the master key, or token URIs.
+        {"CREATE TABLE sealmilter_key_index ("
+         " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
+         " body bytea NOT NULL)",
+         "CREATE TABLE sealmilter_key_texts ("
+         " name text PRIMARY KEY,"  // <id>.g<generation>.key
+         " body bytea NOT NULL)"},
     };
     return steps;
 }

@@ -1,8 +1,8 @@
 // pg/shared.hpp — which state is shared on PostgreSQL (database.*), and the pool for it.
 //
 // Purpose:   database.shared names the state kept in PostgreSQL: cache, harvest, journal
-//            (implemented here), keys (arrives with the key store) and publish (not yet: the
-//            publish queue stays per node). Empty = everything local (SQLite, files) as for
+//            (implemented here), keys (the key store's index and wrapped keys, pg/keys.hpp)
+//            and publish (not yet: the publish queue stays per node). Empty = everything local (SQLite, files) as for
 //            one node. open_shared() reads database.dsn_file (the connection string stays out
 //            of the configuration), builds the one bounded Pool all backends share, and
 //            migrates the schema (pg/schema.hpp).
@@ -31,11 +31,12 @@ struct Selection {
     bool cache = false;
     bool harvest = false;
     bool journal = false;
-    bool any() const { return cache || harvest || journal; }
+    bool keys = false;
+    bool any() const { return cache || harvest || journal || keys; }
 };
 
-// database.shared -> what is shared; SharedStateError for `keys` and `publish`, which this
-// version keeps local (saying so, never silently ignoring them).
+// database.shared -> what is shared; SharedStateError for `publish`, which this version keeps
+// local (saying so, never silently ignoring it).
 Selection parse_selection(const std::vector<std::string>& names);
 
 struct SharedOptions {
