@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """`sealmilter db` and the database.* keys through the real binary and a real PostgreSQL 15
-(tests/support/pg_cluster.py): check-config refuses `keys` and `publish` with a message (never
-ignores them) and an unmigrated schema; `db status` / `db migrate`; `cache list` on the shared
+(tests/support/pg_cluster.py): check-config refuses `publish` with a message (never ignores
+it) and an unmigrated schema; `keys` on PostgreSQL (import on one node's configuration, list
+and decrypt on another's); `db status` / `db migrate`; `cache list` on the shared
 cache. Prints "db-cli: N passed, M failed"."""
 import argparse
 import os
@@ -23,6 +24,41 @@ check = RESULTS.check
 def run(cmd):
     p = subprocess.run(cmd, capture_output=True, timeout=120)
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def keys_on_postgresql(a, tmp, dsn):
+    """database.shared = keys: a key imported through node A's configuration opens mail through
+    node B's (another keys.dir, the same master key file); neither keys.dir is written."""
+    nss = os.path.join(a.source, "tests", "data", "nss-smime")
+    master = os.path.join(tmp, "master.key")
+    rc, out, err = run([a.sealmilter, "keys", "new-master-key", master])
+    check("keys on PostgreSQL: master key", rc == 0, (rc, out, err))
+
+    def node(name):
+        path = os.path.join(tmp, f"{name}.conf")
+        with open(path, "w") as f:
+            f.write(f"[milter]\nspool_dir = {tmp}/spool\n[policy]\nfile =\n[cache]\npath =\n[harvest]\nenabled = false\n"
+                    f"[database]\ndsn_file = {dsn}\nshared = keys\n[keys]\ndir = {tmp}/{name}-keys\n"
+                    f"master_key_file = {master}\n")
+        return path
+
+    node_a, node_b = node("a"), node("b")
+    pw = os.path.join(tmp, "pw")
+    with open(pw, "w") as f:
+        f.write("nss\n")
+    rc, out, err = run([a.sealmilter, "keys", "-c", node_a, "import", os.path.join(nss, "Bob.p12"), "--pass-file", pw])
+    check("keys on PostgreSQL: import on node A", rc == 0 and "bob@example.com" in out, (rc, out, err))
+    rc, out, err = run([a.sealmilter, "keys", "-c", node_b, "list", "--json"])
+    check("keys on PostgreSQL: node B lists it", rc == 0 and "bob@example.com" in out and "postgresql:" in out, (rc, out, err))
+    with open(os.path.join(nss, "alice.env.eml"), "rb") as f:
+        env = f.read()
+    p = subprocess.run([a.sealmilter, "decrypt", "-c", node_b], input=env, capture_output=True, timeout=120)
+    check("keys on PostgreSQL: node B decrypts with it", p.returncode == 0 and b"Content-Type" in p.stdout,
+          (p.returncode, p.stderr.decode(errors="replace")))
+    rc, out, err = run([a.sealmilter, "check-config", "-c", node_b])
+    check("keys on PostgreSQL: check-config opens the store", rc == 0 and "configuration OK" in out, (rc, out, err))
+    check("keys on PostgreSQL: no keys.dir written", not os.path.exists(os.path.join(tmp, "a-keys"))
+          and not os.path.exists(os.path.join(tmp, "b-keys")), os.listdir(tmp))
 
 
 def main():
@@ -63,6 +99,7 @@ def main():
         check("check-config accepts the migrated database", rc == 0 and "configuration OK" in out, (rc, out, err))
         rc, out, err = run([a.sealmilter, "cache", "list", "-c", c])
         check("cache list runs on the shared cache", rc == 0, (rc, out, err))
+        keys_on_postgresql(a, tmp, dsn)
         pg_cluster.stop(pid)
         pid = None
         rc, _, err = run([a.sealmilter, "db", "status", "-c", c])
