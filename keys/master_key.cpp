@@ -131,13 +131,13 @@ std::optional<MasterKey> read_master_key_file(const std::string& path, const Tok
         }
         std::string why;
         std::optional<std::string> raw = token_unwrap_key(uri, *token, wrapped, &why);
-        if (!raw || raw->size() != MasterKey::kSize) {
-            if (raw) OPENSSL_cleanse(raw->data(), raw->size());
+        const bool unwrapped = raw.has_value();
+        const Wiped clear{unwrapped ? std::move(*raw) : std::string()};
+        if (!unwrapped || clear.s.size() != MasterKey::kSize) {
             fail(error, where + "the token does not unwrap the master key (" + (why.empty() ? "wrong length" : why) + ")");
             return std::nullopt;
         }
-        Wiped wipe_raw{std::move(*raw)};
-        return from_bytes(wipe_raw.s);
+        return from_bytes(clear.s);
     }
     if (!text.s.empty() && text.s.back() == '\n') text.s.pop_back();
     const std::optional<std::string> raw = text.s.size() == 2 * MasterKey::kSize ? base::from_hex(text.s) : std::nullopt;
@@ -181,9 +181,9 @@ bool create_token_master_key_file(const std::string& path, const std::string& ur
     if (!wrapped) return fail(error, "the token does not wrap the master key: " + why);
     // Proof before anything is written: the token opens what it wrapped.
     std::optional<std::string> back = token_unwrap_key(uri, token, *wrapped, &why);
-    const bool same = back && *back == clear.s;
-    if (back) OPENSSL_cleanse(back->data(), back->size());
-    if (!same) return fail(error, "the token wraps but does not unwrap the master key: " + why);
+    const bool opened = back.has_value();
+    const Wiped again{opened ? std::move(*back) : std::string()};
+    if (!opened || again.s != clear.s) return fail(error, "the token wraps but does not unwrap the master key: " + why);
     const base::UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (fd.get() < 0)
         return fail(error, path + ": " + (errno == EEXIST ? std::string("already exists; a master key is never overwritten")
