@@ -3,6 +3,7 @@
 // message's S/MIME signatures, validates it and keeps it in harvest.dir.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/key_store.hpp"
 #include "cli/wiring.hpp"
 #include "core/harvest.hpp"
 #include "lookup/harvest_store.hpp"
@@ -21,21 +22,24 @@ int cmd_harvest(int argc, char** argv) {
         "(or the one its SMIMEEncryptionKeyPreference names) and keeps it in harvest.dir with its\n"
         "SMIMECapabilities. The message must have one From address, which the certificate names.\n"
         "Exit: 0 a certificate harvested, 1 none (the lines say why), 64 usage, 65 bad input,\n"
-        "66 unreadable key, 74 harvest.dir not writable");
+        "66 unreadable key, 74 harvest.dir not writable, 78 bad key file, key store or master key");
     desc.add_options()("key", po::value<std::vector<std::string>>(), "a private key (PEM or PKCS#12) that may open "
-                                                                     "enveloped layers; repeatable (adds to harvest.keys)")(
+                                                                     "enveloped layers; repeatable (a one-off ring with harvest.keys "
+                                                                     "instead of the key store)")(
         "sender", po::value<std::string>(), "the envelope sender (\"\" = a bounce)")(
         "dry-run", "report only, keep nothing");
     Parsed p = parse_command(argc, argv, desc);
     if (p.help) return kOk;
-    std::vector<std::string> key_files = p.config->get_list("harvest.keys");
-    if (p.vm.count("key") != 0U)
-        for (const std::string& k : p.vm["key"].as<std::vector<std::string>>()) key_files.push_back(k);
-    const std::vector<crypto::KeyMaterial> keys = load_harvest_keys(key_files);
+    // The key store of the configuration, or a one-off ring of harvest.keys and --key files.
+    std::vector<std::string> extra;
+    if (p.vm.count("key") != 0U) extra = p.vm["key"].as<std::vector<std::string>>();
+    std::shared_ptr<const keys::KeyRing> key_store;
+    if (extra.empty()) key_store = open_configured_store(*p.config, false);
+    const std::shared_ptr<const keys::KeyRing> ring = harvest_ring(*p.config, key_store, extra);
     std::unique_ptr<LookupStack> stack = build_lookup(*p.config, [](const std::string& e) { note(e); });
     core::HarvestOptions options;
     options.validator = stack->validator.get();
-    for (const crypto::KeyMaterial& k : keys) options.keys.push_back(&k);
+    options.keys = ring.get();
 
     const std::unique_ptr<Input> input = read_input(*p.config);
     std::string raw;

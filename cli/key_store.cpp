@@ -3,9 +3,14 @@
 
 #include "base/file.hpp"
 #include "cli/common.hpp"
+#include "cli/wiring.hpp"
+#include "pg/keys.hpp"
+#include "pg/schema.hpp"
 #include "crypto/pkcs12.hpp"
 
 #include <sys/stat.h>
+
+#include <algorithm>
 
 namespace sealmilter::cli {
 
@@ -18,8 +23,27 @@ keys::StoreOptions store_options(const conf::Config& c) {
     return o;
 }
 
-std::shared_ptr<keys::KeyStore> open_configured_store(const conf::Config& c, bool required) {
-    const keys::StoreOptions o = store_options(c);
+std::shared_ptr<keys::KeyStore> open_configured_store(const conf::Config& c, bool required, const SharedState* shared,
+                                                      bool migrate) {
+    keys::StoreOptions o = store_options(c);
+    const std::vector<std::string> names = c.get_list("database.shared");
+    if (std::find(names.begin(), names.end(), "keys") != names.end()) {
+        const SharedState own = shared != nullptr ? SharedState{} : shared_state(c);
+        const SharedState& state = shared != nullptr ? *shared : own;
+        if (o.master_key_file.empty()) {
+            if (!required) return nullptr;
+            throw CliError(kConfig, "keys.master_key_file is not set (make one with `sealmilter keys new-master-key FILE`)");
+        }
+        if (migrate) {
+            const pg::MigrateResult r = pg::migrate(*state.pool, pg::kKeyStorageTimeoutMs);
+            if (!r.error.empty()) throw CliError(kTempFail, "database (database.dsn_file): " + r.error);
+        }
+        o.storage = pg::key_storage(state.pool);
+        std::string error;
+        std::shared_ptr<keys::KeyStore> store = keys::KeyStore::open(o, &error);
+        if (!store) throw CliError(error.find("cannot read the index") != std::string::npos ? kTempFail : kConfig, error);
+        return store;
+    }
     if (o.master_key_file.empty()) {
         struct stat st {};
         if (stat((o.dir + "/index").c_str(), &st) == 0)
@@ -49,6 +73,26 @@ std::vector<crypto::KeyMaterial> read_key_file(const std::string& path, const st
     std::vector<crypto::KeyMaterial> out;
     out.push_back(std::move(*load.material));
     return out;
+}
+
+std::shared_ptr<keys::MemoryKeyRing> one_off_ring(const std::vector<std::string>& files, const std::string& what) {
+    auto ring = std::make_shared<keys::MemoryKeyRing>();
+    for (const std::string& f : files) {
+        for (crypto::KeyMaterial& k : read_key_file(f, "", what, kConfig))
+            if (!ring->add(std::move(k), f))
+                throw CliError(kConfig, what + " " + f + ": a key without its certificate cannot be indexed (put the "
+                                                         "certificate in the same PEM or PKCS#12 file)");
+    }
+    return ring;
+}
+
+std::shared_ptr<const keys::KeyRing> harvest_ring(const conf::Config& c, const std::shared_ptr<const keys::KeyRing>& store,
+                                                  const std::vector<std::string>& extra) {
+    std::vector<std::string> files = c.get_list("harvest.keys");
+    files.insert(files.end(), extra.begin(), extra.end());
+    if (store && extra.empty()) return store;
+    if (files.empty()) return store;
+    return one_off_ring(files, c.origin("harvest.keys") + ": harvest key");
 }
 
 }  // namespace sealmilter::cli

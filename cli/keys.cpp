@@ -25,7 +25,8 @@ namespace {
 
 constexpr const char* kKeysUsage =
     "sealmilter keys COMMAND [ARGS] [-c FILE]\n"
-    "  new-master-key FILE            a new random master key (mode 0600; never overwrites)\n"
+    "  new-master-key FILE [--token URI]   a new random master key (mode 0600; never overwrites);\n"
+    "                                 --token: wrapped by that token RSA key, never in the clear\n"
     "  import FILE [--pass-file F]    every key + certificate of a PKCS#12 (or PEM) file\n"
     "  import-token URI               a key that stays on its PKCS#11 token (pkcs11: URI)\n"
     "  list [--json]                  every key: addresses, fingerprints, SKI, issuer/serial,\n"
@@ -85,7 +86,7 @@ std::vector<keys::KeyEntry> sorted(const keys::KeyRing& ring) {
         const std::string aa = a->addresses.empty() ? "" : a->addresses.front();
         const std::string bb = b->addresses.empty() ? "" : b->addresses.front();
         if (aa != bb) return aa < bb;
-        if (a->certificate.not_before() != b->certificate.not_before()) return a->certificate.not_before() > b->certificate.not_before();
+        if (a->not_before() != b->not_before()) return a->not_before() > b->not_before();
         return a->id < b->id;
     });
     return all;
@@ -179,7 +180,8 @@ int cmd_keys(int argc, char** argv) {
     po::options_description desc(kKeysUsage);
     desc.add_options()("command", po::value<std::string>(), "")("args", po::value<std::vector<std::string>>(), "")(
         "pass-file", po::value<std::string>(), "file holding the PKCS#12 password (first line)")(
-        "out", po::value<std::string>(), "export: the PKCS#12 file to write (must not exist)")("json", "list: JSON array");
+        "out", po::value<std::string>(), "export: the PKCS#12 file to write (must not exist)")("json", "list: JSON array")(
+        "token", po::value<std::string>(), "new-master-key: the pkcs11: URI of the token RSA key that wraps it");
     po::positional_options_description pos;
     pos.add("command", 1).add("args", -1);
     Parsed p = parse_command(argc, argv, desc, &pos);
@@ -195,11 +197,18 @@ int cmd_keys(int argc, char** argv) {
 
     if (cmd == "new-master-key") {
         std::string error;
-        if (!keys::create_master_key_file(one_arg("FILE"), &error)) throw CliError(errno == EEXIST ? 73 : kIoErr, error);
+        if (p.vm.count("token") != 0U) {
+            const keys::StoreOptions o = store_options(*p.config);
+            if (!keys::create_token_master_key_file(one_arg("FILE"), p.vm["token"].as<std::string>(),
+                                                    keys::TokenOptions{o.pkcs11_module, o.pkcs11_pin_file}, &error))
+                throw CliError(error.find("already exists") != std::string::npos ? 73 : kConfig, error);
+        } else if (!keys::create_master_key_file(one_arg("FILE"), &error)) {
+            throw CliError(errno == EEXIST ? 73 : kIoErr, error);
+        }
         std::cout << "master key written to " << args.front() << " (mode 0600); set keys.master_key_file = " << args.front() << "\n";
         return kOk;
     }
-    const std::shared_ptr<keys::KeyStore> store = open_configured_store(*p.config, true);
+    const std::shared_ptr<keys::KeyStore> store = open_configured_store(*p.config, true, nullptr, true);
     if (cmd == "import") return import_file(*store, one_arg("FILE"), pass);
     if (cmd == "import-token") return import_token(*store, one_arg("a pkcs11: URI"));
     if (cmd == "list") return list(*store, p.vm.count("json") != 0U);
@@ -219,7 +228,9 @@ int cmd_keys(int argc, char** argv) {
     }
     if (cmd == "rewrap") {
         std::string error;
-        const std::optional<keys::MasterKey> fresh = keys::read_master_key(one_arg("NEWFILE"), &error);
+        const keys::StoreOptions& o = store->options();
+        const std::optional<keys::MasterKey> fresh =
+            keys::read_master_key(one_arg("NEWFILE"), keys::TokenOptions{o.pkcs11_module, o.pkcs11_pin_file}, &error);
         if (!fresh) throw CliError(kConfig, error);
         if (!store->rewrap(*fresh, &error)) throw CliError(kIoErr, "rewrap: " + error + " (the store still opens with the old master key)");
         std::cout << store->size() << " key(s) re-wrapped; set keys.master_key_file = " << args.front()

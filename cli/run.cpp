@@ -106,7 +106,8 @@ core::PlanSettings plan_settings(const conf::Config& c, const LookupStack& stack
 
 core::InboundSettings inbound_settings(const conf::Config& c, const LookupStack& stack,
                                        const core::PlanSettings& plan, const SharedState& shared,
-                                       const base::Logger& log, const std::shared_ptr<metrics::Metrics>& m) {
+                                       const base::Logger& log, const std::shared_ptr<metrics::Metrics>& m,
+                                       const std::shared_ptr<const keys::KeyRing>& store) {
     core::InboundSettings h;
     h.enabled = c.get_bool("harvest.enabled");
     if (!h.enabled) return h;
@@ -115,7 +116,9 @@ core::InboundSettings inbound_settings(const conf::Config& c, const LookupStack&
     h.domains = c.get_list("harvest.domains");
     if (h.domains.empty()) h.domains = plan.policy_options.internal_domains;
     h.max_size = static_cast<unsigned long long>(c.get_int("harvest.max_size"));
-    h.keys = load_harvest_keys(c.get_list("harvest.keys"));
+    h.keys = harvest_ring(c, store);
+    if (store && !c.get_list("harvest.keys").empty())
+        log.info("harvest: enveloped layers are opened with the key store; harvest.keys is not used");
     std::function<void()> on_published;
     if (m) on_published = [m] { m->published(); };
     h.publisher = make_publisher(c, true, log.as_function(), std::move(on_published), &shared);
@@ -154,12 +157,17 @@ std::shared_ptr<metrics::Observer> make_observer(const conf::Config& c, const mi
         if (s.plan.archive) own.push_back(*s.plan.archive);
         if (s.keys) {
             const std::time_t now = std::time(nullptr);
+            // Only the earliest expiry counts: found from the index's recorded validity, so a
+            // store of 100,000 keys parses one certificate here, not every active one.
+            keys::KeyEntry earliest;
             s.keys->for_each([&](const keys::KeyEntry& e) {
-                if (keys::effective_state(*e, now) == keys::KeyState::Active) own.push_back(e->certificate);
+                if (keys::effective_state(*e, now) == keys::KeyState::Active && (!earliest || e->not_after() < earliest->not_after()))
+                    earliest = e;
             });
+            if (earliest) own.push_back(earliest->certificate);
         }
-        for (const crypto::KeyMaterial& k : s.harvest.keys)
-            if (k.certificate) own.push_back(*k.certificate);
+        if (s.harvest.keys && s.harvest.keys != s.keys)  // the one-off ring of harvest.keys
+            s.harvest.keys->for_each([&](const keys::KeyEntry& e) { own.push_back(e->certificate); });
         m->set_own_certificates(own);
         all->add(m);
     }
@@ -199,15 +207,11 @@ core::DecryptSettings decrypt_settings(const conf::Config& c, const LookupStack&
     return d;
 }
 
-// The ring inbound decryption uses. Until the key store (keys.dir) fills Services::keys, the
-// keys of harvest.keys are the organisation's keys (PEM or PKCS#12 without password).
-std::shared_ptr<const keys::KeyRing> decryption_ring(const conf::Config& c, const base::Logger& log) {
-    auto ring = std::make_shared<keys::MemoryKeyRing>();
-    for (const std::string& file : c.get_list("harvest.keys")) {
-        for (crypto::KeyMaterial& k : load_harvest_keys({file}))
-            if (!ring->add(std::move(k), file))
-                throw CliError(kConfig, c.origin("harvest.keys") + ": " + file + ": a key without its certificate cannot decrypt inbound mail");
-    }
+// The ring inbound decryption uses without a key store: the one-off ring of harvest.keys (the
+// same object harvest uses when it has one).
+std::shared_ptr<const keys::KeyRing> decryption_ring(const conf::Config& c, const milter::Services& s, const base::Logger& log) {
+    std::shared_ptr<const keys::KeyRing> ring = s.harvest.keys;
+    if (!ring) ring = one_off_ring(c.get_list("harvest.keys"), c.origin("harvest.keys") + ": harvest key");
     log.info("inbound decryption: " + std::to_string(ring->size()) + " key(s) from harvest.keys");
     return ring;
 }
@@ -299,13 +303,13 @@ std::shared_ptr<const milter::Services> build(const conf::Config& c, const std::
     s->spool_dir = c.get("milter.spool_dir");
     if (access(s->spool_dir.c_str(), W_OK | X_OK) != 0)
         throw CliError(kConfig, "milter.spool_dir " + s->spool_dir + " is not a writable directory");
-    s->harvest = inbound_settings(c, *stack, s->plan, shared, log, m);
     // A bad master key or store refuses the start (and a reload keeps the running snapshot).
-    s->keys = open_configured_store(c, false);
+    s->keys = open_configured_store(c, false, &shared);
     log.info(s->keys ? "key store " + c.get("keys.dir") + ": " + std::to_string(s->keys->size()) + " key(s)"
                      : std::string("key store: none (keys.master_key_file is not set)"));
+    s->harvest = inbound_settings(c, *stack, s->plan, shared, log, m, s->keys);
     s->plan.decrypt = decrypt_settings(c, *stack, *s);
-    if (s->plan.decrypt.enabled && !s->keys) s->keys = decryption_ring(c, log);
+    if (s->plan.decrypt.enabled && !s->keys) s->keys = decryption_ring(c, *s, log);
     std::shared_ptr<const milter::Journal> journal = make_journal(c, shared);
     if (const size_t pruned = journal->prune(); pruned != 0)
         log.info("re-injection journal: pruned " + std::to_string(pruned) + " old entries");

@@ -97,16 +97,6 @@ std::shared_ptr<lookup::Publisher> make_publisher(const conf::Config& c, bool ba
     }
 }
 
-std::vector<crypto::KeyMaterial> load_harvest_keys(const std::vector<std::string>& files) {
-    std::vector<crypto::KeyMaterial> out;
-    for (const std::string& f : files) {
-        crypto::KeyLoad load = crypto::load_key_material(f, "");
-        if (!load.material) throw CliError(load.unreadable ? kNoInput : kConfig, "harvest key " + f + ": " + load.error);
-        out.push_back(std::move(*load.material));
-    }
-    return out;
-}
-
 std::unique_ptr<LookupStack> build_lookup(const conf::Config& c,
                                           const std::function<void(const std::string&)>& on_error,
                                           const SharedState* shared) {

@@ -76,10 +76,6 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& confi
 // metrics.listen, validated as HOST:PORT; "" = off. Throws CliError(kConfig).
 std::string metrics_listen(const conf::Config& config);
 
-// The organisation's keys for opening enveloped inbound mail (harvest.keys, --key): PEM or
-// PKCS#12 without password. Throws CliError (kNoInput unreadable, kConfig unusable).
-std::vector<crypto::KeyMaterial> load_harvest_keys(const std::vector<std::string>& files);
-
 // The publisher of harvested certificates (directory.publish_url), or null when it is off.
 // on_published: called after each certificate the directory accepted (the daemon's metric).
 // Its queue is the nodes' one queue on PostgreSQL when `shared` says publish (null =

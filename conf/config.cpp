@@ -162,8 +162,8 @@ const std::vector<OptionSpec>& option_table() {
          "file holding the libpq connection string of the shared PostgreSQL (key=value or URI; sslmode, "
          "sslrootcert, password there, never in this file); used when database.shared is set"},
         {"database.shared", Type::List, "",
-         "comma list of the state kept in PostgreSQL for several nodes: cache, harvest, journal (keys arrives with "
-         "the key store, publish is not yet shared); empty = all local (SQLite, files)",
+         "comma list of the state kept in PostgreSQL for several nodes: cache, harvest, journal, keys (the key "
+         "store's index and wrapped keys), publish (the publish queue); empty = all local (SQLite, files)",
          {"cache", "harvest", "keys", "journal", "publish"}},
         {"database.max_connections", Type::Int, "4",
          "most PostgreSQL connections of one node (a call waits for a free one, within directory.timeout_ms)", {}, 1,

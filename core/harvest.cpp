@@ -100,17 +100,38 @@ private:
         return content->empty() ? Next::nothing() : Next::into(to_crlf(*content));
     }
 
-    // Tries every key through crypto::decrypt_envelope, whose MMA-safe path makes a wrong key
-    // fail instead of "succeeding" with garbage (issue 10): the right key is always reached.
+    // The key comes from the ring by the envelope's RecipientIdentifiers (a hash lookup, never a
+    // trial of every key); with its certificate set, crypto::decrypt_envelope matches the
+    // identifier before it decrypts (MMA-safe, issue 10), so a colliding candidate fails cleanly
+    // and the next one is tried.
     Next open_envelope(const std::string& der) {
-        for (const crypto::KeyMaterial* k : options_.keys) {
-            crypto::BIO_ptr in(BIO_new_mem_buf(der.data(), static_cast<int>(der.size())));
-            if (!in) crypto::throw_openssl("BIO_new_mem_buf");
-            crypto::StringSink plain;
-            if (crypto::decrypt_envelope(in.get(), *k, plain).status == crypto::DecryptStatus::Ok)
-                return plain.out.empty() ? Next::nothing() : Next::into(to_crlf(plain.out));
+        if (options_.keys == nullptr || options_.keys->size() == 0) {
+            note("enveloped data: no configured key opens it, not entered");
+            return Next::nothing();
         }
-        note("enveloped data: no configured key opens it, not entered");
+        std::vector<crypto::RecipientId> ids;
+        const crypto::DecryptOutcome inspected = crypto::inspect_envelope(der, ids);
+        if (inspected.status != crypto::DecryptStatus::Ok) {
+            note("enveloped data: " + inspected.detail + ", not entered");
+            return Next::nothing();
+        }
+        std::string key_errors;
+        for (const crypto::RecipientId& id : ids) {
+            for (const keys::KeyEntry& entry : options_.keys->find(id)) {
+                std::string error;
+                const keys::PrivateKey key = options_.keys->private_key(*entry, &error);
+                if (!key) {
+                    key_errors += "; key " + entry->id + ": " + error;
+                    continue;
+                }
+                crypto::BIO_ptr in(BIO_new_mem_buf(der.data(), static_cast<int>(der.size())));
+                if (!in) crypto::throw_openssl("BIO_new_mem_buf");
+                crypto::StringSink plain;
+                if (crypto::decrypt_envelope(in.get(), *key, plain).status == crypto::DecryptStatus::Ok)
+                    return plain.out.empty() ? Next::nothing() : Next::into(to_crlf(plain.out));
+            }
+        }
+        note("enveloped data: no configured key opens it, not entered" + key_errors);
         return Next::nothing();
     }
 

@@ -4,7 +4,8 @@
 //            encrypted mail from then on. harvest() walks a raw message (any line ending) for
 //            S/MIME signatures: multipart/signed with application/(x-)pkcs7-signature,
 //            opaque application/(x-)pkcs7-mime signed-data, nested in other multiparts, and
-//            signed data inside enveloped data when one of `keys` opens the envelope. Each
+//            signed data inside enveloped data when a key of `keys` (the key store, or the
+//            one-off ring of harvest.keys) opens the envelope. Each
 //            signature is verified over the exact signed bytes (CRLF-canonical, as RFC 8551
 //            §3.1.1 requires); its signer must name the message's single From address; the
 //            certificate to encrypt to is the signer's, or the one SMIMEEncryptionKeyPreference
@@ -24,6 +25,7 @@
 #include "crypto/certificate.hpp"
 #include "crypto/private_key.hpp"
 #include "crypto/signed_data.hpp"
+#include "keys/key_ring.hpp"
 #include "lookup/validate.hpp"
 
 #include <ctime>
@@ -35,7 +37,8 @@ namespace sealmilter::core {
 
 struct HarvestOptions {
     const lookup::Validator* validator = nullptr;       // required
-    std::vector<const crypto::KeyMaterial*> keys;         // to open enveloped layers (optional)
+    // To open enveloped layers (optional): the key is found by the envelope's RecipientIdentifiers.
+    const keys::KeyRing* keys = nullptr;
     int max_depth = 40;                                   // MIME / CMS nesting levels entered
     size_t max_parts = 10000;                             // entities visited in all
 };

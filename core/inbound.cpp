@@ -46,7 +46,7 @@ size_t harvest_inbound(const Message& m, const std::string& sender, const std::v
     try {
         HarvestOptions o;
         o.validator = s.validator;
-        for (const crypto::KeyMaterial& k : s.keys) o.keys.push_back(&k);
+        o.keys = s.keys.get();
         const HarvestReport report = harvest(whole_message(m), &sender, o);
         if (!report.skipped.empty()) {
             log.info("harvest: skipped: " + report.skipped);

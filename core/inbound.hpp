@@ -13,6 +13,7 @@
 #include "base/logger.hpp"
 #include "core/message.hpp"
 #include "crypto/private_key.hpp"
+#include "keys/key_ring.hpp"
 #include "lookup/harvest_store.hpp"
 #include "lookup/publisher.hpp"
 #include "lookup/validate.hpp"
@@ -29,7 +30,9 @@ struct InboundSettings {
     std::shared_ptr<const lookup::HarvestStorage> store;
     std::vector<std::string> domains;  // mail to these is inbound
     unsigned long long max_size = 26214400;
-    std::vector<crypto::KeyMaterial> keys;      // to open encrypted signed mail
+    // To open encrypted signed mail: the key store when one is configured, else the one-off
+    // ring of harvest.keys; null = none.
+    std::shared_ptr<const keys::KeyRing> keys;
     std::shared_ptr<lookup::Publisher> publisher;  // directory.publish_url; null = off
 };
 

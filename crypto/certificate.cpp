@@ -9,6 +9,7 @@
 #include "base/encoding.hpp"
 #include "base/file.hpp"
 
+#include <mutex>
 #include <system_error>
 
 namespace sealmilter::crypto {
@@ -51,21 +52,49 @@ Certificate::Certificate(X509_ptr x509) : x509_(std::move(x509)) {
     if (!x509_) throw CryptoError("Certificate: null X509");
 }
 
-Certificate::Certificate(const Certificate& other) : x509_(nullptr) {
-    X509_up_ref(other.x509_.get());
-    x509_.reset(other.x509_.get());
+struct Certificate::Lazy {
+    std::string der;
+    std::once_flag once;
+    X509_ptr x509;
+};
+
+Certificate Certificate::from_der_lazily(std::string der) {
+    Certificate c;
+    c.lazy_ = std::make_shared<Lazy>();
+    c.lazy_->der = std::move(der);
+    return c;
+}
+
+X509* Certificate::parse_lazily() const {
+    if (!lazy_) throw CryptoError("Certificate: moved-from");
+    Lazy& l = *lazy_;
+    std::call_once(l.once, [&l] {
+        const auto* p = reinterpret_cast<const unsigned char*>(l.der.data());
+        l.x509.reset(d2i_X509(nullptr, &p, static_cast<long>(l.der.size())));
+        ERR_clear_error();
+    });
+    if (!l.x509) throw CryptoError("Certificate: stored DER does not parse");
+    return l.x509.get();
+}
+
+Certificate::Certificate(const Certificate& other) : x509_(nullptr), lazy_(other.lazy_) {
+    if (other.x509_) {
+        X509_up_ref(other.x509_.get());
+        x509_.reset(other.x509_.get());
+    }
 }
 
 Certificate& Certificate::operator=(const Certificate& other) {
     if (this != &other) {
-        X509_up_ref(other.x509_.get());
+        if (other.x509_) X509_up_ref(other.x509_.get());
         x509_.reset(other.x509_.get());
+        lazy_ = other.lazy_;
     }
     return *this;
 }
 
 KeyKind Certificate::key_kind() const {
-    const EVP_PKEY* key = X509_get0_pubkey(x509_.get());
+    const EVP_PKEY* key = X509_get0_pubkey(native());
     if (key == nullptr) return KeyKind::Other;
     if (EVP_PKEY_is_a(key, "RSA") != 0) return KeyKind::Rsa;
     if (EVP_PKEY_is_a(key, "EC") != 0) return KeyKind::Ec;
@@ -73,12 +102,12 @@ KeyKind Certificate::key_kind() const {
 }
 
 int Certificate::key_bits() const {
-    const EVP_PKEY* key = X509_get0_pubkey(x509_.get());
+    const EVP_PKEY* key = X509_get0_pubkey(native());
     return key == nullptr ? 0 : EVP_PKEY_get_bits(key);
 }
 
 std::string Certificate::key_description() const {
-    const EVP_PKEY* key = X509_get0_pubkey(x509_.get());
+    const EVP_PKEY* key = X509_get0_pubkey(native());
     switch (key_kind()) {
     case KeyKind::Rsa: return "RSA-" + std::to_string(key_bits());
     case KeyKind::Ec: {
@@ -92,24 +121,24 @@ std::string Certificate::key_description() const {
     return key == nullptr ? "no public key" : std::string(EVP_PKEY_get0_type_name(key));
 }
 
-std::string Certificate::subject() const { return name_to_string(X509_get_subject_name(x509_.get())); }
-std::string Certificate::issuer() const { return name_to_string(X509_get_issuer_name(x509_.get())); }
+std::string Certificate::subject() const { return name_to_string(X509_get_subject_name(native())); }
+std::string Certificate::issuer() const { return name_to_string(X509_get_issuer_name(native())); }
 
 std::string Certificate::fingerprint_sha256() const {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    if (X509_digest(x509_.get(), EVP_sha256(), md, &len) != 1) throw_openssl("X509_digest");
+    if (X509_digest(native(), EVP_sha256(), md, &len) != 1) throw_openssl("X509_digest");
     return base::to_hex_colons(std::string_view(reinterpret_cast<const char*>(md), len));
 }
 
-std::time_t Certificate::not_before() const { return asn1_to_time(X509_get0_notBefore(x509_.get())); }
-std::time_t Certificate::not_after() const { return asn1_to_time(X509_get0_notAfter(x509_.get())); }
+std::time_t Certificate::not_before() const { return asn1_to_time(X509_get0_notBefore(native())); }
+std::time_t Certificate::not_after() const { return asn1_to_time(X509_get0_notAfter(native())); }
 
 std::vector<std::string> Certificate::email_addresses() const {
     std::vector<std::string> out;
     int crit = 0;
     GENERAL_NAMES_ptr sans(static_cast<GENERAL_NAMES*>(
-        X509_get_ext_d2i(x509_.get(), NID_subject_alt_name, &crit, nullptr)));
+        X509_get_ext_d2i(native(), NID_subject_alt_name, &crit, nullptr)));
     if (sans) {
         for (int i = 0; i < sk_GENERAL_NAME_num(sans.get()); ++i) {
             const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans.get(), i);
@@ -118,7 +147,7 @@ std::vector<std::string> Certificate::email_addresses() const {
         return out;
     }
     if (crit == -1) {  // no SAN extension at all: fall back to subject emailAddress
-        const X509_NAME* subj = X509_get_subject_name(x509_.get());
+        const X509_NAME* subj = X509_get_subject_name(native());
         for (int pos = X509_NAME_get_index_by_NID(subj, NID_pkcs9_emailAddress, -1); pos >= 0;
              pos = X509_NAME_get_index_by_NID(subj, NID_pkcs9_emailAddress, pos)) {
             const X509_NAME_ENTRY* e = X509_NAME_get_entry(subj, pos);
@@ -129,7 +158,7 @@ std::vector<std::string> Certificate::email_addresses() const {
 }
 
 std::string Certificate::encryption_unsuitability() const {
-    const uint32_t ku = key_usage(x509_.get());
+    const uint32_t ku = key_usage(native());
     switch (key_kind()) {
     case KeyKind::Rsa:
         if (ku != UINT32_MAX && (ku & KU_KEY_ENCIPHERMENT) == 0)
@@ -141,7 +170,7 @@ std::string Certificate::encryption_unsuitability() const {
             return "keyUsage lacks keyAgreement (ECDH key agreement needs it)";
         char group[80] = {0};
         size_t len = 0;
-        EVP_PKEY_get_group_name(X509_get0_pubkey(x509_.get()), group, sizeof group, &len);
+        EVP_PKEY_get_group_name(X509_get0_pubkey(native()), group, sizeof group, &len);
         const std::string g(group);
         if (g != "prime256v1" && g != "secp384r1" && g != "secp521r1")
             return "EC curve '" + g + "' is not P-256, P-384 or P-521";
@@ -153,8 +182,9 @@ std::string Certificate::encryption_unsuitability() const {
 }
 
 std::vector<unsigned char> Certificate::der() const {
+    if (!x509_ && lazy_) return {lazy_->der.begin(), lazy_->der.end()};  // no parse needed
     unsigned char* buf = nullptr;
-    const int len = i2d_X509(x509_.get(), &buf);
+    const int len = i2d_X509(native(), &buf);
     if (len < 0) throw_openssl("i2d_X509");
     std::vector<unsigned char> out(buf, buf + len);
     OPENSSL_free(buf);

@@ -2,8 +2,11 @@
 // that decide whether it can receive encrypted mail.
 //
 // Ownership: Certificate holds one OpenSSL reference (X509_up_ref on copy); native() is a
-//            borrowed pointer valid while the Certificate lives.
-// Threads:   a Certificate is immutable after construction; copies may cross threads.
+//            borrowed pointer valid while the Certificate lives. A certificate made by
+//            from_der_lazily() holds its DER and parses it on first use (shared by its copies):
+//            the key store indexes 100,000 certificates without parsing one.
+// Threads:   a Certificate is immutable after construction (the lazy parse runs once, under
+//            std::call_once); copies may cross threads.
 // Errors:    parsing returns an empty vector / std::nullopt-like status with a reason string;
 //            no exceptions for bad input. CryptoError only for allocation failures.
 #pragma once
@@ -11,6 +14,7 @@
 #include "crypto/ossl.hpp"
 
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,7 +33,12 @@ public:
     Certificate& operator=(Certificate&&) noexcept = default;
     ~Certificate() = default;
 
-    X509* native() const noexcept { return x509_.get(); }  // borrowed
+    // DER bytes the caller vouches for (e.g. checked against a stored SHA-256 fingerprint),
+    // parsed on the first call that needs the X509; a DER that then fails to parse throws
+    // CryptoError from that call.
+    static Certificate from_der_lazily(std::string der);
+
+    X509* native() const { return x509_ ? x509_.get() : parse_lazily(); }  // borrowed
 
     KeyKind key_kind() const;
     int key_bits() const;                 // RSA modulus bits / EC field bits
@@ -49,7 +58,12 @@ public:
     std::vector<unsigned char> der() const;
 
 private:
-    X509_ptr x509_;
+    struct Lazy;
+    Certificate() = default;
+    X509* parse_lazily() const;
+
+    X509_ptr x509_;               // null in lazy mode
+    std::shared_ptr<Lazy> lazy_;  // lazy mode: the DER and, once parsed, its X509
 };
 
 struct ParsedCertificates {

@@ -49,8 +49,22 @@ struct KeyInfo {
     KeyOrigin origin = KeyOrigin::File;
     std::string location;                  // the file inside keys.dir, or the pkcs11: URI
 
+    // What a store's index records of the certificate, so that opening, lookups and states
+    // never parse it (the certificate may be held lazily, see Certificate::from_der_lazily).
+    // Empty / 0 = not recorded: the accessors below read the certificate.
+    std::vector<std::string> index_keys{};  // RecipientId::index_key() of every id it answers to
+    std::time_t recorded_not_before = 0;
+    std::time_t recorded_not_after = 0;
+    std::string recorded_sha256{};          // lower-case hex
+
     std::string sha256() const;            // the certificate's SHA-256 fingerprint, lower-case hex
+    std::time_t not_before() const;        // the certificate's validity
+    std::time_t not_after() const;
 };
+
+// A KeyInfo for `certificate` with everything the index records filled in from it (parses it).
+KeyInfo describe_key(std::string id, const crypto::Certificate& certificate, std::vector<crypto::Certificate> chain,
+                     KeyState state, KeyOrigin origin, std::string location);
 
 // The recorded state, with an active key whose certificate has expired at `now` read as
 // retired (the store never rewrites a key by itself).

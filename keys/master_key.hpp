@@ -32,8 +32,24 @@ private:
     std::array<unsigned char, kSize> bytes_;
 };
 
+struct TokenOptions;  // keys/token.hpp
+
 // Reads and checks keys.master_key_file (format, type, owner, mode).
 std::optional<MasterKey> read_master_key(const std::string& path, std::string* error);
+
+// The master key on a token (issue 11 item 2): keys.master_key_file may instead hold
+//     sealmilter-master-key token
+//     uri pkcs11:token=...;object=...      (an RSA key on the token, never extractable)
+//     wrapped BASE64                       (the 32 bytes, RSA-OAEP SHA-256 under that key)
+// under the same file checks (owner, mode 0600). The file alone opens nothing: the token (its
+// PIN from keys.pkcs11_pin_file) unwraps the key each time the store is opened. This form of
+// read_master_key() reads both forms; the two-argument one refuses the token form.
+std::optional<MasterKey> read_master_key(const std::string& path, const TokenOptions& token, std::string* error);
+
+// Writes a fresh random master key wrapped by the token RSA key `uri` to `path` (mode 0600,
+// never overwrites); the clear key is never written. false and *error on failure.
+bool create_token_master_key_file(const std::string& path, const std::string& uri, const TokenOptions& token,
+                                  std::string* error);
 
 // Writes a fresh random master key to `path` with mode 0600; false when the file exists or
 // cannot be written (nothing is left behind on failure).

@@ -2,6 +2,7 @@
 #include "keys/store.hpp"
 
 #include "base/ascii.hpp"
+#include "base/encoding.hpp"
 #include "base/file.hpp"
 #include "base/handle.hpp"
 #include "crypto/base64.hpp"
@@ -39,7 +40,8 @@ struct KeyStore::Record {
 
 namespace {
 
-constexpr const char* kIndexMagic = "sealmilter-keys 1";
+constexpr const char* kIndexMagic = "sealmilter-keys 2";
+constexpr const char* kIndexMagicV1 = "sealmilter-keys 1";
 constexpr const char* kKeyMagic = "sealmilter-key 1";
 constexpr std::string_view kCheckPlain = "sealmilter key store check v1";
 constexpr std::string_view kCheckAad = "sealmilter-keys check";
@@ -109,59 +111,99 @@ std::optional<std::string> field(const std::string& text, std::string_view name)
     return std::nullopt;
 }
 
-// A key file: temp + rename; fsync of the file only when `sync` (a batch syncs once, see sync_dir).
-void write_key_file(const std::string& dir, const std::string& name, const std::string& text, bool sync) {
-    if (sync) {
-        base::write_atomically(dir + "/" + name, text, 0600);
-        return;
-    }
-    const std::string tmp = dir + "/." + name + ".tmp";
-    const base::UniqueFd fd(open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (fd.get() < 0 || write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()) ||
-        rename(tmp.c_str(), (dir + "/" + name).c_str()) != 0) {
-        const std::string why = std::strerror(errno);
-        unlink(tmp.c_str());
-        throw std::runtime_error("cannot write " + dir + "/" + name + ": " + why);
-    }
-}
-
-// Everything written to the file system holding `dir` reaches the disk (one call for a batch
-// of key files, before the index names them).
-void sync_dir(const std::string& dir) {
-    const base::UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (fd.get() < 0 || syncfs(fd.get()) != 0) throw std::runtime_error("cannot sync " + dir + ": " + std::strerror(errno));
-}
-
-// Serialises writers (CLI commands) on keys.dir/lock for the object's lifetime.
-class WriterLock {
-public:
-    explicit WriterLock(const std::string& dir) {
-        if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-            throw std::runtime_error("cannot create keys.dir " + dir + ": " + std::strerror(errno));
-        fd_ = base::UniqueFd(open((dir + "/lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-        if (fd_.get() < 0 || flock(fd_.get(), LOCK_EX) != 0)
-            throw std::runtime_error("cannot lock " + dir + "/lock: " + std::strerror(errno));
-    }
-
-private:
-    base::UniqueFd fd_;
-};
-
-KeyEntry make_entry(const KeyStore::Record& r, const std::string& dir, crypto::Certificate cert,
+// An entry with everything the index records taken from `cert` (parses it).
+KeyEntry make_entry(const KeyStore::Record& r, const KeyStorage& storage, const crypto::Certificate& cert,
                     std::vector<crypto::Certificate> chain) {
-    std::vector<std::string> addresses;
-    for (const std::string& a : cert.email_addresses()) addresses.push_back(base::to_lower(a));
-    return std::make_shared<const KeyInfo>(KeyInfo{r.id, std::move(addresses), std::move(cert), std::move(chain), r.state,
-                                                   r.origin, r.origin == KeyOrigin::Token ? r.uri : dir + "/" + r.file});
+    return std::make_shared<const KeyInfo>(describe_key(r.id, cert, std::move(chain), r.state, r.origin,
+                                                        r.origin == KeyOrigin::Token ? r.uri : storage.location(r.file)));
+}
+
+// The entry of `r` with a new location (rewrap: the next generation's file); nothing re-parsed.
+KeyEntry relocated(const KeyStore::Record& r, const KeyStorage& storage) {
+    KeyInfo k = *r.entry;
+    k.location = r.origin == KeyOrigin::Token ? r.uri : storage.location(r.file);
+    return std::make_shared<const KeyInfo>(std::move(k));
+}
+
+std::string sha256_hex(std::string_view bytes) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) != 1) crypto::throw_openssl("EVP_Digest");
+    return base::to_hex(std::string_view(reinterpret_cast<const char*>(md), len));
+}
+
+// An index list item: RFC 3986 percent encoding (no ',' or space is left; an address may hold them).
+std::string escape_item(std::string_view item) { return base::percent_encode(item, "@:+"); }
+
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+std::vector<std::string> split_list(const std::string& text, bool unescape) {
+    std::vector<std::string> out;
+    std::istringstream in(text);
+    std::string one;
+    while (std::getline(in, one, ',')) {
+        if (unescape) {
+            std::string plain;
+            for (size_t i = 0; i < one.size(); ++i) {
+                if (one[i] == '%' && i + 2 < one.size() && hex_digit(one[i + 1]) >= 0 && hex_digit(one[i + 2]) >= 0) {
+                    plain += static_cast<char>(hex_digit(one[i + 1]) * 16 + hex_digit(one[i + 2]));
+                    i += 2;
+                } else {
+                    plain += one[i];
+                }
+            }
+            one = std::move(plain);
+        }
+        out.push_back(std::move(one));
+    }
+    return out;
+}
+
+// The chain column ("-" or comma-joined base64 DER); each distinct certificate decoded once
+// (lazily parsed when `lazy`).
+std::optional<std::vector<crypto::Certificate>> decode_chain(const std::string& column,
+                                                             std::unordered_map<std::string, crypto::Certificate>& seen,
+                                                             bool lazy) {
+    std::vector<crypto::Certificate> chain;
+    if (column == "-") return chain;
+    std::istringstream cs(column);
+    std::string one;
+    while (std::getline(cs, one, ',')) {
+        if (const auto it = seen.find(one); it != seen.end()) {
+            chain.push_back(it->second);
+            continue;
+        }
+        std::optional<crypto::Certificate> c;
+        if (lazy) {
+            std::string der = crypto::decode_base64(one);
+            if (der.empty()) return std::nullopt;
+            c = crypto::Certificate::from_der_lazily(std::move(der));
+        } else {
+            c = cert_from_b64(one);
+        }
+        if (!c) return std::nullopt;
+        seen.emplace(one, *c);
+        chain.push_back(std::move(*c));
+    }
+    return chain;
 }
 
 }  // namespace
 
-KeyStore::KeyStore(StoreOptions options, const MasterKey& master) : options_(std::move(options)), master_(master) {}
+KeyStore::KeyStore(StoreOptions options, const MasterKey& master)
+    : options_(std::move(options)),
+      storage_(options_.storage ? options_.storage : file_storage(options_.dir)),
+      master_(master) {}
 KeyStore::~KeyStore() = default;
 
 std::shared_ptr<KeyStore> KeyStore::open(const StoreOptions& options, std::string* error) {
-    std::optional<MasterKey> master = read_master_key(options.master_key_file, error);
+    std::optional<MasterKey> master =
+        read_master_key(options.master_key_file, TokenOptions{options.pkcs11_module, options.pkcs11_pin_file}, error);
     if (!master) return nullptr;
     auto store = std::make_shared<KeyStore>(options, *master);
     if (!store->load_index(error)) return nullptr;
@@ -173,28 +215,28 @@ std::shared_ptr<const KeyRing> open_store(const StoreOptions& options, std::stri
 }
 
 bool KeyStore::load_index(std::string* error) {
-    const std::string path = options_.dir + "/index";
-    const std::string where = "key store " + path + ": ";
-    std::string text;
-    try {
-        text = base::read_file(path);
-    } catch (const std::system_error& e) {
-        if (e.code().value() == ENOENT) {  // no key imported yet: an empty store
-            generation_ = 0;
-            records_.clear();
-            rebuild();
-            return true;
-        }
-        return fail(error, where + e.what());
+    const std::string where = "key store (" + storage_->describe() + "): index: ";
+    std::string why;
+    std::optional<std::string> read = storage_->read_index(&why);
+    if (!read) {
+        if (!why.empty()) return fail(error, why);
+        generation_ = 0;  // no key imported yet: an empty store
+        records_.clear();
+        index_text_.reset();
+        rebuild();
+        return true;
     }
+    const std::string& text = *read;
     std::istringstream in(text);
     std::string line;
-    if (!std::getline(in, line) || line != kIndexMagic) return fail(error, where + "not a sealmilter key index");
+    if (!std::getline(in, line) || (line != kIndexMagic && line != kIndexMagicV1))
+        return fail(error, where + "not a sealmilter key index");
+    const bool v1 = line == kIndexMagicV1;
     unsigned generation = 0;
     std::string check;
     std::vector<Record> records;
     // The chain certificates repeat (every key of one CA names the same issuers): each distinct
-    // one is parsed once, which keeps opening a store of 100,000 keys to one parse per key.
+    // one is decoded once and shared.
     std::unordered_map<std::string, crypto::Certificate> chain_certs;
     size_t n = 1;
     // Bounded by the file (read_file's limit).
@@ -208,45 +250,76 @@ bool KeyStore::load_index(std::string* error) {
         } else if (kind == "check") {
             f >> check;
         } else if (kind == "key") {
-            Record r;
-            std::string state;
-            std::string origin;
-            f >> r.id >> state >> origin >> r.file >> r.uri >> r.cert_b64 >> r.chain_b64;
-            const std::optional<KeyState> s = parse_state(state);
-            std::optional<crypto::Certificate> cert = cert_from_b64(r.cert_b64);
-            if (f.fail() || !s || (origin != "file" && origin != "token") || !cert)
-                return fail(error, where + "line " + std::to_string(n) + " is damaged");
-            r.state = *s;
-            r.origin = origin == "token" ? KeyOrigin::Token : KeyOrigin::File;
-            if (r.uri == "-") r.uri.clear();
-            std::vector<crypto::Certificate> chain;
-            if (r.chain_b64 != "-") {
-                std::istringstream cs(r.chain_b64);
-                std::string one;
-                while (std::getline(cs, one, ',')) {
-                    if (const auto seen = chain_certs.find(one); seen != chain_certs.end()) {
-                        chain.push_back(seen->second);
-                        continue;
-                    }
-                    std::optional<crypto::Certificate> c = cert_from_b64(one);
-                    if (!c) return fail(error, where + "line " + std::to_string(n) + ": a chain certificate is damaged");
-                    chain_certs.emplace(one, *c);
-                    chain.push_back(std::move(*c));
-                }
-            }
-            r.entry = make_entry(r, options_.dir, std::move(*cert), std::move(chain));
-            records.push_back(std::move(r));
+            std::optional<Record> r = v1 ? parse_record_v1(f, chain_certs) : parse_record(f, chain_certs);
+            if (!r) return fail(error, where + "line " + std::to_string(n) + " is damaged");
+            records.push_back(std::move(*r));
         }
     }
     if (generation == 0 || check.empty()) return fail(error, where + "no generation or check value");
     if (unwrap(master_, crypto::decode_base64(check), kCheckAad) != std::string(kCheckPlain))
         return fail(error, "keys.master_key_file " + options_.master_key_file + " does not open the key store in " +
-                               options_.dir + " (its check value fails: another master key, or `keys rewrap` moved "
+                               storage_->describe() + " (its check value fails: another master key, or `keys rewrap` moved "
                                "the store to a new one)");
     generation_ = generation;
     records_ = std::move(records);
+    index_text_ = std::move(read);
     rebuild();
     return true;
+}
+
+// Version 2 (written since the lazy index): "key ID STATE ORIGIN FILE URI SHA256 NOT_BEFORE
+// NOT_AFTER ADDRESSES INDEX_KEYS CERT CHAIN" — everything the KeyIndex needs is on the line, the
+// certificate is kept as DER (checked against SHA256) and parsed only when its entry is used.
+std::optional<KeyStore::Record> KeyStore::parse_record(std::istringstream& f,
+                                                       std::unordered_map<std::string, crypto::Certificate>& chain_certs) const {
+    Record r;
+    std::string state;
+    std::string origin;
+    std::string sha;
+    long long not_before = 0;
+    long long not_after = 0;
+    std::string addresses;
+    std::string index_keys;
+    f >> r.id >> state >> origin >> r.file >> r.uri >> sha >> not_before >> not_after >> addresses >> index_keys >>
+        r.cert_b64 >> r.chain_b64;
+    const std::optional<KeyState> s = parse_state(state);
+    if (f.fail() || !s || (origin != "file" && origin != "token") || index_keys.empty()) return std::nullopt;
+    std::string der = crypto::decode_base64(r.cert_b64);
+    if (der.empty() || sha256_hex(der) != sha) return std::nullopt;  // a damaged line
+    std::optional<std::vector<crypto::Certificate>> chain = decode_chain(r.chain_b64, chain_certs, true);
+    if (!chain) return std::nullopt;
+    r.state = *s;
+    r.origin = origin == "token" ? KeyOrigin::Token : KeyOrigin::File;
+    if (r.uri == "-") r.uri.clear();
+    KeyInfo k{r.id, {}, crypto::Certificate::from_der_lazily(std::move(der)), std::move(*chain), r.state, r.origin,
+              r.origin == KeyOrigin::Token ? r.uri : storage_->location(r.file)};
+    if (addresses != "-") k.addresses = split_list(addresses, true);
+    k.index_keys = split_list(index_keys, true);
+    k.recorded_not_before = static_cast<std::time_t>(not_before);
+    k.recorded_not_after = static_cast<std::time_t>(not_after);
+    k.recorded_sha256 = std::move(sha);
+    r.entry = std::make_shared<const KeyInfo>(std::move(k));
+    return r;
+}
+
+// Version 1 (before the lazy index): "key ID STATE ORIGIN FILE URI CERT CHAIN"; every
+// certificate is parsed to index it. Read as it is; the next write stores version 2.
+std::optional<KeyStore::Record> KeyStore::parse_record_v1(std::istringstream& f,
+                                                          std::unordered_map<std::string, crypto::Certificate>& chain_certs) const {
+    Record r;
+    std::string state;
+    std::string origin;
+    f >> r.id >> state >> origin >> r.file >> r.uri >> r.cert_b64 >> r.chain_b64;
+    const std::optional<KeyState> s = parse_state(state);
+    std::optional<crypto::Certificate> cert = cert_from_b64(r.cert_b64);
+    if (f.fail() || !s || (origin != "file" && origin != "token") || !cert) return std::nullopt;
+    std::optional<std::vector<crypto::Certificate>> chain = decode_chain(r.chain_b64, chain_certs, false);
+    if (!chain) return std::nullopt;
+    r.state = *s;
+    r.origin = origin == "token" ? KeyOrigin::Token : KeyOrigin::File;
+    if (r.uri == "-") r.uri.clear();
+    r.entry = make_entry(r, *storage_, *cert, std::move(*chain));
+    return r;
 }
 
 void KeyStore::rebuild() {
@@ -292,13 +365,13 @@ PrivateKey KeyStore::private_key(const KeyInfo& key, std::string* error) const {
         if (!t) return nullptr;
         m = std::move(*t);
     } else {
-        std::string text;
-        try {
-            text = base::read_file(key.location, size_t{1} << 20);
-        } catch (const std::exception& e) {
-            fail(error, "key " + key.id + ": " + e.what());
+        std::string why;
+        const std::optional<std::string> read = storage_->read_key(storage_->name_at(key.location), &why);
+        if (!read) {
+            fail(error, "key " + key.id + ": " + why);
             return nullptr;
         }
+        const std::string& text = *read;
         const std::optional<std::string> wrapped = field(text, "wrapped");
         m.key = wrapped ? unwrap_private_key(master_, crypto::decode_base64(*wrapped), aad_for(key.id, key.sha256())) : nullptr;
         if (!m.key) {
@@ -317,27 +390,36 @@ bool KeyStore::commit(std::vector<Record> records, unsigned generation, const Ma
     std::string text = std::string(kIndexMagic) + "\ngeneration " + std::to_string(generation) + "\ncheck " +
                        b64(wrap(key, kCheckPlain, kCheckAad)) + "\n";
     for (const Record& r : records) {
+        const KeyInfo& k = *r.entry;
+        std::string addresses;
+        for (const std::string& a : k.addresses) addresses += (addresses.empty() ? "" : ",") + escape_item(a);
+        std::string index_keys;
+        for (const std::string& x : k.index_keys) index_keys += (index_keys.empty() ? "" : ",") + escape_item(x);
         text += "key " + r.id + " " + state_name(r.state) + " " + origin_name(r.origin) + " " + r.file + " " +
-                (r.uri.empty() ? std::string("-") : r.uri) + " " + r.cert_b64 + " " + r.chain_b64 + "\n";
+                (r.uri.empty() ? std::string("-") : r.uri) + " " + k.sha256() + " " + std::to_string(k.not_before()) + " " +
+                std::to_string(k.not_after()) + " " + (addresses.empty() ? std::string("-") : addresses) + " " + index_keys +
+                " " + r.cert_b64 + " " + r.chain_b64 + "\n";
     }
     try {
         if (before_index_) before_index_();
-        base::write_atomically(options_.dir + "/index", text, 0600);
+        storage_->replace_index(text, index_text_);
     } catch (const std::exception& e) {
         return fail(error, std::string("key store index not written: ") + e.what());
     }
     generation_ = generation;
     records_ = std::move(records);
+    index_text_ = std::move(text);
     rebuild();
     return true;
 }
 
 std::optional<KeyStore::ImportReport> KeyStore::import_keys(std::vector<crypto::KeyMaterial> keys, std::string* error) {
     try {
-        const WriterLock lock(options_.dir);
+        const std::unique_ptr<KeyStorage::Guard> lock = storage_->lock();
         if (!load_index(error)) return std::nullopt;  // another writer may have changed it
         const unsigned generation = generation_ == 0 ? 1 : generation_;
         std::vector<Record> records = records_;
+        std::vector<std::pair<std::string, std::string>> texts;
         ImportReport report;
         // Hash sets, not scans: a batch of 100,000 against a store of 100,000 stays linear.
         std::unordered_map<std::string, size_t> by_sha;
@@ -357,7 +439,7 @@ std::optional<KeyStore::ImportReport> KeyStore::import_keys(std::vector<crypto::
                 return std::nullopt;
             }
             Record r;
-            r.entry = make_entry(r, options_.dir, *m.certificate, {});
+            r.entry = make_entry(r, *storage_, *m.certificate, {});
             const std::string sha = r.entry->sha256();
             if (const auto same = by_sha.find(sha); same != by_sha.end()) {
                 report.already.push_back(records[same->second].entry);
@@ -374,14 +456,13 @@ std::optional<KeyStore::ImportReport> KeyStore::import_keys(std::vector<crypto::
             for (const crypto::Certificate& c : m.chain) r.chain_b64 += (r.chain_b64.empty() ? "" : ",") + cert_b64(c);
             if (r.chain_b64.empty()) r.chain_b64 = "-";
             const std::string wrapped = "wrapped " + b64(wrap_private_key(master_, m.key.get(), aad_for(r.id, sha)));
-            write_key_file(options_.dir, r.file, key_file_text(r.id, r.state, r.origin, sha, wrapped, *m.certificate, m.chain),
-                           false);
-            r.entry = make_entry(r, options_.dir, *m.certificate, m.chain);
+            texts.emplace_back(r.file, key_file_text(r.id, r.state, r.origin, sha, wrapped, *m.certificate, m.chain));
+            r.entry = make_entry(r, *storage_, *m.certificate, m.chain);
             report.added.push_back(r.entry);
             records.push_back(std::move(r));
         }
         if (report.added.empty()) return report;
-        sync_dir(options_.dir);
+        storage_->put_keys(texts);
         if (!commit(std::move(records), generation, master_, error)) return std::nullopt;
         return report;
     } catch (const std::exception& e) {
@@ -402,14 +483,14 @@ std::optional<KeyStore::ImportReport> KeyStore::import_token_key(const std::stri
         return std::nullopt;
     }
     try {
-        const WriterLock lock(options_.dir);
+        const std::unique_ptr<KeyStorage::Guard> lock = storage_->lock();
         if (!load_index(error)) return std::nullopt;
         const unsigned generation = generation_ == 0 ? 1 : generation_;
         std::vector<Record> records = records_;
         Record r;
         r.origin = KeyOrigin::Token;
         r.uri = uri;
-        r.entry = make_entry(r, options_.dir, certificate, chain);
+        r.entry = make_entry(r, *storage_, certificate, chain);
         const std::string sha = r.entry->sha256();
         ImportReport report;
         for (const Record& x : records) {
@@ -423,8 +504,8 @@ std::optional<KeyStore::ImportReport> KeyStore::import_token_key(const std::stri
         r.chain_b64.clear();
         for (const crypto::Certificate& c : chain) r.chain_b64 += (r.chain_b64.empty() ? "" : ",") + cert_b64(c);
         if (r.chain_b64.empty()) r.chain_b64 = "-";
-        write_key_file(options_.dir, r.file, key_file_text(r.id, r.state, r.origin, sha, "uri " + uri, certificate, chain), true);
-        r.entry = make_entry(r, options_.dir, certificate, chain);
+        storage_->put_keys({{r.file, key_file_text(r.id, r.state, r.origin, sha, "uri " + uri, certificate, chain)}});
+        r.entry = make_entry(r, *storage_, certificate, chain);
         report.added.push_back(r.entry);
         records.push_back(std::move(r));
         if (!commit(std::move(records), generation, master_, error)) return std::nullopt;
@@ -437,22 +518,23 @@ std::optional<KeyStore::ImportReport> KeyStore::import_token_key(const std::stri
 
 bool KeyStore::set_state(const std::string& id, KeyState state, std::string* error) {
     try {
-        const WriterLock lock(options_.dir);
+        const std::unique_ptr<KeyStorage::Guard> lock = storage_->lock();
         if (!load_index(error)) return false;
         const KeyEntry target = resolve(id);
-        if (!target) return fail(error, "no key " + id + " in " + options_.dir);
+        if (!target) return fail(error, "no key " + id + " in " + storage_->describe());
         std::vector<Record> records = records_;
         for (Record& r : records) {
             if (r.id != target->id) continue;
             r.state = state;
             // The key file records the state too (the index is what counts).
-            const std::string path = options_.dir + "/" + r.file;
-            std::string text = base::read_file(path, size_t{1} << 20);
-            const size_t at = text.find("\nstate ");
-            const size_t end = at == std::string::npos ? at : text.find('\n', at + 1);
+            std::string why;
+            std::optional<std::string> text = storage_->read_key(r.file, &why);
+            if (!text) return fail(error, "key " + r.id + ": " + why);
+            const size_t at = text->find("\nstate ");
+            const size_t end = at == std::string::npos ? at : text->find('\n', at + 1);
             if (end != std::string::npos) {
-                text.replace(at, end - at, std::string("\nstate ") + state_name(state));
-                base::write_atomically(path, text, 0600);
+                text->replace(at, end - at, std::string("\nstate ") + state_name(state));
+                storage_->put_keys({{r.file, *text}});
             }
             KeyInfo changed = *r.entry;
             changed.state = state;
@@ -466,14 +548,18 @@ bool KeyStore::set_state(const std::string& id, KeyState state, std::string* err
 
 bool KeyStore::rewrap(const MasterKey& new_key, std::string* error) {
     try {
-        const WriterLock lock(options_.dir);
+        const std::unique_ptr<KeyStorage::Guard> lock = storage_->lock();
         if (!load_index(error)) return false;
         const unsigned generation = generation_ + 1;
         std::vector<Record> records = records_;
         std::vector<std::string> old_files;
+        std::vector<std::pair<std::string, std::string>> texts;
         for (Record& r : records) {
-            const std::string old_path = options_.dir + "/" + r.file;
-            std::string text = base::read_file(old_path, size_t{1} << 20);
+            const std::string old_path = storage_->location(r.file);
+            std::string why;
+            std::optional<std::string> read = storage_->read_key(r.file, &why);
+            if (!read) return fail(error, "key " + r.id + ": " + why + "; nothing changed");
+            std::string text = std::move(*read);
             if (r.origin == KeyOrigin::File) {
                 const std::string aad = aad_for(r.id, r.entry->sha256());
                 const std::optional<std::string> line = field(text, "wrapped");
@@ -485,15 +571,15 @@ bool KeyStore::rewrap(const MasterKey& new_key, std::string* error) {
                 const size_t at = text.find("\nwrapped ");
                 text.replace(at + 9, text.find('\n', at + 1) - at - 9, fresh);
             }
-            old_files.push_back(old_path);
+            old_files.push_back(r.file);
             r.file = key_file_name(r.id, generation);
-            write_key_file(options_.dir, r.file, text, false);
-            r.entry = make_entry(r, options_.dir, r.entry->certificate, r.entry->chain);
+            texts.emplace_back(r.file, std::move(text));
+            r.entry = relocated(r, *storage_);
         }
-        sync_dir(options_.dir);
+        storage_->put_keys(texts);
         if (!commit(std::move(records), generation, new_key, error)) return false;
         master_ = new_key;
-        for (const std::string& f : old_files) unlink(f.c_str());  // superseded copies under the old key
+        storage_->remove_keys(old_files);  // superseded copies under the old key
         return true;
     } catch (const std::exception& e) {
         return fail(error, e.what());

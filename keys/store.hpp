@@ -27,11 +27,14 @@
 #include "base/mutex.hpp"
 #include "keys/key_ring.hpp"
 #include "keys/master_key.hpp"
+#include "keys/storage.hpp"
 
 #include <list>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace sealmilter::keys {
@@ -45,6 +48,9 @@ struct StoreOptions {
     std::string pkcs11_pin_file;        // keys.pkcs11_pin_file
     const base::Clock* clock = nullptr;  // for effective states; nullptr = system time
     size_t max_unwrapped = 256;         // private keys kept unwrapped in memory
+    // Where the bytes live: nullptr = the files of `dir` (keys/storage.hpp); pg/keys gives
+    // PostgreSQL (database.shared = keys).
+    std::shared_ptr<KeyStorage> storage;
 };
 
 class KeyStore final : public KeyRing {
@@ -85,16 +91,23 @@ public:
 
     struct Record;  // one index line (defined in store.cpp)
     KeyStore(StoreOptions options, const MasterKey& master);
+    const KeyStorage& storage() const noexcept { return *storage_; }
     ~KeyStore() override;
 
 private:
     bool load_index(std::string* error);
+    std::optional<Record> parse_record(std::istringstream& line,
+                                       std::unordered_map<std::string, crypto::Certificate>& chain_certs) const;
+    std::optional<Record> parse_record_v1(std::istringstream& line,
+                                          std::unordered_map<std::string, crypto::Certificate>& chain_certs) const;
     bool commit(std::vector<Record> records, unsigned generation, const MasterKey& key, std::string* error);
     void rebuild();
     PrivateKey cached(const std::string& id) const;
     void remember(const std::string& id, const PrivateKey& key) const;
 
     StoreOptions options_;
+    std::shared_ptr<KeyStorage> storage_;
+    std::optional<std::string> index_text_;  // as loaded (writers: the `previous` of replace_index)
     MasterKey master_;
     unsigned generation_ = 0;  // 0 = no index yet
     std::vector<Record> records_;

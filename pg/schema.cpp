@@ -54,6 +54,14 @@ const std::vector<std::vector<const char*>>& migrations() {
          " last_error text,"
          " UNIQUE (email, digest))",
          "CREATE INDEX sealmilter_publish_next_at ON sealmilter_publish (next_at)"},
+        // 3: the key store (pg/keys.hpp; database.shared = keys): the index (one row) and the key
+        // texts — private keys only wrapped under the master key, or token URIs.
+        {"CREATE TABLE sealmilter_key_index ("
+         " singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),"
+         " body bytea NOT NULL)",
+         "CREATE TABLE sealmilter_key_texts ("
+         " name text PRIMARY KEY,"  // <id>.g<generation>.key
+         " body bytea NOT NULL)"},
     };
     return steps;
 }

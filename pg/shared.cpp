@@ -13,7 +13,7 @@ Selection parse_selection(const std::vector<std::string>& names) {
         } else if (n == "journal") {
             s.journal = true;
         } else if (n == "keys") {
-            throw SharedStateError("database.shared: 'keys' arrives with the key store; this version cannot share it yet");
+            s.keys = true;
         } else if (n == "publish") {
             s.publish = true;
         } else {

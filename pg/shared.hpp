@@ -1,9 +1,10 @@
 // pg/shared.hpp — which state is shared on PostgreSQL (database.*), and the pool for it.
 //
 // Purpose:   database.shared names the state kept in PostgreSQL: cache, harvest, journal
-//            and publish (implemented here; publish may be listed without
-//            directory.publish_url: then nothing is published, as on one node), keys (arrives
-//            with the key store). Empty = everything local (SQLite, files) as for
+//            (implemented here), keys (the key store's index and wrapped keys, pg/keys.hpp)
+//            and publish (the publish queue, pg/publish.hpp; publish may be listed without
+//            directory.publish_url: then nothing is published, as on one node). Empty =
+//            everything local (SQLite, files) as for
 //            one node. open_shared() reads database.dsn_file (the connection string stays out
 //            of the configuration), builds the one bounded Pool all backends share, and
 //            migrates the schema (pg/schema.hpp).
@@ -32,12 +33,12 @@ struct Selection {
     bool cache = false;
     bool harvest = false;
     bool journal = false;
+    bool keys = false;
     bool publish = false;
-    bool any() const { return cache || harvest || journal || publish; }
+    bool any() const { return cache || harvest || journal || keys || publish; }
 };
 
-// database.shared -> what is shared; SharedStateError for `keys`, which this
-// version keeps local (saying so, never silently ignoring them).
+// database.shared -> what is shared; SharedStateError for a name it does not know.
 Selection parse_selection(const std::vector<std::string>& names);
 
 struct SharedOptions {

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """`sealmilter db` and the database.* keys through the real binary and a real PostgreSQL 15
-(tests/support/pg_cluster.py): check-config refuses `keys` with a message (never ignores it),
-accepts `publish` (also without directory.publish_url) and refuses an unmigrated schema;
-`db status` / `db migrate`; `cache list` on the shared cache; over TLS (the server's certificate
-from a throw-away CA made here): sslmode=verify-full with that CA works, another CA is refused
-with libpq's reason (exit 75, never plaintext). Prints "db-cli: N passed, M failed"."""
+(tests/support/pg_cluster.py): check-config refuses a name it does not know and an unmigrated
+schema, accepts `publish` (also without directory.publish_url); `keys` on PostgreSQL (import on
+one node's configuration, list and decrypt on another's); `db status` / `db migrate`; `cache
+list` on the shared cache; over TLS (the server's certificate from a throw-away CA made here):
+sslmode=verify-full with that CA works, another CA is refused with libpq's reason (exit 75,
+never plaintext). Prints "db-cli: N passed, M failed"."""
 import argparse
 import os
 import shutil
@@ -41,6 +42,41 @@ def make_tls(d):
         subprocess.run(cmd, cwd=d, check=True, capture_output=True, timeout=60)
 
 
+def keys_on_postgresql(a, tmp, dsn):
+    """database.shared = keys: a key imported through node A's configuration opens mail through
+    node B's (another keys.dir, the same master key file); neither keys.dir is written."""
+    nss = os.path.join(a.source, "tests", "data", "nss-smime")
+    master = os.path.join(tmp, "master.key")
+    rc, out, err = run([a.sealmilter, "keys", "new-master-key", master])
+    check("keys on PostgreSQL: master key", rc == 0, (rc, out, err))
+
+    def node(name):
+        path = os.path.join(tmp, f"{name}.conf")
+        with open(path, "w") as f:
+            f.write(f"[milter]\nspool_dir = {tmp}/spool\n[policy]\nfile =\n[cache]\npath =\n[harvest]\nenabled = false\n"
+                    f"[database]\ndsn_file = {dsn}\nshared = keys\n[keys]\ndir = {tmp}/{name}-keys\n"
+                    f"master_key_file = {master}\n")
+        return path
+
+    node_a, node_b = node("a"), node("b")
+    pw = os.path.join(tmp, "pw")
+    with open(pw, "w") as f:
+        f.write("nss\n")
+    rc, out, err = run([a.sealmilter, "keys", "-c", node_a, "import", os.path.join(nss, "Bob.p12"), "--pass-file", pw])
+    check("keys on PostgreSQL: import on node A", rc == 0 and "bob@example.com" in out, (rc, out, err))
+    rc, out, err = run([a.sealmilter, "keys", "-c", node_b, "list", "--json"])
+    check("keys on PostgreSQL: node B lists it", rc == 0 and "bob@example.com" in out and "postgresql:" in out, (rc, out, err))
+    with open(os.path.join(nss, "alice.env.eml"), "rb") as f:
+        env = f.read()
+    p = subprocess.run([a.sealmilter, "decrypt", "-c", node_b], input=env, capture_output=True, timeout=120)
+    check("keys on PostgreSQL: node B decrypts with it", p.returncode == 0 and b"Content-Type" in p.stdout,
+          (p.returncode, p.stderr.decode(errors="replace")))
+    rc, out, err = run([a.sealmilter, "check-config", "-c", node_b])
+    check("keys on PostgreSQL: check-config opens the store", rc == 0 and "configuration OK" in out, (rc, out, err))
+    check("keys on PostgreSQL: no keys.dir written", not os.path.exists(os.path.join(tmp, "a-keys"))
+          and not os.path.exists(os.path.join(tmp, "b-keys")), os.listdir(tmp))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sealmilter", required=True)
@@ -65,7 +101,7 @@ def main():
                         f"[database]\ndsn_file = {dsn}\nshared = {shared}\n")
             return path
 
-        for name, why in (("keys", "arrives with the key store"),):
+        for name, why in (("nonsense", "nonsense"),):
             rc, _, err = run([a.sealmilter, "check-config", "-c", conf("cache," + name)])
             check(f"check-config refuses database.shared = {name}, saying why", rc == 1 and why in err, (rc, err))
         # publish is accepted, also without directory.publish_url (this config has none).
@@ -95,6 +131,7 @@ def main():
             else:
                 check("db status over TLS with another CA: refused (exit 75), libpq's reason named",
                       rc == 75 and want in err, (rc, out, err))
+        keys_on_postgresql(a, tmp, dsn)
         pg_cluster.stop(pid)
         pid = None
         rc, _, err = run([a.sealmilter, "db", "status", "-c", c])

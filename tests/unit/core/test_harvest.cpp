@@ -110,10 +110,16 @@ TEST_F(NssCorpus, EveryMessageHarvestsTheSignerNamedInFromAndNothingElse) {
         if (entry.path().extension() != ".eml") continue;
         ++files;
         const std::string raw = slurp(entry.path().string());
+        sealmilter::keys::MemoryKeyRing ring;
+        sealmilter::crypto::KeyMaterial bob;
+        EVP_PKEY_up_ref(bob_.key.get());
+        bob.key.reset(bob_.key.get());
+        bob.certificate = bob_.certificate;
+        ASSERT_TRUE(ring.add(std::move(bob), "Bob.p12"));
         for (const bool with_key : {false, true}) {
             HarvestOptions o;
             o.validator = validator_.get();
-            if (with_key) o.keys.push_back(&bob_);
+            if (with_key) o.keys = &ring;
             const HarvestReport r = harvest(raw, nullptr, o);
             EXPECT_EQ(harvested(r), expected(name, with_key))
                 << name << (with_key ? " with Bob's key" : "") << "\n" << r.skipped << join(r.notes);
@@ -345,18 +351,13 @@ TEST_F(Signed, TwentyMegabyteSignedAttachmentIsHarvested) {
     ASSERT_EQ(r.certificates.size(), 1u) << join(r.notes);
 }
 
-// Issue 10 defect: trial decryption with several keys. Without the recipient's certificate,
-// OpenSSL's MMA countermeasure makes a wrong RSA key "succeed" with a random content key, and
-// about one attempt in 256 passes the CBC padding check: harvest then walked garbage and never
-// tried the right key. The key list repeats one wrong key 2,000 times, so the old path fails
-// this test with probability > 0.999; the MMA-safe path (crypto::decrypt_envelope) never does.
-TEST_F(Signed, WrongKeysTriedFirstNeverHideTheRightOne) {
+// Issue 10 defect: trial decryption with several keys made a wrong RSA key "succeed" (OpenSSL's
+// MMA countermeasure) and hid the right one. Since item 6 of issue 11 harvest takes a KeyRing:
+// the key is found by the envelope's RecipientIdentifier, the other keys of the ring are never
+// tried, and a ring holding only other keys says that no key opens the envelope.
+TEST_F(Signed, TheRingsKeyIsFoundByIdentifierAndOtherKeysAreNeverTried) {
     const TestIdentity own = make_identity({.email = "team@bank.example"});
     const TestIdentity other = make_identity({.email = "old@bank.example", .key = "rsa1024"});
-    sealmilter::crypto::KeyMaterial right;
-    right.key = own.material().key;  // key files without their certificate, as a key history has
-    sealmilter::crypto::KeyMaterial wrong;
-    wrong.key = other.material().key;
     const std::string inner = signed_message("p@partner.example", entity_, sig(&partner_));
     sealmilter::crypto::StringSink der;
     sealmilter::crypto::EnvelopeWriter w({own.cert}, {}, der);
@@ -365,10 +366,18 @@ TEST_F(Signed, WrongKeysTriedFirstNeverHideTheRightOne) {
     const std::string msg = "From: p@partner.example\r\nTo: team@bank.example\r\nMIME-Version: 1.0\r\n"
                             "Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n"
                             "Content-Transfer-Encoding: base64\r\n\r\n" + base64_lines(der.out);
+    sealmilter::keys::MemoryKeyRing only_other;
+    ASSERT_TRUE(only_other.add(other.material(), "other"));
     HarvestOptions o = options_;
-    o.keys.assign(2000, &wrong);
-    o.keys.push_back(&right);
-    const HarvestReport r = harvest(msg, nullptr, o);
+    o.keys = &only_other;
+    HarvestReport r = harvest(msg, nullptr, o);
+    EXPECT_TRUE(r.certificates.empty());
+    EXPECT_NE(join(r.notes).find("no configured key opens it"), std::string::npos) << join(r.notes);
+    sealmilter::keys::MemoryKeyRing both;
+    ASSERT_TRUE(both.add(other.material(), "other"));
+    ASSERT_TRUE(both.add(own.material(), "own"));
+    o.keys = &both;
+    r = harvest(msg, nullptr, o);
     ASSERT_EQ(r.certificates.size(), 1u) << join(r.notes).substr(0, 2000);
     EXPECT_EQ(r.certificates[0].certificate.fingerprint_sha256(), partner_.cert.fingerprint_sha256());
 }

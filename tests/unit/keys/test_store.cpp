@@ -4,21 +4,25 @@
 // store consistent; rewrap moves every key to a new master key; PKCS#12 histories round-trip.
 #include "keys/store.hpp"
 
+#include "base/ascii.hpp"
 #include "base/encoding.hpp"
 #include "base/file.hpp"
 #include "core/decrypt.hpp"
 #include "crypto/base64.hpp"
 #include "crypto/envelope.hpp"
 #include "crypto/pkcs12.hpp"
+#include "crypto/recipient_id.hpp"
 #include "keys/wrap.hpp"
 #include "tests/support/test_pki.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/core_names.h>
 
+#include <algorithm>
 #include <csignal>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <utility>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -384,4 +388,103 @@ TEST_F(StoreTest, Pkcs12HistoryRoundTripsEveryKey) {
         EXPECT_EQ(X509_check_private_key(m.certificate->native(), m.key.get()), 1);
     }
     EXPECT_FALSE(crypto::read_pkcs12_all(der, "wrong").error.empty());
+}
+
+// The index records what lookups need (identifiers, addresses, validity, fingerprint): a store
+// opened from disk answers them from the index, and its certificates are held as DER until an
+// entry is used.
+TEST_F(StoreTest, TheIndexAnswersLookupsWithoutParsingCertificates) {
+    std::string error;
+    ASSERT_TRUE(open()->import_keys(p12("Bob.p12"), &error)) << error;
+    const std::vector<crypto::KeyMaterial> bob = p12("Bob.p12");
+    const crypto::Certificate& cert = *bob.front().certificate;
+    const auto store = open();
+    ASSERT_EQ(store->size(), 1u);
+    const keys::KeyEntry e = store->for_address("Bob@Example.com").front();
+    std::string want_sha = cert.fingerprint_sha256();
+    want_sha.erase(std::remove(want_sha.begin(), want_sha.end(), ':'), want_sha.end());
+    EXPECT_EQ(e->recorded_sha256, sealmilter::base::to_lower(want_sha));
+    EXPECT_EQ(e->recorded_not_before, cert.not_before());
+    EXPECT_EQ(e->recorded_not_after, cert.not_after());
+    std::vector<std::string> want_keys;
+    for (const crypto::RecipientId& id : crypto::certificate_ids(cert)) want_keys.push_back(id.index_key());
+    EXPECT_EQ(e->index_keys, want_keys);
+    for (const crypto::RecipientId& id : crypto::certificate_ids(cert)) EXPECT_EQ(store->find(id).size(), 1u);
+    // The lazily held certificate is the same certificate once used.
+    EXPECT_EQ(e->certificate.der(), cert.der());
+    EXPECT_EQ(e->certificate.subject(), cert.subject());
+    EXPECT_EQ(store->resolve(want_sha)->id, e->id);
+}
+
+// A store written before the lazy index ("sealmilter-keys 1": no recorded fields) still opens,
+// and the next write stores the new form with the same keys.
+TEST_F(StoreTest, AnIndexOfTheFirstFormOpensAndIsRewrittenInTheNewForm) {
+    std::string error;
+    ASSERT_TRUE(open()->import_keys(p12("Bob.p12"), &error)) << error;
+    const std::string index = sealmilter::base::read_file(options_.dir + "/index");
+    ASSERT_EQ(index.rfind("sealmilter-keys 2\n", 0), 0u);
+    // Version 1: "key ID STATE ORIGIN FILE URI CERT CHAIN".
+    std::istringstream in(index);
+    std::string line;
+    std::string v1;
+    while (std::getline(in, line)) {
+        if (line == "sealmilter-keys 2") line = "sealmilter-keys 1";
+        if (line.rfind("key ", 0) == 0) {
+            std::istringstream f(line);
+            std::vector<std::string> w;
+            for (std::string x; f >> x;) w.push_back(x);
+            ASSERT_EQ(w.size(), 13u) << line;
+            line = w[0] + " " + w[1] + " " + w[2] + " " + w[3] + " " + w[4] + " " + w[5] + " " + w[11] + " " + w[12];
+        }
+        v1 += line + "\n";
+    }
+    sealmilter::base::write_atomically(options_.dir + "/index", v1, 0600);
+    {
+        const auto old = open();
+        ASSERT_TRUE(old);
+        ASSERT_EQ(old->size(), 1u);
+        EXPECT_EQ(old->for_address("bob@example.com").size(), 1u);
+        crypto::StringSink out;
+        EXPECT_EQ(decrypt(sealmilter::base::read_file(kNss + "alice.env.eml"), *old, out).outcome.status,
+                  crypto::DecryptStatus::Ok);
+        // A write (here: the next import) stores version 2.
+        ASSERT_TRUE(old->import_keys(p12("Dave.p12"), &error)) << error;
+    }
+    EXPECT_EQ(sealmilter::base::read_file(options_.dir + "/index").rfind("sealmilter-keys 2\n", 0), 0u);
+    const auto now = open();
+    ASSERT_EQ(now->size(), 2u);
+    crypto::StringSink out;
+    EXPECT_EQ(decrypt(sealmilter::base::read_file(kNss + "alice.env.eml"), *now, out).outcome.status,
+              crypto::DecryptStatus::Ok);
+}
+
+// A certificate damaged in the index is found at open (its bytes no longer hash to the
+// recorded fingerprint), not at its first use.
+TEST_F(StoreTest, ACertificateDamagedInTheIndexIsRefusedAtOpen) {
+    std::string error;
+    ASSERT_TRUE(open()->import_keys(p12("Bob.p12"), &error)) << error;
+    std::string index = sealmilter::base::read_file(options_.dir + "/index");
+    const size_t key_line = index.find("\nkey ");
+    ASSERT_NE(key_line, std::string::npos);
+    // The certificate column is the 12th field; flip a base64 character in its middle.
+    size_t at = key_line + 1;
+    for (int field = 0; field < 11; ++field) at = index.find(' ', at) + 1;
+    at += 200;
+    index[at] = index[at] == 'A' ? 'B' : 'A';
+    sealmilter::base::write_atomically(options_.dir + "/index", index, 0600);
+    EXPECT_FALSE(keys::KeyStore::open(options_, &error));
+    EXPECT_NE(error.find("is damaged"), std::string::npos) << error;
+}
+
+TEST(LazyCertificate, ParsesOnFirstUseAndSharesWithCopies) {
+    const auto id = make_identity({.email = "lazy@bank.example", .serial = 77});
+    const std::vector<unsigned char> der = id.cert.der();
+    const crypto::Certificate lazy = crypto::Certificate::from_der_lazily(std::string(der.begin(), der.end()));
+    const crypto::Certificate copy = lazy;  // before the parse
+    EXPECT_EQ(lazy.der(), der);             // no parse needed
+    EXPECT_EQ(copy.subject(), id.cert.subject());
+    EXPECT_EQ(copy.native(), lazy.native());  // one parse, shared
+    EXPECT_EQ(lazy.email_addresses(), std::vector<std::string>{"lazy@bank.example"});
+    const crypto::Certificate broken = crypto::Certificate::from_der_lazily("not a certificate");
+    EXPECT_THROW((void)broken.subject(), crypto::CryptoError);
 }

@@ -12,7 +12,11 @@
 #include "crypto/certificate_builder.hpp"
 #include "crypto/envelope.hpp"
 #include "crypto/signed_data.hpp"
+#include "base/ascii.hpp"
+#include "base/encoding.hpp"
 #include "keys/key_ring.hpp"
+#include "keys/master_key.hpp"
+#include "keys/store.hpp"
 
 #include <dlfcn.h>
 #include <gtest/gtest.h>
@@ -24,7 +28,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 
 namespace core = sealmilter::core;
 namespace crypto = sealmilter::crypto;
@@ -412,6 +418,62 @@ TEST_F(TokenKeys, MasterKeyWrapsAndUnwrapsOnTheToken) {
     EXPECT_NE(error.find("cannot unwrap"), std::string::npos) << error;
     EXPECT_FALSE(keys::token_wrap_key("pkcs11:token=mail;object=ec1", options(), data_key, &error));
     EXPECT_NE(error.find("must be an RSA key"), std::string::npos) << error;
+}
+
+// keys.master_key_file in the token form: the file holds the master key wrapped by a token RSA
+// key; the store opens only with the token; the clear key is nowhere in the file.
+TEST_F(TokenKeys, AStoreOpensWithAMasterKeyWrappedOnTheToken) {
+    const std::string dir = token().dir + "/store-" + std::to_string(::getpid());
+    std::filesystem::create_directories(dir);
+    const std::string file = dir + "/master.token";
+    std::string error;
+    ASSERT_TRUE(keys::create_token_master_key_file(file, "pkcs11:token=mail;object=rsa1", options(), &error)) << error;
+    EXPECT_FALSE(keys::create_token_master_key_file(file, "pkcs11:token=mail;object=rsa1", options(), &error));
+    EXPECT_NE(error.find("already exists"), std::string::npos) << error;
+    struct stat st {};
+    ASSERT_EQ(stat(file.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    const std::optional<keys::MasterKey> key = keys::read_master_key(file, options(), &error);
+    ASSERT_TRUE(key) << error;
+    const std::string text = sealmilter::base::read_file(file);
+    const std::string clear(reinterpret_cast<const char*>(key->data()), keys::MasterKey::kSize);
+    EXPECT_EQ(text.find(clear), std::string::npos);
+    EXPECT_EQ(text.find(sealmilter::base::to_hex(clear)), std::string::npos);
+    EXPECT_EQ(sealmilter::base::to_lower(text).find(sealmilter::base::to_lower(sealmilter::base::to_hex(clear))), std::string::npos);
+    // Without the token the file opens nothing.
+    EXPECT_FALSE(keys::read_master_key(file, &error));
+    EXPECT_NE(error.find("wrapped on a PKCS#11 token"), std::string::npos) << error;
+    // A damaged wrapped key does not open (the token refuses the OAEP block). (A missing PIN
+    // cannot be shown in this process: the module's login lasts as long as the process; the
+    // CLI test shows it.)
+    const std::string damaged_file = dir + "/damaged.token";
+    std::string damaged = text;
+    const size_t at = damaged.find("\nwrapped ") + 20;
+    damaged[at] = damaged[at] == 'A' ? 'B' : 'A';
+    sealmilter::base::write_atomically(damaged_file, damaged, 0600);
+    EXPECT_FALSE(keys::read_master_key(damaged_file, options(), &error));
+    EXPECT_NE(error.find("does not unwrap"), std::string::npos) << error;
+    // A store under it: a key imported, the store reopened from disk, the key unwrapped.
+    keys::StoreOptions so;
+    so.dir = dir + "/keys";
+    so.master_key_file = file;
+    so.pkcs11_module = kSoftHsm;
+    so.pkcs11_pin_file = token().pin_file;
+    {
+        auto store = keys::KeyStore::open(so, &error);
+        ASSERT_TRUE(store) << error;
+        crypto::EVP_PKEY_ptr k = crypto::generate_ec_key("prime256v1");
+        std::vector<crypto::KeyMaterial> v(1);
+        v[0].certificate = crypto::CertificateBuilder().common_name("m").add_email_san("m@bank.example").public_key(k.get())
+                               .key_usage(crypto::kKeyAgreement).subject_key_identifier().build();
+        v[0].key = std::move(k);
+        ASSERT_TRUE(store->import_keys(std::move(v), &error)) << error;
+    }
+    auto reopened = keys::KeyStore::open(so, &error);
+    ASSERT_TRUE(reopened) << error;
+    ASSERT_EQ(reopened->size(), 1u);
+    EXPECT_TRUE(reopened->private_key(*reopened->for_address("m@bank.example").front(), &error)) << error;
+    std::filesystem::remove_all(dir);
 }
 
 // ---- errors --------------------------------------------------------------------------------

@@ -12,12 +12,18 @@
 #include "pg/harvest.hpp"
 #include "pg/journal.hpp"
 #include "pg/publish.hpp"
+#include "pg/keys.hpp"
+#include "crypto/envelope.hpp"
+#include "keys/store.hpp"
 #include "pg/schema.hpp"
 #include "pg/shared.hpp"
 #include "tests/support/http/servers.hpp"
 #include "tests/support/test_pki.hpp"
 
 #include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -370,12 +376,8 @@ TEST_F(PgTest, DsnFileAndSelection) {
     EXPECT_TRUE(s.cache);
     EXPECT_TRUE(s.journal);
     EXPECT_FALSE(s.harvest);
-    try {
-        pg::parse_selection({"cache", "keys"});
-        ADD_FAILURE() << "keys accepted";
-    } catch (const pg::SharedStateError& e) {
-        EXPECT_NE(std::string(e.what()).find("arrives with the key store"), std::string::npos) << e.what();
-    }
+    EXPECT_TRUE(pg::parse_selection({"cache", "keys"}).keys);  // the key store (pg/keys.hpp)
+    EXPECT_THROW(pg::parse_selection({"cache", "nonsense"}), pg::SharedStateError);
     EXPECT_TRUE(pg::parse_selection({"publish"}).publish);  // also without directory.publish_url
     EXPECT_TRUE(pg::parse_selection({"publish"}).any());
 }
@@ -585,6 +587,206 @@ TEST_F(PgTest, ZyRestartsUnderLoadLeaveDescriptorsAndThreadsBounded) {
     EXPECT_LE(peak, fds_before + 4 + 8) << "fds during the outages";
     EXPECT_LE(proc_entries("fd"), fds_before + 4);
     EXPECT_EQ(proc_entries("task"), threads_before);
+}
+
+// --- the key store on PostgreSQL (database.shared = keys) ---------------------------------------
+
+namespace keys = sealmilter::keys;
+namespace crypto = sealmilter::crypto;
+
+std::string der_of_private(EVP_PKEY* k) {
+    unsigned char* der = nullptr;
+    const int n = i2d_PrivateKey(k, &der);
+    std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(n));
+    OPENSSL_free(der);
+    return out;
+}
+
+std::string private_component(EVP_PKEY* k) {
+    BIGNUM* bn = nullptr;
+    if (EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_D, &bn) != 1 && EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_PRIV_KEY, &bn) != 1)
+        return "";
+    std::string out(static_cast<size_t>(BN_num_bytes(bn)), '\0');
+    BN_bn2bin(bn, reinterpret_cast<unsigned char*>(out.data()));
+    BN_clear_free(bn);
+    return out;
+}
+
+std::string to_hex(const std::string& bytes) {
+    static const char* const kHex = "0123456789abcdef";
+    std::string out;
+    for (const char c : bytes) {
+        out += kHex[static_cast<unsigned char>(c) >> 4];
+        out += kHex[static_cast<unsigned char>(c) & 15];
+    }
+    return out;
+}
+
+std::string envelope_to(const crypto::Certificate& to, const std::string& content) {
+    crypto::StringSink der;
+    crypto::EnvelopeWriter w({to}, {}, der);
+    w.write(content.data(), content.size());
+    w.finish();
+    return der.out;
+}
+
+std::string open_with(const keys::KeyRing& ring, const std::string& der) {
+    std::vector<crypto::RecipientId> ids;
+    if (crypto::inspect_envelope(der, ids).status != crypto::DecryptStatus::Ok) return "(not an envelope)";
+    for (const crypto::RecipientId& id : ids) {
+        for (const keys::KeyEntry& e : ring.find(id)) {
+            std::string error;
+            const keys::PrivateKey k = ring.private_key(*e, &error);
+            if (!k) return "(no private key: " + error + ")";
+            crypto::BIO_ptr in(BIO_new_mem_buf(der.data(), static_cast<int>(der.size())));
+            crypto::StringSink out;
+            if (crypto::decrypt_envelope(in.get(), *k, out).status == crypto::DecryptStatus::Ok) return out.out;
+        }
+    }
+    return "(no key)";
+}
+
+std::vector<crypto::KeyMaterial> materials(std::initializer_list<const sealmilter::testing::TestIdentity*> ids) {
+    std::vector<crypto::KeyMaterial> out;
+    for (const auto* id : ids) out.push_back(id->material());
+    return out;
+}
+
+class PgKeysTest : public PgTest {
+protected:
+    void SetUp() override {
+        master_ = dir_ + "/master-" + std::to_string(getpid()) + "-" + std::to_string(++masters_);
+        std::string error;
+        ASSERT_TRUE(keys::create_master_key_file(master_, &error)) << error;
+    }
+    void TearDown() override { fs::remove(master_); }
+
+    // One node's view: its own pool over the test's database, the store in PostgreSQL.
+    keys::StoreOptions node(const std::shared_ptr<pg::Pool>& pool) const {
+        keys::StoreOptions o;
+        o.dir = dir_ + "/unused-keys-dir";  // never written: the storage is PostgreSQL
+        o.master_key_file = master_;
+        o.storage = pg::key_storage(std::make_shared<pg::Pool>(pool->options()));
+        return o;
+    }
+    static std::shared_ptr<keys::KeyStore> open(const keys::StoreOptions& o) {
+        std::string error;
+        auto s = keys::KeyStore::open(o, &error);
+        EXPECT_TRUE(s) << error;
+        return s;
+    }
+
+    std::string master_;
+    static inline int masters_ = 0;
+};
+
+TEST_F(PgKeysTest, AKeyImportedOnOneNodeOpensMailOnTheOtherAfterReopening) {
+    auto pool = fresh();
+    const keys::StoreOptions a = node(pool);
+    const keys::StoreOptions b = node(pool);
+    const auto b_before = open(b);
+    ASSERT_TRUE(b_before);
+    EXPECT_EQ(b_before->size(), 0u);
+    const auto staff = make_identity({.email = "staff@bank.example", .serial = 501});
+    std::string error;
+    {
+        auto store = open(a);
+        ASSERT_TRUE(store);
+        ASSERT_TRUE(store->import_keys(materials({&staff}), &error)) << error;
+        EXPECT_EQ(store->size(), 1u);
+    }
+    EXPECT_EQ(b_before->size(), 0u);  // a node sees changes when it reopens (SIGHUP)
+    const auto b_after = open(b);
+    ASSERT_EQ(b_after->size(), 1u);
+    const keys::KeyEntry e = b_after->for_address("staff@bank.example").front();
+    EXPECT_EQ(e->location.rfind("postgresql:", 0), 0u) << e->location;
+    EXPECT_EQ(open_with(*b_after, envelope_to(staff.cert, "to staff, opened on node B")), "to staff, opened on node B");
+    // Nothing was written to keys.dir on either node.
+    EXPECT_FALSE(fs::exists(a.dir));
+    // State changes and rewrap go through the database too.
+    ASSERT_TRUE(b_after->set_state(e->id, keys::KeyState::Retired, &error)) << error;
+    EXPECT_EQ(open(a)->for_address("staff@bank.example").front()->state, keys::KeyState::Retired);
+    const std::string fresh_master = master_ + ".new";
+    ASSERT_TRUE(keys::create_master_key_file(fresh_master, &error)) << error;
+    const std::optional<keys::MasterKey> key = keys::read_master_key(fresh_master, &error);
+    ASSERT_TRUE(key) << error;
+    ASSERT_TRUE(open(a)->rewrap(*key, &error)) << error;
+    EXPECT_FALSE(keys::KeyStore::open(b, &error));  // the old master key no longer opens it
+    EXPECT_NE(error.find("does not open the key store"), std::string::npos) << error;
+    keys::StoreOptions b_new = b;
+    b_new.master_key_file = fresh_master;
+    const auto rewrapped = open(b_new);
+    EXPECT_EQ(open_with(*rewrapped, envelope_to(staff.cert, "after rewrap")), "after rewrap");
+    long long texts = -1;
+    EXPECT_EQ(pool->run([&](pg::Conn& c) { texts = c.exec("SELECT count(*) FROM sealmilter_key_texts").integer(0, 0); }), "");
+    EXPECT_EQ(texts, 1);  // the superseded generation is gone
+    fs::remove(fresh_master);
+}
+
+// Issue 16: "the database never sees a key in the clear". Every row of every table, as text
+// and (bytea columns) as raw bytes, is searched for PEM/DER private key markers, each key's
+// DER and its private component.
+TEST_F(PgKeysTest, NoKeyBytesInTheClearInAnyTable) {
+    auto pool = fresh();
+    const auto rsa = make_identity({.email = "rsa@bank.example", .serial = 601});
+    const auto ec = make_identity({.email = "ec@bank.example", .key = "ec-p256", .serial = 602});
+    std::string error;
+    ASSERT_TRUE(open(node(pool))->import_keys(materials({&rsa, &ec}), &error)) << error;
+    std::string dump;
+    std::string raw;
+    ASSERT_EQ(pool->run([&](pg::Conn& c) {
+                  pg::Rows tables = c.exec("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'");
+                  for (int i = 0; i < tables.size(); ++i) {
+                      const std::string t = tables.text(i, 0);
+                      pg::Rows rows = c.exec("SELECT t::text FROM " + t + " t");
+                      for (int r = 0; r < rows.size(); ++r) dump += rows.text(r, 0) + "\n";
+                  }
+                  pg::Rows idx = c.exec("SELECT body FROM sealmilter_key_index");
+                  for (int r = 0; r < idx.size(); ++r) raw += idx.bytes(r, 0);
+                  pg::Rows texts = c.exec("SELECT body FROM sealmilter_key_texts");
+                  for (int r = 0; r < texts.size(); ++r) raw += texts.bytes(r, 0);
+              }),
+              "");
+    ASSERT_NE(dump.find(to_hex("sealmilter-keys 2")), std::string::npos);  // the index is there (bytea as hex)
+    ASSERT_NE(raw.find("sealmilter-keys 2"), std::string::npos);
+    ASSERT_NE(raw.find("wrapped "), std::string::npos);            // and the wrapped keys
+    for (const std::string& where : {dump, raw}) {
+        EXPECT_EQ(where.find("PRIVATE KEY"), std::string::npos);
+        for (const auto* id : {&rsa, &ec}) {
+            const std::string der = der_of_private(id->key.get());
+            const std::string priv = private_component(id->key.get());
+            ASSERT_FALSE(priv.empty());
+            EXPECT_EQ(where.find(der), std::string::npos);
+            EXPECT_EQ(where.find(priv), std::string::npos);
+            EXPECT_EQ(where.find(to_hex(der)), std::string::npos);
+            EXPECT_EQ(where.find(to_hex(priv)), std::string::npos);
+        }
+    }
+}
+
+// Two writers on two nodes: the one whose index is no longer current is refused (nothing
+// lost, nothing half-written) and succeeds when run again.
+TEST_F(PgKeysTest, AWriterOnAnotherNodeMeanwhileMakesTheChangeRetryNotLoseAKey) {
+    auto pool = fresh();
+    const keys::StoreOptions a = node(pool);
+    const keys::StoreOptions b = node(pool);
+    const auto one = make_identity({.email = "one@bank.example", .serial = 701});
+    const auto two = make_identity({.email = "two@bank.example", .serial = 702});
+    std::string error;
+    auto store_b = open(b);
+    store_b->set_before_index_hook([&] {
+        std::string e;
+        EXPECT_TRUE(open(a)->import_keys(materials({&one}), &e)) << e;  // node A commits first
+    });
+    EXPECT_FALSE(store_b->import_keys(materials({&two}), &error));
+    EXPECT_NE(error.find("changed by another writer"), std::string::npos) << error;
+    EXPECT_EQ(open(b)->size(), 1u);  // A's key, whole
+    store_b->set_before_index_hook({});
+    ASSERT_TRUE(store_b->import_keys(materials({&two}), &error)) << error;
+    const auto both = open(a);
+    EXPECT_EQ(both->size(), 2u);
+    EXPECT_EQ(open_with(*both, envelope_to(one.cert, "one")), "one");
+    EXPECT_EQ(open_with(*both, envelope_to(two.cert, "two")), "two");
 }
 
 // Last (gtest runs a suite's tests in order): stops and restarts the suite's server.
