@@ -85,6 +85,7 @@ Plan plan_outer(const Message& m, const std::vector<HeaderField>& fields, const 
     Plan plan;
     plan.kind = PlanKind::Encrypt;
     std::vector<OuterMime> outer;
+    outer.reserve(fields.size());
     for (const HeaderField& f : fields) outer.push_back({f.name, f.value});
     bool have_mime_version = false;
     std::map<std::string, int> occurrence;
