@@ -42,7 +42,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     core::HarvestOptions options;
     options.validator = &fuzz::nss_validator();
-    options.keys = {&fuzz::nss_bob_key()};
+    options.keys = &fuzz::nss_bob_ring();
     const core::HarvestReport report = core::harvest(raw, sender, options);
     if (std::getenv("SEALMILTER_FUZZ_DEBUG") != nullptr) {  // triage: what became of this input
         std::fprintf(stderr, "harvest: skipped='%s' certificates=%zu\n", report.skipped.c_str(),

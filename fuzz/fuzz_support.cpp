@@ -48,6 +48,7 @@ struct State {
     Identity rsa;
     Identity ec;
     crypto::KeyMaterial bob;
+    keys::MemoryKeyRing bob_ring;  // a second load of Bob.p12, as harvest takes keys: by ring
     FrozenClock clock;
     std::unique_ptr<lookup::Validator> validator;
 };
@@ -63,6 +64,11 @@ State& state() {
             std::abort();
         }
         st->bob = std::move(*bob.material);
+        crypto::KeyLoad again = crypto::load_key_material(kNss + "Bob.p12", "nss");
+        if (!again.material || !st->bob_ring.add(std::move(*again.material), kNss + "Bob.p12")) {
+            std::fprintf(stderr, "fuzz setup: Bob.p12 does not make a key ring\n");
+            std::abort();
+        }
         lookup::ValidatorOptions vo;
         vo.trust_anchor_files = {kNss + "TestCA.pem"};
         vo.clock = &st->clock;
@@ -148,6 +154,9 @@ const Identity& ec_recipient() {
 }
 const crypto::KeyMaterial& nss_bob_key() {
     return state().bob;
+}
+const keys::KeyRing& nss_bob_ring() {
+    return state().bob_ring;
 }
 const lookup::Validator& nss_validator() {
     return *state().validator;

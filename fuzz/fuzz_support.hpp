@@ -14,6 +14,7 @@
 #include "core/message.hpp"
 #include "crypto/certificate.hpp"
 #include "crypto/private_key.hpp"
+#include "keys/key_ring.hpp"
 #include "lookup/validate.hpp"
 
 #include <cstddef>
@@ -54,6 +55,8 @@ const Identity& ec_recipient();   // EC P-256, keyAgreement, emailProtection
 // Bob's key from the NSS corpus (tests/data/nss-smime/Bob.p12): the recipient of every
 // *.env.eml message there, so enveloped layers can be opened.
 const crypto::KeyMaterial& nss_bob_key();
+// The same key in a one-off ring (what core::harvest takes).
+const keys::KeyRing& nss_bob_ring();
 
 // Trust anchor tests/data/nss-smime/TestCA.pem, clock frozen at kFrozenNow so that results
 // do not change when the corpus certificates expire (they are valid 2026-01-26..2031-01-26).
