@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from key_store_config import write_key_store_config
+
 PASSED = 0
 FAILED = []
 
@@ -60,26 +62,7 @@ def main():
 
 
 def write_config(tmp, name, master, keys_dir):
-    path = os.path.join(tmp, name)
-    os.makedirs(os.path.join(tmp, "spool"), exist_ok=True)
-    os.makedirs(os.path.join(tmp, "certs"), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(f"""[milter]
-spool_dir = {tmp}/spool
-[policy]
-file =
-[cache]
-path =
-[store]
-dir = {tmp}/certs
-[harvest]
-enabled = false
-dir = {tmp}/harvested
-[keys]
-dir = {keys_dir}
-master_key_file = {master}
-""")
-    return path
+    return write_key_store_config(tmp, name, master, keys_dir)
 
 
 def scenario(bin_, nss, tmp):

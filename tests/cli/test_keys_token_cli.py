@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 
+from key_store_config import write_key_store_config
+
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 PIN = "4711-cli"
 PASSED = 0
@@ -89,28 +91,8 @@ def encrypted_mail(tmp, env, cert, text, name):
 
 
 def write_config(tmp, name, master, keys_dir, pin_file):
-    path = os.path.join(tmp, name)
-    os.makedirs(os.path.join(tmp, "spool"), exist_ok=True)
-    os.makedirs(os.path.join(tmp, "certs"), exist_ok=True)
-    with open(path, "w") as f:
-        f.write(f"""[milter]
-spool_dir = {tmp}/spool
-[policy]
-file =
-[cache]
-path =
-[store]
-dir = {tmp}/certs
-[harvest]
-enabled = false
-dir = {tmp}/harvested
-[keys]
-dir = {keys_dir}
-master_key_file = {master}
-pkcs11_module = {SOFTHSM}
-pkcs11_pin_file = {pin_file}
-""")
-    return path
+    return write_key_store_config(tmp, name, master, keys_dir,
+                                  f"pkcs11_module = {SOFTHSM}\npkcs11_pin_file = {pin_file}\n")
 
 
 def files_of(directory):
