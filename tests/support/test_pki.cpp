@@ -3,6 +3,9 @@
 
 #include "crypto/certificate_builder.hpp"
 
+#include <openssl/core_names.h>
+#include <openssl/x509.h>
+
 #include <ctime>
 
 namespace sealmilter::testing {
@@ -39,6 +42,26 @@ TestIdentity make_identity(const CertSpec& spec) {
     if (ku == "default") ku = spec.key.rfind("ec", 0) == 0 ? "keyAgreement,digitalSignature" : "keyEncipherment,digitalSignature";
     if (ku != "none") b.key_usage(crypto::key_usage_from_names(ku));
     return TestIdentity{std::move(key), b.build()};
+}
+
+std::string der_of_private(EVP_PKEY* key) {
+    unsigned char* der = nullptr;
+    const int n = i2d_PrivateKey(key, &der);
+    if (n <= 0) return {};
+    std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(n));
+    OPENSSL_free(der);
+    return out;
+}
+
+std::string private_component(EVP_PKEY* key) {
+    BIGNUM* bn = nullptr;
+    if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_RSA_D, &bn) != 1 &&
+        EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &bn) != 1)
+        return "";
+    std::string out(static_cast<size_t>(BN_num_bytes(bn)), '\0');
+    BN_bn2bin(bn, reinterpret_cast<unsigned char*>(out.data()));
+    BN_clear_free(bn);
+    return out;
 }
 
 }  // namespace sealmilter::testing

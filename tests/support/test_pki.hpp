@@ -27,4 +27,9 @@ struct TestIdentity {
 
 TestIdentity make_identity(const CertSpec& spec);
 
+// A private key's own bytes, for the at-rest tests that search stored data for them: its DER
+// (i2d_PrivateKey), and its private component alone (RSA d, EC scalar; "" for other kinds).
+std::string der_of_private(EVP_PKEY* key);
+std::string private_component(EVP_PKEY* key);
+
 }  // namespace sealmilter::testing

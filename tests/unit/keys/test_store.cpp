@@ -107,24 +107,8 @@ std::string normalized(std::string s) {
     return out;
 }
 
-std::string der_of_private(EVP_PKEY* k) {
-    unsigned char* der = nullptr;
-    const int n = i2d_PrivateKey(k, &der);
-    std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(n));
-    OPENSSL_free(der);
-    return out;
-}
-
-// The private component itself (RSA d, EC scalar): must appear in no store file.
-std::string private_component(EVP_PKEY* k) {
-    BIGNUM* bn = nullptr;
-    if (EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_D, &bn) != 1 && EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_PRIV_KEY, &bn) != 1)
-        return "";
-    std::string out(static_cast<size_t>(BN_num_bytes(bn)), '\0');
-    BN_bn2bin(bn, reinterpret_cast<unsigned char*>(out.data()));
-    BN_clear_free(bn);
-    return out;
-}
+using sealmilter::testing::der_of_private;
+using sealmilter::testing::private_component;
 
 std::string all_files(const std::string& dir) {
     std::string all;

@@ -2,6 +2,7 @@
 // backoff while the endpoint is down, delivered once it is back, across a restart.
 #include "lookup/publisher.hpp"
 #include "tests/support/http/servers.hpp"
+#include "tests/support/polling.hpp"
 
 #include <gtest/gtest.h>
 
@@ -17,22 +18,8 @@ namespace http = sealmilter::testing::http;
 
 namespace {
 
-size_t count_files(const std::string& dir, const std::string& ext) {
-    size_t n = 0;
-    std::error_code ec;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-        if (it->path().extension() == ext) ++n;
-    return n;
-}
-
-template <typename Pred>
-bool wait_for(Pred pred, int ms) {
-    for (int i = 0; i < ms / 20; ++i) {
-        if (pred()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return pred();
-}
+using sealmilter::testing::count_files;
+using sealmilter::testing::wait_for;
 
 std::string slurp(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);

@@ -18,6 +18,7 @@
 #include "pg/schema.hpp"
 #include "pg/shared.hpp"
 #include "tests/support/http/servers.hpp"
+#include "tests/support/polling.hpp"
 #include "tests/support/test_pki.hpp"
 
 #include <gtest/gtest.h>
@@ -54,23 +55,7 @@ std::string run_command(const std::string& cmd) {
     return out;
 }
 
-size_t count_entries(const std::string& dir, const std::string& ext) {
-    size_t n = 0;
-    std::error_code ec;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-        if (it->path().extension() == ext) ++n;
-    return n;
-}
-
-// Calls pred until it is true (at most ms); pred is called once more only after a false.
-template <typename Pred>
-bool wait_for(Pred pred, int ms) {
-    for (int i = 0; i < ms / 20; ++i) {
-        if (pred()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return pred();
-}
+using sealmilter::testing::wait_for;
 
 // Entries of the process: open file descriptors or threads (/proc/self/fd, /proc/self/task).
 size_t proc_entries(const char* what) {
@@ -96,7 +81,7 @@ struct Recorder {
                            true, dir + "/recorder.log") &&
                child.read_line(15000) == std::to_string(port);
     }
-    size_t received() const { return count_entries(dir + "/received", ".req"); }
+    size_t received() const { return sealmilter::testing::count_files(dir + "/received", ".req"); }
     std::multiset<std::string> bodies() const {
         std::multiset<std::string> out;
         std::error_code ec;
@@ -525,7 +510,7 @@ TEST_F(PgTest, PublishersOnTwoNodesPublishEachCertificateOnce) {
         long long due = 0;
         EXPECT_TRUE(wait_for([&] { return oa.shared->due_in(due).empty() && due == -1; }, 10000));
         std::this_thread::sleep_for(std::chrono::milliseconds(300));  // anything late would arrive now
-        EXPECT_EQ(count_entries(rec.dir + "/spool-a", ".req") + count_entries(rec.dir + "/spool-b", ".req"), 0u);
+        EXPECT_EQ(sealmilter::testing::count_files(rec.dir + "/spool-a", ".req") + sealmilter::testing::count_files(rec.dir + "/spool-b", ".req"), 0u);
     }
     const std::multiset<std::string> bodies = rec.bodies();
     EXPECT_EQ(bodies.size(), 20u);
@@ -594,23 +579,8 @@ TEST_F(PgTest, ZyRestartsUnderLoadLeaveDescriptorsAndThreadsBounded) {
 namespace keys = sealmilter::keys;
 namespace crypto = sealmilter::crypto;
 
-std::string der_of_private(EVP_PKEY* k) {
-    unsigned char* der = nullptr;
-    const int n = i2d_PrivateKey(k, &der);
-    std::string out(reinterpret_cast<const char*>(der), static_cast<size_t>(n));
-    OPENSSL_free(der);
-    return out;
-}
-
-std::string private_component(EVP_PKEY* k) {
-    BIGNUM* bn = nullptr;
-    if (EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_D, &bn) != 1 && EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_PRIV_KEY, &bn) != 1)
-        return "";
-    std::string out(static_cast<size_t>(BN_num_bytes(bn)), '\0');
-    BN_bn2bin(bn, reinterpret_cast<unsigned char*>(out.data()));
-    BN_clear_free(bn);
-    return out;
-}
+using sealmilter::testing::der_of_private;
+using sealmilter::testing::private_component;
 
 std::string to_hex(const std::string& bytes) {
     static const char* const kHex = "0123456789abcdef";
@@ -825,12 +795,12 @@ TEST_F(PgTest, ZzServerDownMissesFailsAndRecoversWithoutARestart) {
     // The publish queue: what is harvested meanwhile stays in this node's spool, and this
     // node publishes it itself.
     publisher->enqueue("down@partner.example", pem_of(1));
-    EXPECT_EQ(count_entries(rec.dir + "/spool", ".req"), 1u);
+    EXPECT_EQ(sealmilter::testing::count_files(rec.dir + "/spool", ".req"), 1u);
     EXPECT_GE(publisher->flush_once(), 1u);  // the shared queue's content is unknown meanwhile
-    EXPECT_EQ(count_entries(rec.dir + "/spool", ".req"), 0u);
+    EXPECT_EQ(sealmilter::testing::count_files(rec.dir + "/spool", ".req"), 0u);
     EXPECT_EQ(rec.received(), 1u);
     publisher->enqueue("later@partner.example", pem_of(2));
-    EXPECT_EQ(count_entries(rec.dir + "/spool", ".req"), 1u);
+    EXPECT_EQ(sealmilter::testing::count_files(rec.dir + "/spool", ".req"), 1u);
 
     start_server(port);
     ASSERT_EQ(port_, port) << "PostgreSQL did not come back on its port";
@@ -841,7 +811,7 @@ TEST_F(PgTest, ZzServerDownMissesFailsAndRecoversWithoutARestart) {
     EXPECT_EQ(harvest.lookup(q).outcome, lookup::Outcome::Found);
     // The spool moves into the shared queue and is published from there; nothing left.
     EXPECT_EQ(publisher->flush_once(), 0u);
-    EXPECT_EQ(count_entries(rec.dir + "/spool", ".req"), 0u);
+    EXPECT_EQ(sealmilter::testing::count_files(rec.dir + "/spool", ".req"), 0u);
     EXPECT_EQ(rec.received(), 2u);
     const std::multiset<std::string> bodies = rec.bodies();
     EXPECT_EQ(bodies.count(pem_of(1)) + bodies.count(pem_of(2)), 2u);
