@@ -76,6 +76,41 @@ int cmd_sign(int argc, char** argv) {
     return kOk;
 }
 
+namespace {
+
+// The trusted roots `verify` checks a signer's chain against (66 unreadable, 65 malformed).
+std::vector<crypto::Certificate> load_anchors(const std::vector<std::string>& files) {
+    std::vector<crypto::Certificate> anchors;
+    for (const std::string& path : files) {
+        bool unreadable = false;
+        crypto::ParsedCertificates parsed = crypto::load_certificate_file(path, &unreadable);
+        if (unreadable) throw CliError(kNoInput, parsed.error);
+        if (!parsed.error.empty()) throw CliError(kDataErr, parsed.error);
+        anchors.insert(anchors.end(), parsed.certificates.begin(), parsed.certificates.end());
+    }
+    return anchors;
+}
+
+// One signer as `verify` reports it: subject and addresses, digest, signingTime,
+// SMIMECapabilities, SMIMEEncryptionKeyPreference.
+void print_signer(const crypto::SignerDetails& s) {
+    std::cout << "signer: " << (s.certificate ? s.certificate->subject() : std::string("(certificate not carried)"));
+    if (s.certificate)
+        for (const std::string& a : s.certificate->email_addresses()) std::cout << " <" << a << ">";
+    std::cout << "\ndigest: " << s.digest << "\n";
+    if (s.signing_time) std::cout << "signing-time: " << time_text(*s.signing_time) << "\n";
+    std::cout << "capabilities:";
+    for (const std::string& c : s.capabilities) std::cout << " " << c;
+    std::cout << (s.capabilities.empty() ? " (none)\n" : "\n");
+    if (s.key_preference)
+        std::cout << "encryption-key-preference: " << s.key_preference->subject() << " "
+                  << s.key_preference->fingerprint_sha256() << "\n";
+    else if (!s.key_preference_note.empty())
+        std::cout << "encryption-key-preference: " << s.key_preference_note << "\n";
+}
+
+}  // namespace
+
 int cmd_verify(int argc, char** argv) {
     po::options_description desc(
         "sealmilter verify [-c FILE] [--ca FILE...] < in.eml\n"
@@ -90,14 +125,7 @@ int cmd_verify(int argc, char** argv) {
     if (p.help) return kOk;
     std::vector<std::string> ca_files = p.vm.count("ca") != 0U ? p.vm["ca"].as<std::vector<std::string>>()
                                                                : p.config->get_list("lookup.trust_anchors");
-    std::vector<crypto::Certificate> anchors;
-    for (const std::string& path : ca_files) {
-        bool unreadable = false;
-        crypto::ParsedCertificates parsed = crypto::load_certificate_file(path, &unreadable);
-        if (unreadable) throw CliError(kNoInput, parsed.error);
-        if (!parsed.error.empty()) throw CliError(kDataErr, parsed.error);
-        anchors.insert(anchors.end(), parsed.certificates.begin(), parsed.certificates.end());
-    }
+    const std::vector<crypto::Certificate> anchors = load_anchors(ca_files);
     const std::unique_ptr<Input> input = read_input(*p.config);
     std::string text;
     input->raw.for_each_chunk([&](std::string_view c) { text += c; });
@@ -131,21 +159,7 @@ int cmd_verify(int argc, char** argv) {
     const bool signature_ok = detached ? sd->verify_detached(*detached, &detail) : sd->verify_opaque(&detail).has_value();
     std::string chain_detail;
     const bool chain_ok = signature_ok && sd->verify_chain(detached, anchors, &chain_detail);
-    for (const crypto::SignerDetails& s : sd->signers()) {
-        std::cout << "signer: " << (s.certificate ? s.certificate->subject() : std::string("(certificate not carried)"));
-        if (s.certificate)
-            for (const std::string& a : s.certificate->email_addresses()) std::cout << " <" << a << ">";
-        std::cout << "\ndigest: " << s.digest << "\n";
-        if (s.signing_time) std::cout << "signing-time: " << time_text(*s.signing_time) << "\n";
-        std::cout << "capabilities:";
-        for (const std::string& c : s.capabilities) std::cout << " " << c;
-        std::cout << (s.capabilities.empty() ? " (none)\n" : "\n");
-        if (s.key_preference)
-            std::cout << "encryption-key-preference: " << s.key_preference->subject() << " "
-                      << s.key_preference->fingerprint_sha256() << "\n";
-        else if (!s.key_preference_note.empty())
-            std::cout << "encryption-key-preference: " << s.key_preference_note << "\n";
-    }
+    for (const crypto::SignerDetails& s : sd->signers()) print_signer(s);
     std::cout << "format: " << (detached ? "multipart/signed" : "opaque signed-data") << "\n";
     std::cout << "signature: " << (signature_ok ? "valid" : "INVALID (" + detail + ")") << "\n";
     if (signature_ok) std::cout << "chain: " << (chain_ok ? "trusted" : "UNTRUSTED (" + chain_detail + ")") << "\n";
