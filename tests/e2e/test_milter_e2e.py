@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gateway import Results, Gateway, inner_expected, sink_body_equal, wire_form  # noqa: E402
 import metrics_group  # noqa: E402
 import sendmail_group  # noqa: E402
+import issue_group  # noqa: E402
 import sign_group  # noqa: E402
 
 RESULTS = Results()
@@ -951,6 +952,9 @@ GROUPS = {
     # crypto.sign = always: To/Cc and Bcc signed, sign only, 8bit past a hop without 8BITMIME
     "sign": (sign_group.recipients, sign_group.PUBLISHED, sign_group.POLICY, "", lambda gw: sign_group.run(
         gw, check, new_id, reply_ok, DATA)),
+    # certificates for anyone: issue, notice, pickup in headless Chromium (tests/e2e/issue_group.py)
+    "issue": (issue_group.recipients, issue_group.PUBLISHED, issue_group.POLICY, "", lambda gw: issue_group.run(
+        gw, check, new_id, reply_ok)),
 }
 
 
@@ -981,6 +985,8 @@ def main():
             metrics_group.prepare(gw)
         if a.group == "sign":
             sign_group.prepare(gw)
+        if a.group == "issue":
+            issue_group.prepare(gw)
         gw.start()
         fn(gw)
     except Exception as e:  # a harness failure is a test failure, with the logs
