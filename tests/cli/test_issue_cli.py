@@ -3,7 +3,8 @@
 through the real binary (issue 13, keys part): the root `ca init` prints and stores (a CA
 certificate checked by `openssl x509`), its key active in the store; a second `ca init` refused
 (73); a sub-CA from a PKCS#12 of an openssl-made PKI (`ca import`, its chain in ca.pem; a non-CA
-and a wrong password refused, 65); a certificate issued for an address (`issued new`) verifies
+and a wrong password refused, 65); `ca init --token` with the CA key on a SoftHSM2 token made in
+the test's temp dir (skipped without softhsm2); a certificate issued for an address (`issued new`) verifies
 with `openssl verify -purpose smimeencrypt`, its key is escrowed in the store and opens mail
 encrypted to it by `openssl cms` (`sealmilter decrypt` through the store); quoted and non-ASCII
 addresses refused with the reason; `issued list [--json]`; `resend` unlocks a locked link and
@@ -67,6 +68,7 @@ def main():
     try:
         root_ca(a.sealmilter, tmp)
         sub_ca(a.sealmilter, tmp)
+        token_ca(a.sealmilter, tmp)
         usage(a.sealmilter, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -223,6 +225,69 @@ def sub_ca(bin_, tmp):
     rc, out, err = run(["openssl", "verify", "-purpose", "smimeencrypt", "-CAfile", j("root.pem"), "-untrusted",
                         os.path.join(tmp, "subkeys", "ca.pem"), leaf])
     check("a sub-CA's certificate verifies to the organisation's root", rc == 0 and ": OK" in out, f"{rc} {out} {err}")
+
+
+SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
+
+
+def token_ca(bin_, tmp):
+    """`ca init --token URI`: the CA key made on a SoftHSM2 token (in this test's temp dir),
+    the root self-signed by the token, recipient certificates signed on it."""
+    if not os.path.exists(SOFTHSM) or shutil.which("pkcs11-tool") is None or shutil.which("softhsm2-util") is None:
+        print("token CA: skipped (no softhsm2 / pkcs11-tool)")
+        return
+    env = dict(os.environ)
+    d = os.path.join(tmp, "token")
+    os.makedirs(os.path.join(d, "tokens"))
+    with open(os.path.join(d, "softhsm2.conf"), "w") as f:
+        f.write(f"directories.tokendir = {d}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n")
+    env["SOFTHSM2_CONF"] = os.path.join(d, "softhsm2.conf")
+    pin = "4711-ca"
+    for cmd in (["softhsm2-util", "--init-token", "--free", "--label", "ca", "--pin", pin, "--so-pin", "so-ca"],
+                ["pkcs11-tool", "--module", SOFTHSM, "--token-label", "ca", "--login", "--pin", pin, "--keypairgen",
+                 "--key-type", "rsa:3072", "--id", "0a", "--label", "mailca", "--usage-sign"]):
+        p = subprocess.run(cmd, capture_output=True, timeout=120, env=env)
+        if p.returncode != 0:
+            check("token set-up", False, f"{cmd}: {p.stderr.decode(errors='replace')}")
+            return
+    pin_file = os.path.join(d, "pin")
+    with open(pin_file, "w") as f:
+        f.write(pin + "\n")
+    os.chmod(pin_file, 0o600)
+    master = os.path.join(d, "master.key")
+    must([bin_, "keys", "new-master-key", master])
+    conf = write_key_store_config(d, "t.conf", master, os.path.join(d, "keys"),
+                                  f"pkcs11_module = {SOFTHSM}\npkcs11_pin_file = {pin_file}\n[issue]\norg_name = Token Bank\n")
+    tok = lambda args: subprocess.run([bin_, *args], capture_output=True, timeout=120, env=env)
+    p = tok(["ca", "init", "-c", conf, "--token", "pkcs11:token=ca;object=mailca"])
+    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    check("ca init --token", p.returncode == 0 and out.startswith("-----BEGIN CERTIFICATE-----"), f"{p.returncode} {err}")
+    root = os.path.join(d, "root.pem")
+    with open(root, "w") as f:
+        f.write(out)
+    rc, text, err = run(["openssl", "x509", "-in", root, "-noout", "-text"])
+    check("the token root is self-signed, RSA-3072, named by issue.org_name",
+          "Public-Key: (3072 bit)" in text and "Issuer: O = Token Bank, CN = Token Bank Mail Encryption CA" in text, text[:700])
+    rc, out2, err = run(["openssl", "verify", "-CAfile", root, root])
+    check("the token root's self-signature verifies", rc == 0, f"{rc} {out2} {err}")
+    p = tok(["keys", "list", "--json", "-c", conf])
+    keys = json.loads(p.stdout or b"[]")
+    check("the CA key stays on the token", len(keys) == 1 and keys[0]["source"] == "token" and
+          keys[0]["location"].startswith("pkcs11:"), keys)
+    p = tok(["issued", "new", "-c", conf, "token.customer@example.com"])
+    leaf = os.path.join(d, "leaf.pem")
+    with open(leaf, "wb") as f:
+        f.write(p.stdout)
+    check("issued new signs on the token", p.returncode == 0, p.stderr.decode(errors="replace"))
+    rc, out2, err = run(["openssl", "verify", "-purpose", "smimeencrypt", "-CAfile", root, leaf])
+    check("a token-signed certificate verifies", rc == 0 and ": OK" in out2, f"{rc} {out2} {err}")
+    conf2 = write_key_store_config(d, "t2.conf", master, os.path.join(d, "keys2"),
+                                   f"pkcs11_module = {SOFTHSM}\npkcs11_pin_file = {pin_file}\n")
+    p = tok(["ca", "init", "-c", conf2, "--token", "pkcs11:token=ca;object=none"])
+    err = p.stderr.decode(errors="replace")
+    check("ca init --token with no such key is refused (65)", p.returncode == 65 and "no private key" in err,
+          f"{p.returncode} {err}")
+    check("nothing written when refused", not os.path.exists(os.path.join(d, "keys2", "ca.pem")))
 
 
 def usage(bin_, tmp):
