@@ -16,8 +16,10 @@
 //            The store never deletes a key by itself; states change only by a command.
 // Ownership: open() returns a shared KeyStore; entries are shared (KeyRing contract).
 // Threads:   the KeyRing methods are safe concurrently on a const store (the unwrapped-key
-//            cache is behind a base::Mutex). Writers (import, set_state, rewrap) are for the
-//            single-threaded CLI; they hold an flock on keys.dir/lock against other writers.
+//            cache is behind a base::Mutex). Writers (import, set_state, remove_key, rewrap)
+//            are for the single-threaded CLI and for keys::Issuer (one writer at a time under its
+//            own lock, on its own instance); they hold an flock on keys.dir/lock against other
+//            writers and re-read the index under it.
 // Errors:    open() returns nullptr and one sentence in *error (bad master key, a master key
 //            that does not open the store, a damaged index); writers return false / nullopt
 //            with *error; private_key() returns nullptr with *error.
@@ -78,10 +80,18 @@ public:
     // Each key needs its certificate (it is indexed by it). All or nothing: on failure the
     // index is unchanged.
     std::optional<ImportReport> import_keys(std::vector<crypto::KeyMaterial> keys, std::string* error);
+    // The same with the state every new key is recorded in (the issuing CA imports the keys it
+    // escrows for recipients as KeyState::Escrowed, keys/issuer.hpp).
+    std::optional<ImportReport> import_keys(std::vector<crypto::KeyMaterial> keys, KeyState state, std::string* error);
     // A key that stays on its PKCS#11 token, named by `uri`, with its certificate.
     std::optional<ImportReport> import_token_key(const std::string& uri, const crypto::Certificate& certificate,
                                                  const std::vector<crypto::Certificate>& chain, std::string* error);
     bool set_state(const std::string& id, KeyState state, std::string* error);
+    // Removes an escrowed key (index entry and key file): the one deletion the store knows.
+    // issue.keep_escrow = false asks that the key our CA escrowed for a recipient is held by
+    // the recipient alone once they picked it up (keys/issuer.hpp); every other key stays
+    // forever, so this refuses any key whose recorded state is not `escrowed`.
+    bool remove_key(const std::string& id, std::string* error);
     // Re-wraps every file key under `new_key` (a new generation of files), then the index.
     bool rewrap(const MasterKey& new_key, std::string* error);
 
