@@ -27,7 +27,9 @@
 
 namespace sealmilter::core {
 
-enum class Mode { Require, Opportunistic, Never };
+// Issue (issue 13, docs/issuing.md): like Require, but a definite miss issues a certificate
+// from the gateway's own CA instead of refusing the recipient.
+enum class Mode { Require, Opportunistic, Never, Issue };
 const char* to_string(Mode m) noexcept;
 std::optional<Mode> parse_mode(std::string_view s) noexcept;
 

@@ -21,6 +21,7 @@ RecipientOutcome own_outcome(const core::RecipientDecision& d) noexcept {
     case core::Outcome::Plain: return RecipientOutcome::Plain;
     case core::Outcome::Reject: return RecipientOutcome::Refused;
     case core::Outcome::Tempfail: return RecipientOutcome::Tempfailed;
+    case core::Outcome::Issue: return RecipientOutcome::Encrypted;  // dry run: would issue and encrypt
     }
     return RecipientOutcome::Plain;
 }
