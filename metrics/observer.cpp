@@ -67,6 +67,9 @@ void Observers::message_decided(const MessageReport& r) noexcept {
 void Observers::reinjection(bool ok) noexcept {
     for (const auto& o : all_) o->reinjection(ok);
 }
+void Observers::certificate_issued() noexcept {
+    for (const auto& o : all_) o->certificate_issued();
+}
 void Observers::harvested(size_t certificates) noexcept {
     for (const auto& o : all_) o->harvested(certificates);
 }
