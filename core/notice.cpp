@@ -102,7 +102,10 @@ std::string html_text(const NoticeSettings& s, const NoticeFacts& f, const std::
 GPtr<GMimeObject> text_part(const char* subtype, const std::string& text) {
     GPtr<GMimeTextPart> part(g_mime_text_part_new_with_subtype(subtype));
     g_mime_text_part_set_text(part.get(), text.c_str());  // charset utf-8 when needed
-    g_mime_part_set_content_encoding(GMIME_PART(part.get()), GMIME_CONTENT_ENCODING_QUOTEDPRINTABLE);
+    // 7bit when the text is ASCII (so the link stays whole on its line, for people and for
+    // tools that read the raw mail); quoted-printable when the organisation name is not.
+    g_mime_part_set_content_encoding(
+        GMIME_PART(part.get()), g_mime_part_get_best_content_encoding(GMIME_PART(part.get()), GMIME_ENCODING_CONSTRAINT_7BIT));
     return GPtr<GMimeObject>(GMIME_OBJECT(part.release()));
 }
 

@@ -88,7 +88,7 @@ public:
     KeyPairPool& operator=(const KeyPairPool&) = delete;
 
     // A ready key pair, or nullptr when none is ready (never generates in the caller's thread).
-    EVP_PKEY_ptr take();
+    crypto::EVP_PKEY_ptr take();
     size_t ready() const;
     unsigned long long generated() const;  // since start (benchmarks, metrics)
 
