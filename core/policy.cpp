@@ -97,6 +97,10 @@ PolicyTable PolicyTable::load(const std::string& path) {
     return parse(text, path);
 }
 
+bool PolicyTable::names_mode(Mode m) const noexcept {
+    return std::any_of(entries_.begin(), entries_.end(), [m](const auto& e) { return e.second.mode == m; });
+}
+
 PolicyMatch PolicyTable::lookup(std::string_view address, Mode default_mode) const {
     const std::string addr = base::to_lower(address);
     const std::string domain(domain_of(addr));

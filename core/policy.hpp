@@ -53,6 +53,8 @@ public:
 
     PolicyMatch lookup(std::string_view address, Mode default_mode) const;
     size_t size() const noexcept { return entries_.size(); }
+    // True when some line names mode `m` (e.g. issue: the daemon then needs an issuer).
+    bool names_mode(Mode m) const noexcept;
 
 private:
     struct Entry {
