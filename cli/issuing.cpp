@@ -37,7 +37,7 @@ public:
         return issuer_->current(address);
     }
     void superseded(std::string_view address, const std::string& reason) override {
-        log_.info("issued: <" + std::string(address) + ">: retired: " + reason);
+        log_.info("<" + std::string(address) + ">: issued certificate retired: " + reason);
         issuer_->retire(address, reason);
     }
     void set_worker(milter::NoticeWorker* w) { worker_.store(w); }
@@ -64,7 +64,7 @@ private:
 
 // pickup.audit_log (appended, one line each, 0640) or the daemon log.
 milter::AuditSink audit_sink(const conf::Config& c, const base::Logger& log) {
-    const std::string path = c.get("pickup.audit_log");
+    const std::string& path = c.get("pickup.audit_log");
     if (path.empty()) return [log](const std::string& line) { log.info(line); };
     return [path, log](const std::string& line) {
         const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
@@ -147,7 +147,7 @@ std::shared_ptr<Issuing> Issuing::open(const conf::Config& c, const base::Logger
     out->issuer_ = issuer;
     out->adapter_ = std::make_shared<Adapter>(issuer, log.child("issue"));
     const auto [host, port] = [&c] {
-        const std::string v = c.get("milter.reinject");
+        const std::string& v = c.get("milter.reinject");
         const size_t colon = v.rfind(':');
         std::string h = v.substr(0, colon);
         if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);

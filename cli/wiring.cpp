@@ -105,7 +105,7 @@ std::unique_ptr<LookupStack> build_lookup(const conf::Config& c,
     const SharedState& state = shared != nullptr ? *shared : own;
     try {
         lookup::SourceRegistry registry = lookup::builtin_sources();
-        if (issued) lookup::add_issued_source(registry, std::move(issued));
+        if (issued) lookup::add_issued_source(registry, issued);
         if (state.which.harvest) {
             std::shared_ptr<const lookup::HarvestStorage> store = harvest_storage(c, state);
             registry.add("harvest", [store](const lookup::Settings&) {

@@ -32,7 +32,7 @@ void IssuedSource::superseded(const Query& query, const std::string& winner) {
     issued_->superseded(query.email, "the recipient's own certificate was found (" + winner + ")");
 }
 
-void add_issued_source(SourceRegistry& registry, std::shared_ptr<IssuedCertificates> issued) {
+void add_issued_source(SourceRegistry& registry, const std::shared_ptr<IssuedCertificates>& issued) {
     registry.add("issued", [issued](const Settings& /*settings*/) {
         BuiltSource b;
         if (issued == nullptr) {

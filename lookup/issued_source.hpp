@@ -54,6 +54,6 @@ private:
 
 // Registers "issued" over `issued`; null registers it as configured off ("issued: off (no
 // issuing CA in keys.dir)"), so a lookup.order naming it works without an issuer.
-void add_issued_source(SourceRegistry& registry, std::shared_ptr<IssuedCertificates> issued);
+void add_issued_source(SourceRegistry& registry, const std::shared_ptr<IssuedCertificates>& issued);
 
 }  // namespace sealmilter::lookup

@@ -77,7 +77,7 @@ void NoticeWorker::run() {
         try {
             pass();
         } catch (const std::exception& e) {  // never out of the thread: the next pass retries
-            log_.error(std::string("notices: pass failed: ") + e.what());
+            log_.error(std::string("pass failed: ") + e.what());
         }
     }
 }
@@ -96,7 +96,7 @@ size_t NoticeWorker::pass() {
     const std::time_t now = base::now_from(options_.clock);
     std::string error;
     std::vector<keys::IssuedRecord> records = book_->list(&error);
-    if (!error.empty()) log_.warning("notices: the registry could not be listed completely: " + error);
+    if (!error.empty()) log_.warning("the registry could not be listed completely: " + error);
     std::sort(records.begin(), records.end(),
               [](const keys::IssuedRecord& a, const keys::IssuedRecord& b) { return a.issued_at < b.issued_at; });
     size_t sent = 0;
@@ -132,7 +132,7 @@ bool NoticeWorker::send_one(const keys::IssuedRecord& r, std::time_t now) {
         return next;
     }, &error);
     if (!written) {
-        log_.error("notices: <" + r.address + ">: the record cannot be updated (" + error + "); notice not sent");
+        log_.error("<" + r.address + ">: the record cannot be updated (" + error + "); notice not sent");
         return false;
     }
     if (!before) return false;
@@ -144,7 +144,7 @@ bool NoticeWorker::send_one(const keys::IssuedRecord& r, std::time_t now) {
         const std::string notice = core::compose_notice(options_.notice, facts);
         const std::optional<core::Signer> signer = signer_ ? signer_(&why_unsigned) : std::nullopt;
         if (!signer)
-            log_.warning("notices: <" + r.address + ">: sent unsigned: no signing key for " + options_.notice.from +
+            log_.warning("<" + r.address + ">: sent unsigned: no signing key for " + options_.notice.from +
                          (why_unsigned.empty() ? "" : " (" + why_unsigned + ")"));
         send_error = reinjector_->hand_over(
             options_.notice.from, {r.address},
@@ -166,7 +166,7 @@ bool NoticeWorker::send_one(const keys::IssuedRecord& r, std::time_t now) {
             return next;
         }, &error);
     }
-    log_.info("notices: <" + r.address + ">: notice handed over to " + reinjector_->target() +
+    log_.info("<" + r.address + ">: notice handed over to " + reinjector_->target() +
               (reply.empty() ? "" : " (" + reply + ")") + "; link valid until " + crypto::format_time_utc(expires));
     if (audit_) audit_("pickup: event=notice address=" + r.address + " client=- expires=" + std::to_string(expires));
     return true;
@@ -195,7 +195,7 @@ void NoticeWorker::failed(const keys::IssuedRecord& before, const std::string& t
     for (unsigned i = 1; i < attempts && wait < options_.backoff_max; ++i) wait *= 2;
     wait = std::min(wait, options_.backoff_max);
     retry_at_[before.address] = now + static_cast<std::time_t>(wait);
-    log_.warning("notices: <" + before.address + ">: the notice could not be handed over (" + why + "); attempt " +
+    log_.warning("<" + before.address + ">: the notice could not be handed over (" + why + "); attempt " +
                  std::to_string(attempts) + ", next in " + std::to_string(wait) + " s" +
                  (written ? "" : "; the record could not be put back (" + error + ")"));
 }
