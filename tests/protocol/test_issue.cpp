@@ -7,6 +7,7 @@
 // certificates (test_pki) and keeps their keys, so every result is decrypted, not compared.
 #include "core/decrypt.hpp"
 #include "lookup/issued_source.hpp"
+#include "milter/notices.hpp"
 #include "milter/transaction.hpp"
 #include "tests/support/fake_mta.hpp"
 #include "tests/support/messages.hpp"
@@ -31,8 +32,10 @@ using sealmilter::testing::TestIdentity;
 namespace {
 
 // Both views of the issuer: the transaction's (issue at end of message) and the lookup
-// layer's (the issued source). `pool` counts the key pairs ready.
-class FakeIssuer final : public milter::CertificateIssuer, public lookup::IssuedCertificates {
+// layer's (the issued source), and the registry as the notice worker reads it (a new
+// certificate = a record with its notice due, as keys::Issuer::issue writes it). `pool`
+// counts the key pairs ready.
+class FakeIssuer final : public milter::CertificateIssuer, public lookup::IssuedCertificates, public milter::NoticeBook {
 public:
     std::optional<std::string> uncertifiable_reason(std::string_view address) const override {
         if (!address.empty() && address.front() == '"')
@@ -54,7 +57,25 @@ public:
         --pool;
         ++issued;
         keys.emplace(a, make_identity({.email = a}));
+        sealmilter::keys::IssuedRecord r;
+        r.address = a;
+        r.issued_at = std::time(nullptr);
+        r.notice_due = true;
+        records[a] = r;
         return keys.at(a).cert;
+    }
+    std::vector<sealmilter::keys::IssuedRecord> list(std::string* /*error*/) const override {
+        const std::lock_guard<std::mutex> lock(mu_);
+        std::vector<sealmilter::keys::IssuedRecord> out;
+        for (const auto& [a, r] : records) out.push_back(r);
+        return out;
+    }
+    bool update(std::string_view address, const Change& change, std::string* /*error*/) override {
+        const std::lock_guard<std::mutex> lock(mu_);
+        std::optional<sealmilter::keys::IssuedRecord> cur;
+        if (const auto it = records.find(std::string(address)); it != records.end()) cur = it->second;
+        if (std::optional<sealmilter::keys::IssuedRecord> next = change(cur)) records[std::string(address)] = *next;
+        return true;
     }
     std::optional<crypto::Certificate> current(std::string_view address) const override {
         const std::lock_guard<std::mutex> lock(mu_);
@@ -67,6 +88,7 @@ public:
     int pool = 8;
     int issued = 0;  // each one is a notice due
     std::map<std::string, TestIdentity> keys;
+    std::map<std::string, sealmilter::keys::IssuedRecord> records;
 
 private:
     mutable std::mutex mu_;
@@ -207,6 +229,24 @@ TEST_F(IssueTransactionTest, TheSecondMessageGoesToTheSameCertificateWithoutASec
     ASSERT_FALSE(r.details.decisions.empty());
     EXPECT_EQ(r.details.decisions[0].outcome, core::Outcome::Encrypt);
     EXPECT_NE(r.details.decisions[0].reason.find("via issued"), std::string::npos) << r.details.decisions[0].reason;
+}
+
+TEST_F(IssueTransactionTest, OneNoticeForTheFirstMessageNoneForTheSecond) {
+    milter::NoticeOptions o;
+    o.notice.from = "notices@bank.example";
+    o.notice.pickup_url = "https://secure.bank.example";
+    auto sent = std::make_shared<FakeReinjector>();
+    milter::NoticeWorker worker(issuer_, sent, o, {}, {}, sealmilter::base::Logger::to_function([](auto, const auto&) {}));
+    ASSERT_EQ(run({"new@customers.bank.example"}).verdict, milter::EomResult::Verdict::Accept);
+    EXPECT_EQ(worker.pass(), 1u);
+    ASSERT_EQ(run({"new@customers.bank.example"}).verdict, milter::EomResult::Verdict::Accept);
+    EXPECT_EQ(worker.pass(), 0u);
+    ASSERT_EQ(sent->copies.size(), 1u);
+    EXPECT_EQ(sent->copies[0].rcpts, std::vector<std::string>{"new@customers.bank.example"});
+    EXPECT_EQ(sent->copies[0].message.find("BEGIN"), std::string::npos);  // no key in a notice
+    // The notice itself is never encrypted: it is the composed text/plain + text/html mail.
+    EXPECT_NE(sent->copies[0].message.find("multipart/alternative"), std::string::npos);
+    EXPECT_EQ(sent->copies[0].message.find("pkcs7-mime"), std::string::npos);
 }
 
 TEST_F(IssueTransactionTest, DryRunIssuesNothingAndLeavesTheMessage) {
