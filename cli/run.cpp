@@ -3,6 +3,7 @@
 // and sources, and keeps the old snapshot when the new one is invalid.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/issuing.hpp"
 #include "cli/key_store.hpp"
 #include "cli/wiring.hpp"
 #include "conf/kinds.hpp"
@@ -89,6 +90,7 @@ core::PlanSettings plan_settings(const conf::Config& c, const LookupStack& stack
     p.policy = load_policy(c, log);
     p.policy_options.default_mode = *core::parse_mode(c.get("policy.default_mode"));
     p.policy_options.no_cert_tempfail = c.get("policy.no_cert_action") == "tempfail";
+    p.policy_options.no_cert_issue = c.get("policy.no_cert_action") == "issue";
     p.policy_options.lookup_error_pass = c.get("policy.on_lookup_error") == "pass";
     p.policy_options.internal_domains = c.get_list("policy.internal_domains");
     p.policy_options.subject_tag = c.get("policy.subject_tag");
@@ -280,14 +282,16 @@ std::unique_ptr<prometheus::Exposer> start_exposer(const std::string& listen, co
 namespace {
 
 std::shared_ptr<const milter::Services> build(const conf::Config& c, const std::shared_ptr<metrics::Metrics>& m,
-                                              bool daemon) {
+                                              bool daemon, const std::shared_ptr<Issuing>& issuing = nullptr,
+                                              const std::string& issuing_error = {}) {
     auto s = std::make_shared<milter::Services>();
     s->log = make_logger(c);
     const base::Logger& log = s->log;
     const SharedState shared = shared_state(c);
     prepare_shared_schema(shared, daemon, log);
     std::shared_ptr<LookupStack> stack =
-        build_lookup(c, [log](const std::string& e) { log.warning("lookup: " + e); }, &shared);
+        build_lookup(c, [log](const std::string& e) { log.warning("lookup: " + e); }, &shared,
+                     issuing ? issuing->for_lookup() : nullptr);
     for (const std::string& n : stack->notes) log.info(n);
     if (!stack->errors.empty()) throw CliError(kConfig, stack->errors.front());
     s->lookups = stack;
@@ -305,6 +309,10 @@ std::shared_ptr<const milter::Services> build(const conf::Config& c, const std::
         throw CliError(kConfig, "milter.spool_dir " + s->spool_dir + " is not a writable directory");
     // A bad master key or store refuses the start (and a reload keeps the running snapshot).
     s->keys = open_configured_store(c, false, &shared);
+    check_issuing(c, s->plan.policy, s->keys != nullptr);
+    if (daemon && uses_issue(c, s->plan.policy) && !issuing)
+        throw CliError(kConfig, "the policy issues certificates but the issuer cannot start: " + issuing_error);
+    if (issuing) s->issuer = issuing->for_mail();
     log.info(s->keys ? "key store " + c.get("keys.dir") + ": " + std::to_string(s->keys->size()) + " key(s)"
                      : std::string("key store: none (keys.master_key_file is not set)"));
     s->harvest = inbound_settings(c, *stack, s->plan, shared, log, m, s->keys);
@@ -326,6 +334,12 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& c, co
     return build(c, m, true);
 }
 
+std::shared_ptr<const milter::Services> build_services(const conf::Config& c, const std::shared_ptr<metrics::Metrics>& m,
+                                                       const std::shared_ptr<Issuing>& issuing,
+                                                       const std::string& issuing_error) {
+    return build(c, m, true, issuing, issuing_error);
+}
+
 int cmd_run(int argc, char** argv) {
     po::options_description desc(
         "sealmilter run [-c FILE]\n"
@@ -339,17 +353,22 @@ int cmd_run(int argc, char** argv) {
     // One Metrics for the daemon's life: every snapshot feeds the same counters.
     const std::string listen = metrics_listen(*p.config);
     const std::shared_ptr<metrics::Metrics> m = listen.empty() ? nullptr : std::make_shared<metrics::Metrics>();
-    milter::ServicesHolder holder(build_services(*p.config, m));
+    // The issuer (issue 13) is opened once: its pool of key pairs and the notice worker
+    // outlive every reload; a reload that turns issuing on needs a restart.
+    std::string issuing_error;
+    const std::shared_ptr<Issuing> issuing = Issuing::open(*p.config, make_logger(*p.config), &issuing_error);
+    milter::ServicesHolder holder(build_services(*p.config, m, issuing, issuing_error));
     const base::Logger log = holder.get()->log;  // the daemon's own lines; messages use their snapshot's
+    if (issuing) issuing->start_notices();
     const std::unique_ptr<prometheus::Exposer> exposer = m ? start_exposer(listen, m, log) : nullptr;
     const std::string socket = p.config->get("milter.socket");
     if (p.config->get_bool("milter.dry_run")) log.info("dry run: decisions are logged, no mail is changed");
     // Same file, same command-line overrides: only what the files say can change.
-    const auto reload = [argc, argv, &holder, log, m] {
+    const auto reload = [argc, argv, &holder, log, m, issuing, issuing_error] {
         try {
             po::options_description d;
             Parsed again = parse_command(argc, argv, d);
-            holder.set(build_services(*again.config, m));
+            holder.set(build_services(*again.config, m, issuing, issuing_error));
             log.info("reloaded the configuration");
         } catch (const std::exception& e) {
             log.error(std::string("reload failed, keeping the running configuration: ") + e.what());

@@ -99,11 +99,13 @@ std::shared_ptr<lookup::Publisher> make_publisher(const conf::Config& c, bool ba
 
 std::unique_ptr<LookupStack> build_lookup(const conf::Config& c,
                                           const std::function<void(const std::string&)>& on_error,
-                                          const SharedState* shared) {
+                                          const SharedState* shared,
+                                          std::shared_ptr<lookup::IssuedCertificates> issued) {
     const SharedState own = shared != nullptr ? SharedState{} : shared_state(c);
     const SharedState& state = shared != nullptr ? *shared : own;
     try {
         lookup::SourceRegistry registry = lookup::builtin_sources();
+        if (issued) lookup::add_issued_source(registry, issued);
         if (state.which.harvest) {
             std::shared_ptr<const lookup::HarvestStorage> store = harvest_storage(c, state);
             registry.add("harvest", [store](const lookup::Settings&) {

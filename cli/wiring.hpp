@@ -16,6 +16,7 @@
 #include "metrics/metrics.hpp"
 #include "milter/services.hpp"
 #include "lookup/certificate_cache.hpp"
+#include "lookup/issued_source.hpp"
 #include "lookup/publisher.hpp"
 #include "lookup/settings.hpp"
 #include "lookup/stack.hpp"
@@ -50,10 +51,11 @@ struct SharedState {
 SharedState shared_state(const conf::Config& config);
 
 // The lookup stack; the cache and the harvest source on PostgreSQL when `shared` says so
-// (null = shared_state(config)).
+// (null = shared_state(config)); the `issued` step over `issued` (null: that step is off).
 std::unique_ptr<LookupStack> build_lookup(const conf::Config& config,
                                           const std::function<void(const std::string&)>& on_error,
-                                          const SharedState* shared = nullptr);
+                                          const SharedState* shared = nullptr,
+                                          std::shared_ptr<lookup::IssuedCertificates> issued = nullptr);
 // Where harvested certificates are kept: harvest.dir, or PostgreSQL (database.shared).
 std::shared_ptr<const lookup::HarvestStorage> harvest_storage(const conf::Config& config, const SharedState& shared);
 // The re-injection journal: milter.spool_dir/reinjected, or PostgreSQL (database.shared).
@@ -73,6 +75,13 @@ std::shared_ptr<const milter::Services> build_services(const conf::Config& confi
 // (null = metrics off); cli/run.cpp.
 std::shared_ptr<const milter::Services> build_services(const conf::Config& config,
                                                        const std::shared_ptr<metrics::Metrics>& m);
+// The same with the daemon's issuer (cli/issuing.hpp), opened once at start and kept over
+// SIGHUP; null with a policy that issues refuses (`issuing_error` says why).
+class Issuing;
+std::shared_ptr<const milter::Services> build_services(const conf::Config& config,
+                                                       const std::shared_ptr<metrics::Metrics>& m,
+                                                       const std::shared_ptr<Issuing>& issuing,
+                                                       const std::string& issuing_error);
 // metrics.listen, validated as HOST:PORT; "" = off. Throws CliError(kConfig).
 std::string metrics_listen(const conf::Config& config);
 

@@ -51,7 +51,7 @@ const std::vector<OptionSpec>& option_table() {
          "where message bodies beyond the in-memory threshold are spooled (temp files, unlinked at once)"},
         {"milter.memory_threshold", Type::Size, "1048576",
          "bytes of a message body held in memory before spooling to milter.spool_dir", {}, 0, 1LL << 30},
-        {"lookup.order", Type::List, "store,cache,directory,harvest",
+        {"lookup.order", Type::List, "store,issued,cache,directory,harvest",
          "comma list of certificate sources in priority order: store, issued, cache, directory, ldap, dns, harvest",
          {"store", "issued", "cache", "directory", "harvest", "ldap", "dns"}},
         {"lookup.trust_anchors", Type::PathList, "",

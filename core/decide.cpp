@@ -55,7 +55,12 @@ void decide_one(RecipientDecision& r, const lookup::LookupResult* lr, const Poli
         return;
     }
     r.reason = lr != nullptr ? lr->reason : "no lookup result";
-    if (r.mode == Mode::Require) {
+    if (!failed && issues_on_miss(r, o)) {  // a definite miss: our CA issues one
+        r.outcome = Outcome::Issue;
+        r.reason = "a certificate will be issued (" + r.reason + ")";
+        return;
+    }
+    if (r.mode == Mode::Require || r.mode == Mode::Issue) {  // issue: a failed lookup tempfails as require
         r.outcome = failed || o.no_cert_tempfail ? Outcome::Tempfail : Outcome::Reject;
         r.reply = reply_for(r.outcome, failed, r.address);
         return;
@@ -76,6 +81,7 @@ const char* to_string(Outcome o) noexcept {
     case Outcome::Plain: return "plain";
     case Outcome::Reject: return "reject";
     case Outcome::Tempfail: return "tempfail";
+    case Outcome::Issue: return "issue";
     }
     return "?";
 }
@@ -100,6 +106,10 @@ bool has_trigger(const Message& m, const PolicyOptions& o) {
             return true;
     }
     return false;
+}
+
+bool issues_on_miss(const RecipientDecision& d, const PolicyOptions& o) noexcept {
+    return d.mode == Mode::Issue || (d.mode == Mode::Require && o.no_cert_issue);
 }
 
 RecipientDecision classify(const std::string& address, const PolicyTable& policy, const PolicyOptions& o, bool raised) {
@@ -130,7 +140,7 @@ RecipientDecision decide_recipient(const std::string& address, const PolicyTable
 }
 
 std::optional<std::string> rcpt_reply(const RecipientDecision& d) {
-    if (d.mode != Mode::Require || (d.outcome != Outcome::Reject && d.outcome != Outcome::Tempfail)) return std::nullopt;
+    if ((d.mode != Mode::Require && d.mode != Mode::Issue) || (d.outcome != Outcome::Reject && d.outcome != Outcome::Tempfail)) return std::nullopt;
     return d.reply;
 }
 

@@ -31,13 +31,18 @@ namespace sealmilter::core {
 struct PolicyOptions {
     Mode default_mode = Mode::Opportunistic;      // policy.default_mode
     bool no_cert_tempfail = false;                // policy.no_cert_action = tempfail
+    bool no_cert_issue = false;                   // policy.no_cert_action = issue: require misses issue
     bool lookup_error_pass = false;               // policy.on_lookup_error = pass
     std::vector<std::string> internal_domains;    // policy.internal_domains
     std::string subject_tag = "[secure]";         // raises the message to require; "" = off
     std::string trigger_header = "X-Sealmilter-Encrypt";  // "yes" raises to require; "" = off
 };
 
-enum class Outcome { Encrypt, Plain, Reject, Tempfail };
+// Issue: an `issue` recipient (or a `require` one under no_cert_action = issue) with a definite
+// miss: a certificate will be issued for it (docs/issuing.md); the transaction issues it at end
+// of data and the recipient is then encrypted to. An Issue left at planning time (not issued)
+// tempfails the message, never passes it in plaintext.
+enum class Outcome { Encrypt, Plain, Reject, Tempfail, Issue };
 const char* to_string(Outcome o) noexcept;
 
 struct RecipientDecision {
@@ -64,6 +69,10 @@ struct Decision {
     std::vector<RecipientDecision> recipients;
     std::vector<EnvelopeGroup> groups;  // groups[0] stays in the transaction
 };
+
+// True when a definite miss of `d`'s mode issues a certificate (mode issue, or require with
+// policy.no_cert_action = issue).
+bool issues_on_miss(const RecipientDecision& d, const PolicyOptions& options) noexcept;
 
 // The policy mode of one recipient (before any lookup), honouring internal domains.
 RecipientDecision classify(const std::string& address, const PolicyTable& policy, const PolicyOptions& options,
@@ -92,8 +101,9 @@ crypto::EnvelopeOptions choose_envelope(const std::vector<const std::vector<std:
 RecipientDecision decide_recipient(const std::string& address, const PolicyTable& policy, const PolicyOptions& options,
                                    bool raised, const lookup::LookupResult* lookup);
 
-// At RCPT time: the reply line for a `require` recipient whose answer is already definite
-// ("550 5.7.1 ..." / "451 4.7.1 ..."), or nullopt to accept it (decided at end of data).
+// At RCPT time: the reply line for a `require` (or `issue`) recipient whose answer is already
+// definite ("550 5.7.1 ..." / "451 4.7.1 ..."), or nullopt to accept it (decided at end of
+// data; an Issue outcome is accepted: the transaction checks the issuer itself).
 std::optional<std::string> rcpt_reply(const RecipientDecision& d);
 
 // Appends each of `certs` that `to` does not hold yet (same SHA-256 fingerprint); returns how

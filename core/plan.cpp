@@ -83,7 +83,15 @@ MessagePlan ending(Verdict::Kind kind, std::string reply, Action action, std::st
 // message to require, or a certificate vanished since RCPT) refuses it: retrying cannot help.
 std::optional<MessagePlan> aggregate_failures(const Decision& d, MessageSummary summary) {
     const RecipientDecision* failing = nullptr;
+    RecipientDecision not_issued;  // an Issue outcome nobody resolved: never plaintext
     for (const RecipientDecision& r : d.recipients) {
+        if (r.outcome == Outcome::Issue && !summary.dry_run) {  // dry run: "would issue", unchanged
+            not_issued = r;
+            not_issued.outcome = Outcome::Tempfail;
+            not_issued.reply = "451 4.7.1 <" + r.address + ">: a certificate is to be issued but none was; try again later";
+            failing = &not_issued;
+            break;
+        }
         if (r.outcome == Outcome::Tempfail) {
             failing = &r;
             break;

@@ -33,6 +33,7 @@ const char* to_string(Mode m) noexcept {
     case Mode::Require: return "require";
     case Mode::Opportunistic: return "opportunistic";
     case Mode::Never: return "never";
+    case Mode::Issue: return "issue";
     }
     return "?";
 }
@@ -41,6 +42,7 @@ std::optional<Mode> parse_mode(std::string_view s) noexcept {
     if (s == "require") return Mode::Require;
     if (s == "opportunistic") return Mode::Opportunistic;
     if (s == "never") return Mode::Never;
+    if (s == "issue") return Mode::Issue;
     return std::nullopt;
 }
 
@@ -58,7 +60,7 @@ PolicyTable PolicyTable::parse(std::string_view text, const std::string& name) {
         std::string mode;
         std::string extra;
         if (!(fields >> key)) continue;  // blank or comment
-        if (!(fields >> mode)) throw PolicyError(where + ": '" + key + "' has no mode (require, opportunistic, never)");
+        if (!(fields >> mode)) throw PolicyError(where + ": '" + key + "' has no mode (require, opportunistic, never, issue)");
         if (fields >> extra) throw PolicyError(where + ": unexpected '" + extra + "' after the mode");
         std::string base_mode = base::to_lower(mode);
         std::optional<bool> sign;
@@ -77,7 +79,7 @@ PolicyTable PolicyTable::parse(std::string_view text, const std::string& name) {
         const std::optional<Mode> m = parse_mode(base_mode);
         if (!m)
             throw PolicyError(where + ": unknown mode '" + mode +
-                              "' (require, opportunistic, never, each optionally +sign or +nosign; or sign)");
+                              "' (require, opportunistic, never, issue, each optionally +sign or +nosign; or sign)");
         key = base::to_lower(key);
         if (!valid_key(key))
             throw PolicyError(where + ": '" + key + "' is not an address, @domain, .parent.domain or *");
@@ -93,6 +95,10 @@ PolicyTable PolicyTable::load(const std::string& path) {
     if (!in) throw PolicyError(path + ": cannot read the policy file");
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     return parse(text, path);
+}
+
+bool PolicyTable::names_mode(Mode m) const noexcept {
+    return std::any_of(entries_.begin(), entries_.end(), [m](const auto& e) { return e.second.mode == m; });
 }
 
 PolicyMatch PolicyTable::lookup(std::string_view address, Mode default_mode) const {

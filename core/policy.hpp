@@ -27,7 +27,9 @@
 
 namespace sealmilter::core {
 
-enum class Mode { Require, Opportunistic, Never };
+// Issue (issue 13, docs/issuing.md): like Require, but a definite miss issues a certificate
+// from the gateway's own CA instead of refusing the recipient.
+enum class Mode { Require, Opportunistic, Never, Issue };
 const char* to_string(Mode m) noexcept;
 std::optional<Mode> parse_mode(std::string_view s) noexcept;
 
@@ -51,6 +53,8 @@ public:
 
     PolicyMatch lookup(std::string_view address, Mode default_mode) const;
     size_t size() const noexcept { return entries_.size(); }
+    // True when some line names mode `m` (e.g. issue: the daemon then needs an issuer).
+    bool names_mode(Mode m) const noexcept;
 
 private:
     struct Entry {

@@ -18,6 +18,12 @@ struct Chain::Pending {
     bool had_error = false;
     std::vector<std::string> skip;     // sources with a fresh negative cache entry
     std::optional<CacheEntry> stale;   // an expired entry still servable on error
+    // A fallback source's usable answer (the issued source), kept aside until every later
+    // step has had its say; `superseded` is that source when a usable answer beat it.
+    CertificateSource* fallback = nullptr;
+    std::string fallback_step;
+    std::vector<crypto::Certificate> fallback_selected;
+    CertificateSource* superseded = nullptr;
 };
 
 // One source's share of a step: the addresses it is asked and its answers.
@@ -107,6 +113,9 @@ void Chain::take_answer(CertificateSource& source, Pending& p, SourceAnswer& a,
     if (p.done) {  // asked in parallel with a source of higher priority that answered
         trace.reason = "not used: " + p.result.source + " has priority" + (a.reason.empty() ? "" : " (" + a.reason + ")");
         if (a.outcome == Outcome::Found) trace.reason += ", " + std::to_string(a.candidates.size()) + " candidate(s)";
+        if (a.outcome == Outcome::Found && props.fallback) p.superseded = &source;
+    } else if (a.outcome == Outcome::Found && props.fallback) {
+        hold_fallback(source, p, trace, a.candidates);
     } else if (a.outcome == Outcome::Found && a.not_modified && p.stale && !p.stale->negative) {
         trace.reason = "not modified (cached certificates revalidated)";
         if (use_candidates(p, trace, p.stale->certificates, &source) && cache_ != nullptr)
@@ -128,6 +137,21 @@ void Chain::take_answer(CertificateSource& source, Pending& p, SourceAnswer& a,
         if (a.outcome == Outcome::Found) trace.reason = "304 without a cached entry";
     }
     p.result.trace.push_back(std::move(trace));
+}
+
+// A fallback source's usable certificates wait in `p` (the later steps still run); the trace
+// says so. An unusable answer is traced like any other.
+void Chain::hold_fallback(CertificateSource& source, Pending& p, StepTrace& trace,
+                          const std::vector<crypto::Certificate>& candidates) const {
+    if (!use_candidates(p, trace, candidates, &source)) return;
+    p.fallback = &source;
+    p.fallback_step = trace.step;
+    p.fallback_selected = std::move(p.result.selected);
+    p.result.selected.clear();
+    p.result.outcome = Outcome::TempError;
+    p.result.source.clear();
+    p.done = false;
+    trace.reason = "held: used only when no later step has a usable certificate";
 }
 
 Chain::Asked Chain::prepare(CertificateSource& source, std::vector<Pending>& pending) const {
@@ -183,7 +207,8 @@ void Chain::sources_step(const std::vector<CertificateSource*>& sources, std::ve
 
 // After every step: a stale entry when a source failed, else the final outcome and why.
 void Chain::finish(Pending& p) const {
-    if (!p.done && p.had_error && p.stale) {
+    // A stale negative entry never hides a held fallback answer.
+    if (!p.done && p.had_error && p.stale && !(p.stale->negative && p.fallback != nullptr)) {
         StepTrace trace{"cache (stale)", p.stale->negative ? Outcome::NotFound : Outcome::Found,
                         "served stale because a source failed", {}, {}};
         if (p.stale->negative) {
@@ -196,7 +221,16 @@ void Chain::finish(Pending& p) const {
         }
         p.result.trace.push_back(std::move(trace));
     }
+    if (p.done && p.result.outcome == Outcome::Found && p.fallback != nullptr) p.superseded = p.fallback;
+    if (p.superseded != nullptr) p.superseded->superseded(p.query, p.result.source);
     if (p.done) return;
+    if (p.fallback != nullptr) {  // nothing later was usable: the fallback answers
+        p.result.outcome = Outcome::Found;
+        p.result.source = p.fallback_step;
+        p.result.selected = std::move(p.fallback_selected);
+        p.done = true;
+        return;
+    }
     p.result.outcome = p.had_error ? Outcome::TempError : Outcome::NotFound;
     std::string why;
     for (const StepTrace& t : p.result.trace)

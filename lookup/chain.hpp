@@ -13,6 +13,9 @@
 //            - authoritative NotFound answers (directory 404/410) are negative-cached;
 //            - all addresses of one call go to each source together (lookup_many), so the
 //              directory runs one message's requests concurrently.
+//            - a fallback source (SourceProperties::fallback: the issued source) answers only
+//              when no later step has a usable certificate; when one has, the fallback source
+//              is told (superseded) so its certificate is retired;
 //            Final outcome: Found; else TempError when any source failed (and nothing stale
 //            could be served); else NotFound (definite).
 // Ownership: borrows the sources, the validator and the cache, which must outlive the Chain.
@@ -74,6 +77,8 @@ private:
     void take_answers(Asked& asked) const;
     void sources_step(const std::vector<CertificateSource*>& sources, std::vector<Pending>& pending) const;
     void take_answer(CertificateSource& source, Pending& p, SourceAnswer& a, std::chrono::microseconds elapsed) const;
+    void hold_fallback(CertificateSource& source, Pending& p, StepTrace& trace,
+                       const std::vector<crypto::Certificate>& candidates) const;
     void finish(Pending& p) const;
     bool use_candidates(Pending& p, StepTrace& trace, const std::vector<crypto::Certificate>& candidates,
                         const CertificateSource* origin) const;

@@ -2,6 +2,7 @@
 #include "lookup/registry.hpp"
 
 #include "lookup/harvest_store.hpp"
+#include "lookup/issued_source.hpp"
 #include "lookup/ldap_source.hpp"
 #include "lookup/smimea_source.hpp"
 #include "lookup/store.hpp"
@@ -85,6 +86,7 @@ SourceRegistry builtin_sources() {
     r.add("directory", build_directory);
     r.add("ldap", build_ldap);
     r.add("dns", build_dns);
+    add_issued_source(r, nullptr);  // off until the top registers the issuer (cli/wiring)
     return r;
 }
 

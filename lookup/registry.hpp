@@ -46,7 +46,7 @@ private:
     std::map<std::string, SourceFactory> factories_;
 };
 
-// store, directory, harvest, ldap, dns.
+// store, directory, harvest, ldap, dns; "issued" as configured off (add_issued_source).
 SourceRegistry builtin_sources();
 
 // directory.* -> the directory source's options (reads directory.token_file).

@@ -51,6 +51,10 @@ struct Query {
 struct SourceProperties {
     bool cacheable = false;               // positive answers go into the cache
     bool negative_authoritative = false;  // NotFound means "definitely none": negative-cached
+    // A fallback source's Found is used only when no later step (sources, cache) yields a
+    // usable answer; when one does, the Chain calls superseded() (the issued source: the
+    // recipient's own certificate retires the one our CA issued).
+    bool fallback = false;
 };
 
 class CertificateSource {
@@ -68,6 +72,8 @@ public:
     // asked for candidates the source vouches for.
     virtual bool vouches_for_validity(const crypto::Certificate& /*candidate*/) const { return false; }
     virtual SourceAnswer lookup(const Query& query) = 0;
+    // A fallback source's usable Found lost to `winner` (the step that answered) for `query`.
+    virtual void superseded(const Query& /*query*/, const std::string& /*winner*/) {}
     // Several addresses at once, answers in the same order. Sources that can run requests
     // concurrently override this (the directory: 50 recipients cost about one round trip).
     virtual std::vector<SourceAnswer> lookup_many(const std::vector<Query>& queries);

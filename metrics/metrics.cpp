@@ -102,6 +102,11 @@ Metrics::Metrics(const base::Clock* clock) : clock_(clock), registry_(std::make_
                       .Help("Certificates kept from inbound signed mail")
                       .Register(r)
                       .Add({});
+    issued_ = &prometheus::BuildCounter()
+                   .Name("sealmilter_certificates_issued_total")
+                   .Help("Certificates our CA issued for recipients who had none (issue 13)")
+                   .Register(r)
+                   .Add({});
     published_ = &prometheus::BuildCounter()
                       .Name("sealmilter_published_certificates_total")
                       .Help("Harvested certificates the directory accepted (directory.publish_url)")
@@ -173,6 +178,7 @@ void Metrics::reinjection(bool ok) noexcept {
     }
 }
 
+void Metrics::certificate_issued() noexcept { issued_->Increment(); }
 void Metrics::harvested(size_t certificates) noexcept { harvested_->Increment(static_cast<double>(certificates)); }
 
 void Metrics::published() noexcept { published_->Increment(); }

@@ -52,6 +52,7 @@ public:
     void harvested(size_t certificates) noexcept override;
     // A harvested certificate the directory accepted (lookup::Publisher's on_published).
     void published() noexcept;
+    void certificate_issued() noexcept override;
     void lookup_done(const lookup::LookupResult& r) noexcept override;
 
     // The organisation's own certificates (crypto.archive_cert, harvest.keys today; the key
@@ -88,6 +89,7 @@ private:
     prometheus::Family<prometheus::Counter>* reinjections_;
     prometheus::Counter* harvested_;
     prometheus::Counter* published_;
+    prometheus::Counter* issued_;
     prometheus::Counter* expiry_warnings_;
 
     mutable base::Mutex mutex_;

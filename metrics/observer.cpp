@@ -21,6 +21,7 @@ RecipientOutcome own_outcome(const core::RecipientDecision& d) noexcept {
     case core::Outcome::Plain: return RecipientOutcome::Plain;
     case core::Outcome::Reject: return RecipientOutcome::Refused;
     case core::Outcome::Tempfail: return RecipientOutcome::Tempfailed;
+    case core::Outcome::Issue: return RecipientOutcome::Encrypted;  // dry run: would issue and encrypt
     }
     return RecipientOutcome::Plain;
 }
@@ -65,6 +66,9 @@ void Observers::message_decided(const MessageReport& r) noexcept {
 }
 void Observers::reinjection(bool ok) noexcept {
     for (const auto& o : all_) o->reinjection(ok);
+}
+void Observers::certificate_issued() noexcept {
+    for (const auto& o : all_) o->certificate_issued();
 }
 void Observers::harvested(size_t certificates) noexcept {
     for (const auto& o : all_) o->harvested(certificates);

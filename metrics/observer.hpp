@@ -60,6 +60,8 @@ public:
     virtual void reinjection(bool /*ok*/) noexcept {}
     virtual void harvested(size_t /*certificates*/) noexcept {}
     virtual void lookup_done(const lookup::LookupResult& /*r*/) noexcept {}
+    // Our CA issued a certificate for a recipient who had none (issue 13).
+    virtual void certificate_issued() noexcept {}
 };
 
 // Fans every call out to its listeners, in order.
@@ -77,6 +79,7 @@ public:
     void reinjection(bool ok) noexcept override;
     void harvested(size_t certificates) noexcept override;
     void lookup_done(const lookup::LookupResult& r) noexcept override;
+    void certificate_issued() noexcept override;
 
 private:
     std::vector<std::shared_ptr<Observer>> all_;  // fixed once the snapshot is built

@@ -16,6 +16,7 @@
 #include "lookup/stack.hpp"
 #include "lookup/resolver.hpp"
 #include "metrics/observer.hpp"
+#include "milter/issuing.hpp"
 #include "milter/journal.hpp"
 
 #include <atomic>
@@ -44,6 +45,9 @@ struct Services {
     base::Logger log;  // the daemon's; a transaction logs through log.child(its tag)
     // Metrics, the decision journal, expiry nudges (metrics/observer.hpp); null = none.
     std::shared_ptr<metrics::Observer> observer;
+    // Issues certificates for `issue` recipients (issue 13); null = no issuing CA configured
+    // (an issue recipient without a certificate is then refused as require's no_cert).
+    std::shared_ptr<CertificateIssuer> issuer;
 };
 
 class ServicesHolder {

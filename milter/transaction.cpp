@@ -98,21 +98,83 @@ Reply Transaction::recipient(const std::string& arg) {
         r->lookup = services_->resolver->start(r->address);
         r->lookup_started = true;
     }
-    if (pre.mode == core::Mode::Require && r->lookup_started && !ps.dry_run) {
+    if ((pre.mode == core::Mode::Require || pre.mode == core::Mode::Issue) && r->lookup_started && !ps.dry_run) {
         // A require recipient waits for its answer so a definite miss is refused right here.
         // Not in dry run, which changes no mail: the end-of-data decision says "would refuse".
         const lookup::LookupResult& res = r->lookup.get();
-        const core::RecipientDecision d =
-            core::decide_recipient(r->address, ps.policy, ps.policy_options, false, &res);
+        core::RecipientDecision d = core::decide_recipient(r->address, ps.policy, ps.policy_options, false, &res);
+        if (d.outcome == core::Outcome::Issue) check_issuable(d);
         if (const std::optional<std::string> line = core::rcpt_reply(d)) {
-            log_.info("rcpt=<" + r->address + "> mode=require outcome=" + core::to_string(d.outcome) +
-                      " at RCPT: " + res.reason);
+            log_.info("rcpt=<" + r->address + "> mode=" + core::to_string(d.mode) +
+                      " outcome=" + core::to_string(d.outcome) + " at RCPT: " + d.reason);
             if (services_->observer) services_->observer->recipient_refused(log_.tag(), d, false);
             return reply_from(*line);
         }
     }
     rcpts_.push_back(std::move(r));
     return Reply{};
+}
+
+// An issue recipient without a certificate, at RCPT time: refused when nothing can issue for
+// it (no issuing CA, an address a certificate cannot name), tempfailed when no pre-generated
+// key pair is ready (the pool refills in the background; the verdict never waits for one).
+void Transaction::check_issuable(core::RecipientDecision& d) const {
+    const CertificateIssuer* issuer = services_->issuer.get();
+    std::optional<std::string> why;
+    if (issuer == nullptr) {
+        why = "encryption is required, no certificate was found and issuing certificates is not configured";
+    } else {
+        why = issuer->uncertifiable_reason(d.address);
+    }
+    if (why) {
+        d.outcome = core::Outcome::Reject;
+        d.reason = *why;
+        d.reply = "550 5.7.1 <" + d.address + ">: " + *why;
+        return;
+    }
+    if (!issuer->ready()) {
+        d.outcome = core::Outcome::Tempfail;
+        d.reason = "no key pair is ready to issue a certificate";
+        d.reply = "451 4.7.1 <" + d.address + ">: a certificate cannot be issued right now; try again later";
+    }
+}
+
+// At end of data, before the plan: each recipient decided Issue gets its certificate, and its
+// lookup result becomes Found (source "issued (new)") so core encrypts to it like any other. A
+// failure leaves the lookup as it was: core then tempfails the message (never plaintext).
+// Nothing is issued in dry run or for a message refused as too big.
+void Transaction::issue_certificates(core::TransactionFacts& f) {
+    const core::PlanSettings& ps = services_->plan;
+    if (ps.dry_run || too_big_) return;
+    const bool raised = core::has_trigger(*message_, ps.policy_options);
+    CertificateIssuer* issuer = services_->issuer.get();
+    for (size_t i = 0; i < f.recipients.size() && i < f.lookups.size(); ++i) {
+        const core::RecipientDecision d =
+            core::decide_recipient(f.recipients[i], ps.policy, ps.policy_options, raised, &f.lookups[i]);
+        if (d.outcome != core::Outcome::Issue) continue;
+        std::string error;
+        std::optional<crypto::Certificate> cert;
+        if (issuer == nullptr) {
+            error = "issuing certificates is not configured";
+        } else if (std::optional<std::string> why = issuer->uncertifiable_reason(d.address)) {
+            error = *why;
+        } else {
+            cert = issuer->issue(d.address, &error);
+        }
+        if (!cert) {
+            log_.warning("rcpt=<" + d.address + "> no certificate issued: " + error);
+            continue;
+        }
+        log_.info("rcpt=<" + d.address + "> certificate issued: sha256=" + cert->fingerprint_sha256() +
+                  " subject=" + cert->subject() + " not_after=" + crypto::format_time_utc(cert->not_after()));
+        if (services_->observer) services_->observer->certificate_issued();
+        lookup::LookupResult& lr = f.lookups[i];
+        lr.outcome = lookup::Outcome::Found;
+        lr.source = "issued (new)";
+        lr.selected = {std::move(*cert)};
+        lr.reason.clear();
+        lr.capabilities.clear();
+    }
 }
 
 void Transaction::header(const std::string& name, const std::string& value) {
@@ -157,6 +219,7 @@ EomResult Transaction::end_of_message(const std::string& queue_id, MessageAction
     }
     core::TransactionFacts f = facts();
     f.keys = services_->keys.get();
+    issue_certificates(f);
     core::MessagePlan plan = core::plan_message(f, services_->plan);
     if (!too_big_) {
         // After the plan: inbound mail it decrypted is harvested from the decrypted content.

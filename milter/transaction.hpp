@@ -3,7 +3,10 @@
 // Purpose:   accumulation and applying a plan, nothing else (STYLE.md). The callbacks only
 //            accumulate (envelope, header fields, body into a spool); lookups start at RCPT
 //            time through the bounded resolver. A `require` recipient whose answer is definite
-//            before RCPT is answered gets its reply there (core::rcpt_reply). At end of message
+//            before RCPT is answered gets its reply there (core::rcpt_reply); an `issue`
+//            recipient without a certificate is checked against the issuer there (550 5.7.1
+//            when it cannot be issued for, 451 4.7.1 when no key pair is ready) and gets its
+//            certificate at end of message, before the plan (docs/issuing.md). At end of message
 //            core decides everything (core::plan_message: verdict, header edits, groups,
 //            copies, summary); the transaction applies the plan: copies first through the
 //            re-injector with the journal (a failure tempfails the whole message before
@@ -100,6 +103,8 @@ public:
 private:
     struct Rcpt;
     core::TransactionFacts facts();  // waits for the lookups
+    void check_issuable(core::RecipientDecision& d) const;
+    void issue_certificates(core::TransactionFacts& f);
     std::string hand_over_copies(const core::MessagePlan& plan, Reinjector& reinjector);
     void apply(const core::MessagePlan& plan, MessageActions& actions);
 

@@ -43,7 +43,7 @@ protected:
 
 TEST_F(StackTest, BuiltinRegistryKnowsTheOrderNames) {
     const std::vector<std::string> names = lookup::builtin_sources().names();
-    EXPECT_EQ(names, (std::vector<std::string>{"directory", "dns", "harvest", "ldap", "store"}));
+    EXPECT_EQ(names, (std::vector<std::string>{"directory", "dns", "harvest", "issued", "ldap", "store"}));
 }
 
 TEST_F(StackTest, OffSourcesAreNotesAndTheChainResolves) {

@@ -104,7 +104,9 @@ TEST(Metrics, CountsMessagesRecipientsCoverageAndCertificates) {
     m.reinjection(false);
     m.harvested(2);
     m.published();
+    m.certificate_issued();
     const std::string t = exposition(m);
+    EXPECT_TRUE(has_line(t, "sealmilter_certificates_issued_total 1")) << t;
     EXPECT_TRUE(has_line(t, "sealmilter_harvested_certificates_total 2")) << t;
     EXPECT_TRUE(has_line(t, "sealmilter_published_certificates_total 1")) << t;
     EXPECT_TRUE(has_line(t, "sealmilter_messages_total{outcome=\"encrypted\"} 1")) << t;

@@ -1,0 +1,184 @@
+// cli/issuing.cpp — the daemon's issuer and notice worker (see issuing.hpp).
+#include "cli/issuing.hpp"
+
+#include "base/file.hpp"
+#include "cli/common.hpp"
+#include "cli/key_store.hpp"
+#include "cli/wiring.hpp"
+#include "keys/issuer.hpp"
+#include "milter/reinject.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+
+namespace sealmilter::cli {
+
+// The mail path's two views of keys::Issuer; issue() wakes the notice worker.
+class Issuing::Adapter final : public milter::CertificateIssuer, public lookup::IssuedCertificates {
+public:
+    Adapter(std::shared_ptr<keys::Issuer> issuer, base::Logger log) : issuer_(std::move(issuer)), log_(std::move(log)) {}
+
+    std::optional<std::string> uncertifiable_reason(std::string_view address) const override {
+        return keys::uncertifiable_reason(address);
+    }
+    bool ready() const override { return issuer_->ready(); }
+    std::optional<crypto::Certificate> issue(std::string_view address, std::string* error) override {
+        std::optional<crypto::Certificate> c = issuer_->issue(address, error);
+        if (c) {
+            if (milter::NoticeWorker* w = worker_.load()) w->wake();
+        }
+        return c;
+    }
+    std::optional<crypto::Certificate> current(std::string_view address) const override {
+        return issuer_->current(address);
+    }
+    void superseded(std::string_view address, const std::string& reason) override {
+        log_.info("<" + std::string(address) + ">: issued certificate retired: " + reason);
+        issuer_->retire(address, reason);
+    }
+    void set_worker(milter::NoticeWorker* w) { worker_.store(w); }
+
+private:
+    std::shared_ptr<keys::Issuer> issuer_;
+    base::Logger log_;
+    std::atomic<milter::NoticeWorker*> worker_{nullptr};
+};
+
+namespace {
+
+class RegistryBook final : public milter::NoticeBook {
+public:
+    explicit RegistryBook(std::shared_ptr<keys::Issuer> issuer) : issuer_(std::move(issuer)) {}
+    std::vector<keys::IssuedRecord> list(std::string* error) const override { return issuer_->registry().list(error); }
+    bool update(std::string_view address, const Change& change, std::string* error) override {
+        return issuer_->registry().update(address, change, error);
+    }
+
+private:
+    std::shared_ptr<keys::Issuer> issuer_;
+};
+
+// pickup.audit_log (appended, one line each, 0640) or the daemon log.
+milter::AuditSink audit_sink(const conf::Config& c, const base::Logger& log) {
+    const std::string& path = c.get("pickup.audit_log");
+    if (path.empty()) return [log](const std::string& line) { log.info(line); };
+    return [path, log](const std::string& line) {
+        const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        const std::string stamped = crypto::format_time_utc(std::time(nullptr)) + " " + line + "\n";
+        if (fd < 0 || ::write(fd, stamped.data(), stamped.size()) != static_cast<ssize_t>(stamped.size())) {
+            log.error("pickup.audit_log " + path + ": cannot append (" + std::strerror(errno) + "): " + line);
+        }
+        if (fd >= 0) ::close(fd);
+    };
+}
+
+keys::IssueSettings issue_settings(const conf::Config& c) {
+    keys::IssueSettings s;
+    s.org_name = c.get("issue.org_name");
+    s.ca_subject = c.get("issue.ca_subject");
+    s.key_bits = static_cast<unsigned>(std::stoul(c.get("issue.key_bits")));
+    s.validity_days = static_cast<long>(c.get_int("issue.validity_days"));
+    s.pool_size = static_cast<size_t>(c.get_int("issue.pool_size"));
+    s.pool_threads = static_cast<unsigned>(c.get_int("issue.pool_threads"));
+    s.keep_escrow = c.get_bool("issue.keep_escrow");
+    return s;
+}
+
+milter::NoticeOptions notice_options(const conf::Config& c) {
+    milter::NoticeOptions o;
+    o.notice.org_name = c.get("issue.org_name");
+    o.notice.from = c.get("issue.notice_from");
+    o.notice.pickup_url = c.get("pickup.url");
+    if (const std::string& logo = c.get("issue.logo_file"); !logo.empty()) {
+        try {
+            o.notice.logo_png = base::read_file(logo, 1 << 20);
+        } catch (const std::exception& e) {
+            throw CliError(kConfig, c.origin("issue.logo_file") + ": issue.logo_file " + logo + ": " + e.what());
+        }
+    }
+    o.sign = sign_settings(c);
+    o.interval = c.get_int("issue.notice_interval");
+    o.token_ttl = c.get_int("issue.token_ttl");
+    return o;
+}
+
+}  // namespace
+
+bool uses_issue(const conf::Config& c, const core::PolicyTable& policy) {
+    return c.get("policy.default_mode") == "issue" || c.get("policy.no_cert_action") == "issue" ||
+           policy.names_mode(core::Mode::Issue);
+}
+
+std::string ca_file(const conf::Config& c) { return c.get("keys.dir") + "/ca.pem"; }
+
+void check_issuing(const conf::Config& c, const core::PolicyTable& policy, bool store_configured) {
+    if (!uses_issue(c, policy)) return;
+    const std::string why = "the policy issues certificates (mode issue or policy.no_cert_action = issue) but ";
+    if (!store_configured)
+        throw CliError(kConfig, why + "no key store is configured (keys.master_key_file) to escrow the keys in");
+    struct stat st {};
+    if (stat(ca_file(c).c_str(), &st) != 0)
+        throw CliError(kConfig, why + "keys.dir has no issuing CA (" + ca_file(c) + "; make one with sealmilter ca init)");
+    if (c.get("issue.notice_from").empty())
+        throw CliError(kConfig, why + "issue.notice_from is empty (the From address of the pickup notices)");
+    if (c.get("pickup.url").empty())
+        throw CliError(kConfig, why + "pickup.url is empty (the base of the link in every pickup notice)");
+}
+
+std::shared_ptr<Issuing> Issuing::open(const conf::Config& c, const base::Logger& log, std::string* error) {
+    struct stat st {};
+    if (stat(ca_file(c).c_str(), &st) != 0) {
+        *error = "keys.dir has no issuing CA (" + ca_file(c) + ")";
+        return nullptr;
+    }
+    std::shared_ptr<keys::KeyStore> store = open_configured_store(c, false);
+    if (!store) {
+        *error = "no key store is configured (keys.master_key_file)";
+        return nullptr;
+    }
+    auto registry = std::make_shared<keys::IssuedRegistry>(c.get("keys.dir"));
+    std::shared_ptr<keys::Issuer> issuer = keys::Issuer::open(store, registry, issue_settings(c), error);
+    if (!issuer) return nullptr;
+    std::shared_ptr<Issuing> out(new Issuing());
+    out->issuer_ = issuer;
+    out->adapter_ = std::make_shared<Adapter>(issuer, log.child("issue"));
+    const auto [host, port] = [&c] {
+        const std::string& v = c.get("milter.reinject");
+        const size_t colon = v.rfind(':');
+        std::string h = v.substr(0, colon);
+        if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+        return std::pair<std::string, int>(h, std::atoi(v.c_str() + colon + 1));
+    }();
+    auto reinjector = std::make_shared<milter::SmtpReinjector>(host, port, static_cast<long>(c.get_int("milter.reinject_timeout_ms")));
+    milter::NoticeOptions options = notice_options(c);
+    const core::SignSettings sign = options.sign;
+    const std::string from = options.notice.from;
+    milter::NoticeSigner signer = [issuer, sign, from](std::string* why) {
+        return core::choose_signer(&issuer->store(), from, sign, std::time(nullptr), why);
+    };
+    out->worker_ = std::make_unique<milter::NoticeWorker>(std::make_shared<RegistryBook>(issuer), reinjector,
+                                                          std::move(options), std::move(signer), audit_sink(c, log),
+                                                          log.child("notices"));
+    out->adapter_->set_worker(out->worker_.get());
+    log.info("issuing: CA " + issuer->ca().certificate().subject() + ", " + std::to_string(issuer->pool().ready()) +
+             " key pair(s) ready of " + c.get("issue.pool_size"));
+    return out;
+}
+
+Issuing::~Issuing() {
+    if (adapter_) adapter_->set_worker(nullptr);
+    if (worker_) worker_->stop();
+}
+
+std::shared_ptr<milter::CertificateIssuer> Issuing::for_mail() const { return adapter_; }
+std::shared_ptr<lookup::IssuedCertificates> Issuing::for_lookup() const { return adapter_; }
+
+void Issuing::start_notices() {
+    if (worker_) worker_->start();
+}
+
+}  // namespace sealmilter::cli
