@@ -17,6 +17,7 @@ PACKAGES=(
   libpq-dev postgresql-15 postgresql-client-15
   prometheus-cpp-dev curl m4
   debhelper lintian dpkg-dev fakeroot groff-base
+  libmicrohttpd-dev
 )
 # Sendmail for the e2e `sendmail` group: Debian's sendmail-bin conflicts with Postfix, so its
 # packages are downloaded and extracted (never installed) into SENDMAIL_ROOT, where
