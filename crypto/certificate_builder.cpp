@@ -101,6 +101,11 @@ CertificateBuilder& CertificateBuilder::organization(std::string o) {
     spec_.o = std::move(o);
     return *this;
 }
+CertificateBuilder& CertificateBuilder::subject_attribute(std::string field, std::string value) {
+    spec_.extra_subject.emplace_back(std::move(field), std::move(value));
+    return *this;
+}
+
 CertificateBuilder& CertificateBuilder::subject_email(std::string email) {
     spec_.email = std::move(email);
     return *this;
@@ -188,6 +193,7 @@ Certificate CertificateBuilder::build() const {
     add_name(name, "O", spec_.o);
     add_name(name, "CN", spec_.cn);
     add_name(name, "emailAddress", spec_.email);
+    for (const auto& [field, value] : spec_.extra_subject) add_name(name, field.c_str(), value);
     X509* issuer = issuer_ ? issuer_->native() : x.get();
     if (X509_set_issuer_name(x.get(), X509_get_subject_name(issuer)) != 1) throw_openssl("X509_set_issuer_name");
     if (X509_set_pubkey(x.get(), key_.get()) != 1) throw_openssl("X509_set_pubkey");

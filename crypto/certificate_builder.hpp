@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sealmilter::crypto {
@@ -50,6 +51,9 @@ public:
     CertificateBuilder& common_name(std::string cn);
     CertificateBuilder& organization(std::string o);
     CertificateBuilder& subject_email(std::string email);
+    // Any further subject attribute by OpenSSL short name or OID ("OU", "C", "L", ...), after
+    // those three, in call order (a CA subject such as issue.ca_subject).
+    CertificateBuilder& subject_attribute(std::string field, std::string value);
     // One rfc822Name subjectAltName per call (RFC 8550 §3 puts the address here).
     CertificateBuilder& add_email_san(std::string email);
 
@@ -81,6 +85,7 @@ private:
     struct Spec {
         std::string cn, o, email;
         std::vector<std::string> sans;
+        std::vector<std::pair<std::string, std::string>> extra_subject;
         std::time_t not_before = 0;
         std::time_t not_after = 0;
         std::optional<uint64_t> serial;

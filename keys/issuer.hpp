@@ -16,6 +16,9 @@
 //            the key store as `escrowed`, writes the IssuedRecord with notice_due, all under
 //            one lock so two messages to one new address get one certificate).
 // Ownership: Issuer holds the CA's key entry, the pool, a writable KeyStore and the registry.
+//            The store must be the Issuer's own KeyStore instance: a writer re-reads the index
+//            in place (keys/store.hpp), which readers of the same instance must not see
+//            happen; the mail path's ring is another instance (or reloads).
 // Threads:   every method is safe concurrently; issue() serialises writers internally.
 // Errors:    values: std::nullopt / false with one sentence in *error.
 #pragma once
@@ -82,15 +85,19 @@ std::optional<crypto::Certificate> import_ca(KeyStore& store, crypto::KeyMateria
 
 class KeyPairPool {
 public:
+    // `threads` = 0: no generation at all, the pool holds only what put() gives it (the
+    // benchmark's pre-generated case, tests with fixed keys); the daemon always has >= 1.
     KeyPairPool(unsigned bits, size_t target, unsigned threads);
     ~KeyPairPool();  // stops and joins the workers
     KeyPairPool(const KeyPairPool&) = delete;
     KeyPairPool& operator=(const KeyPairPool&) = delete;
 
     // A ready key pair, or nullptr when none is ready (never generates in the caller's thread).
-    EVP_PKEY_ptr take();
+    crypto::EVP_PKEY_ptr take();
     size_t ready() const;
     unsigned long long generated() const;  // since start (benchmarks, metrics)
+    // Adds a key pair made elsewhere (beyond `target` too: the caller bounds what it adds).
+    void put(crypto::EVP_PKEY_ptr key);
 
 private:
     struct State;
@@ -112,7 +119,18 @@ public:
     // pair is ready or a write failed (the caller tempfails 451 4.7.1).
     std::optional<crypto::Certificate> issue(std::string_view address, std::string* error);
     // The recipient's own certificate appeared: the issued one is retired (record and store).
+    // `reason` is for the caller's log line; the record keeps the state and its time.
     void retire(std::string_view address, const std::string& reason);
+
+    // For the pickup service: the escrowed private key of `address` with its certificate and
+    // the CA chain (the CA certificate, then what is above it) — what the PKCS#12 holds.
+    // nullopt + *error when the address has no current record or the key is gone
+    // (issue.keep_escrow = false after a pickup).
+    std::optional<crypto::KeyMaterial> escrowed_key(std::string_view address, std::string* error) const;
+    // The recipient downloaded the key: record -> picked_up, pickups + 1, last_pickup_at; with
+    // issue.keep_escrow = false the key is then removed from the store (KeyStore::remove_key).
+    // false + *error when the record could not be written (the key is then kept).
+    bool picked_up(std::string_view address, std::string* error);
 
     const IssuingCa& ca() const noexcept { return *ca_; }
     const IssueSettings& settings() const noexcept { return settings_; }
@@ -132,5 +150,17 @@ private:
     std::unique_ptr<KeyPairPool> pool_;
     mutable base::Mutex write_mu_;
 };
+
+// `sealmilter issued revoke`: the record -> revoked (never used for mail again: current() and
+// the `issued` source skip it; a later message to the address issues a new certificate), the
+// store entry -> retired (it still opens the mail already sent; an escrowed key never signs, so
+// `compromised` would add nothing but noise). Works without the CA or a pool.
+bool revoke_issued(KeyStore& store, IssuedRegistry& registry, std::string_view address, std::string* error);
+// `sealmilter issued resend`: notice_due = true and notice_sent_at = 0 (so the interval since
+// the last notice is no obstacle: forced), notice_attempts = 0, unlocked, wrong codes and the
+// code cleared. Only for escrowed and picked_up records (the state stays; a picked_up record's
+// recipient may pick the key up again). false + *error otherwise (`issued resend` also refuses
+// when issue.keep_escrow = false removed the key from the store: nothing left to pick up).
+bool resend_issued(IssuedRegistry& registry, std::string_view address, std::string* error);
 
 }  // namespace sealmilter::keys

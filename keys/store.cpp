@@ -414,6 +414,11 @@ bool KeyStore::commit(std::vector<Record> records, unsigned generation, const Ma
 }
 
 std::optional<KeyStore::ImportReport> KeyStore::import_keys(std::vector<crypto::KeyMaterial> keys, std::string* error) {
+    return import_keys(std::move(keys), KeyState::Active, error);
+}
+
+std::optional<KeyStore::ImportReport> KeyStore::import_keys(std::vector<crypto::KeyMaterial> keys, KeyState state,
+                                                            std::string* error) {
     try {
         const std::unique_ptr<KeyStorage::Guard> lock = storage_->lock();
         if (!load_index(error)) return std::nullopt;  // another writer may have changed it
@@ -439,6 +444,7 @@ std::optional<KeyStore::ImportReport> KeyStore::import_keys(std::vector<crypto::
                 return std::nullopt;
             }
             Record r;
+            r.state = state;
             r.entry = make_entry(r, *storage_, *m.certificate, {});
             const std::string sha = r.entry->sha256();
             if (const auto same = by_sha.find(sha); same != by_sha.end()) {
@@ -541,6 +547,36 @@ bool KeyStore::set_state(const std::string& id, KeyState state, std::string* err
             r.entry = std::make_shared<const KeyInfo>(std::move(changed));
         }
         return commit(std::move(records), generation_, master_, error);
+    } catch (const std::exception& e) {
+        return fail(error, e.what());
+    }
+}
+
+bool KeyStore::remove_key(const std::string& id, std::string* error) {
+    try {
+        const std::unique_ptr<KeyStorage::Guard> lock = storage_->lock();
+        if (!load_index(error)) return false;
+        const KeyEntry target = resolve(id);
+        if (!target) return fail(error, "no key " + id + " in " + storage_->describe());
+        if (target->state != KeyState::Escrowed)
+            return fail(error, "key " + target->id + " is " + state_name(target->state) +
+                                   ": only an escrowed key is ever removed from the store");
+        std::vector<Record> records = records_;
+        std::string file;
+        for (auto it = records.begin(); it != records.end(); ++it) {
+            if (it->id != target->id) continue;
+            file = it->file;
+            records.erase(it);
+            break;
+        }
+        if (!commit(std::move(records), generation_, master_, error)) return false;
+        {
+            const base::MutexLock l(mu_);
+            lru_.remove_if([&](const std::pair<std::string, PrivateKey>& k) { return k.first == target->id; });
+        }
+        // After the index: a crash in between leaves an unreferenced file, never an entry without one.
+        storage_->remove_keys({file});
+        return true;
     } catch (const std::exception& e) {
         return fail(error, e.what());
     }

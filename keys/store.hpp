@@ -78,10 +78,18 @@ public:
     // Each key needs its certificate (it is indexed by it). All or nothing: on failure the
     // index is unchanged.
     std::optional<ImportReport> import_keys(std::vector<crypto::KeyMaterial> keys, std::string* error);
+    // The same with the state every new key is recorded in (the issuing CA imports the keys it
+    // escrows for recipients as KeyState::Escrowed, keys/issuer.hpp).
+    std::optional<ImportReport> import_keys(std::vector<crypto::KeyMaterial> keys, KeyState state, std::string* error);
     // A key that stays on its PKCS#11 token, named by `uri`, with its certificate.
     std::optional<ImportReport> import_token_key(const std::string& uri, const crypto::Certificate& certificate,
                                                  const std::vector<crypto::Certificate>& chain, std::string* error);
     bool set_state(const std::string& id, KeyState state, std::string* error);
+    // Removes an escrowed key (index entry and key file): the one deletion the store knows.
+    // issue.keep_escrow = false asks that the key our CA escrowed for a recipient is held by
+    // the recipient alone once they picked it up (keys/issuer.hpp); every other key stays
+    // forever, so this refuses any key whose recorded state is not `escrowed`.
+    bool remove_key(const std::string& id, std::string* error);
     // Re-wraps every file key under `new_key` (a new generation of files), then the index.
     bool rewrap(const MasterKey& new_key, std::string* error);
 
