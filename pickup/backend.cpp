@@ -1,12 +1,10 @@
-// pickup/backend.cpp — the pickup service's view of keys.dir (see backend.hpp).
+// pickup/backend.cpp — the pickup service's view of the issued state (see backend.hpp).
 #include "pickup/backend.hpp"
 
 #include "crypto/certificate.hpp"
 #include "crypto/ossl.hpp"
 
 #include <openssl/pem.h>
-
-#include <algorithm>
 
 namespace sealmilter::pickup {
 
@@ -20,76 +18,69 @@ std::string certificates_pem(const std::vector<crypto::Certificate>& certs) {
     return len > 0 ? std::string(data, static_cast<size_t>(len)) : std::string();
 }
 
-std::optional<keys::IssuedRecord> RegistryBackend::by_token_hash(std::string_view token_hash) const {
-    std::string error;
-    std::optional<keys::IssuedRecord> r = registry_->by_token_hash(token_hash, &error);
-    if (!r && !error.empty()) log_.warning("pickup: " + error);
-    return r;
+namespace {
+
+// "AB:CD:..." -> "abcd..." (the registry's form of a fingerprint).
+std::string plain_hex(std::string_view colons) {
+    std::string out;
+    for (const char c : colons)
+        if (c != ':') out.push_back(static_cast<char>(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c));
+    return out;
 }
 
-bool RegistryBackend::update(std::string_view address, const RecordChange& change, std::string* error) {
-    return registry_->update(address, change, error);
+}  // namespace
+
+std::time_t IssuerBackend::now() const {
+    const std::shared_ptr<keys::Issuer> i = issuer_();
+    return i ? i->registry().now() : std::time(nullptr);
 }
 
-std::optional<crypto::KeyMaterial> RegistryBackend::key_material(const keys::IssuedRecord& record,
-                                                                 std::string* error) const {
-    const std::shared_ptr<keys::KeyStore> store = keys::KeyStore::open(store_, error);
-    if (!store) return std::nullopt;
-    const keys::KeyEntry entry = store->resolve(record.key_id);
-    if (!entry) {
-        *error = "the escrowed key " + record.key_id + " of <" + record.address + "> is not in the key store";
+std::optional<keys::IssuedRecord> IssuerBackend::by_token_hash(std::string_view token_hash) const {
+    const std::shared_ptr<keys::Issuer> i = issuer_();
+    if (!i) return std::nullopt;
+    return i->registry().by_token_hash(token_hash);
+}
+
+bool IssuerBackend::update(std::string_view address, const RecordChange& change, std::string* error) {
+    const std::shared_ptr<keys::Issuer> i = issuer_();
+    if (!i) {
+        *error = "issuing is not configured";
+        return false;
+    }
+    return i->registry().update(address, change, error);
+}
+
+std::optional<crypto::KeyMaterial> IssuerBackend::key_material(const keys::IssuedRecord& record,
+                                                               std::string* error) const {
+    const std::shared_ptr<keys::Issuer> i = issuer_();
+    if (!i) {
+        *error = "issuing is not configured";
         return std::nullopt;
     }
-    if (entry->sha256() != record.sha256) {
-        *error = "the key store entry " + record.key_id + " is not the certificate issued to <" + record.address + ">";
+    std::optional<crypto::KeyMaterial> m = i->escrowed_key(record.address, error);
+    // The record the code was checked against must still be the one whose key this is.
+    if (m && (!m->certificate || plain_hex(m->certificate->fingerprint_sha256()) != record.sha256)) {
+        *error = "the escrowed key of <" + record.address + "> changed during the pickup";
         return std::nullopt;
-    }
-    const keys::PrivateKey key = store->private_key(*entry, error);
-    if (!key) return std::nullopt;
-    if (EVP_PKEY_up_ref(key->key.get()) != 1) crypto::throw_openssl("EVP_PKEY_up_ref");
-    crypto::KeyMaterial m{crypto::EVP_PKEY_ptr(key->key.get()), entry->certificate, entry->chain};
-    // The chain ends with what ca.pem names (the CA and what is above it), once each.
-    const crypto::ParsedCertificates ca = crypto::load_certificate_file(store_.dir + "/ca.pem");
-    for (const crypto::Certificate& c : ca.certificates) {
-        const bool present = std::any_of(m.chain.begin(), m.chain.end(), [&](const crypto::Certificate& x) {
-            return x.fingerprint_sha256() == c.fingerprint_sha256();
-        });
-        if (!present) m.chain.push_back(c);
     }
     return m;
 }
 
-std::string RegistryBackend::ca_pem() const {
-    const crypto::ParsedCertificates ca = crypto::load_certificate_file(store_.dir + "/ca.pem");
-    return certificates_pem(ca.certificates);
+std::string IssuerBackend::ca_pem() const {
+    const std::shared_ptr<keys::Issuer> i = issuer_();
+    if (!i) return {};
+    std::vector<crypto::Certificate> certs{i->ca().certificate()};
+    for (const crypto::Certificate& c : i->ca().chain()) certs.push_back(c);
+    return certificates_pem(certs);
 }
 
-bool RegistryBackend::picked_up(const keys::IssuedRecord& record, std::string* error) {
-    const std::time_t now = registry_->now();
-    const bool ok = registry_->update(
-        record.address,
-        [now](const std::optional<keys::IssuedRecord>& cur) -> std::optional<keys::IssuedRecord> {
-            if (!cur) return std::nullopt;
-            keys::IssuedRecord r = *cur;
-            if (r.state == keys::IssuedState::Escrowed) {
-                r.state = keys::IssuedState::PickedUp;
-                r.state_changed_at = now;
-            }
-            ++r.pickups;
-            r.last_pickup_at = now;
-            r.wrong_codes = 0;
-            return r;
-        },
-        error);
-    if (!ok || keep_escrow_) return ok;
-    return remove_escrowed(record, error);
-}
-
-bool RegistryBackend::remove_escrowed(const keys::IssuedRecord& record, std::string* error) {
-    // PENDING part A's store removal (keys/): until it is merged, keep_escrow = false keeps the key.
-    *error = "removing <" + record.address + ">'s escrowed key is not available in this build";
-    log_.error("pickup: " + *error);
-    return false;
+bool IssuerBackend::picked_up(const keys::IssuedRecord& record, std::string* error) {
+    const std::shared_ptr<keys::Issuer> i = issuer_();
+    if (!i) {
+        *error = "issuing is not configured";
+        return false;
+    }
+    return i->picked_up(record.address, error);
 }
 
 }  // namespace sealmilter::pickup

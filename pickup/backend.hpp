@@ -3,21 +3,17 @@
 // Purpose:   PickupBackend is the service's narrow view of keys/: find a record by the hash of
 //            its link token, change one record atomically (IssuedRegistry::update), the escrowed
 //            key with its certificate and the CA chain for a download, the CA certificate as
-//            PEM, and "picked up". RegistryBackend implements it over keys.dir: the registry
-//            files, and a key store opened afresh for each download (the daemon's issuer or
-//            the CLI may have imported the key after this process opened anything), so the
-//            service never depends on which process issued the certificate.
+//            PEM, and "picked up". IssuerBackend implements it over the daemon's keys::Issuer
+//            (its registry, Issuer::escrowed_key, Issuer::picked_up with the keep_escrow rule).
 // Ownership: the service holds a shared_ptr<PickupBackend>; nullptr = no issuing configured
 //            (every link is "not valid").
-// Threads:   every method is safe concurrently (the registry locks; each download opens its
-//            own store).
+// Threads:   every method is safe concurrently (the registry and the Issuer lock).
 // Errors:    values: nullopt / false with one sentence in *error.
 #pragma once
 
-#include "base/logger.hpp"
 #include "crypto/private_key.hpp"
 #include "keys/issued.hpp"
-#include "keys/store.hpp"
+#include "keys/issuer.hpp"
 
 #include <ctime>
 #include <functional>
@@ -46,13 +42,15 @@ public:
     virtual bool picked_up(const keys::IssuedRecord& record, std::string* error) = 0;
 };
 
-class RegistryBackend final : public PickupBackend {
+// Over the daemon's keys::Issuer (the one that issues, so its key store has every escrowed key):
+// `issuer()` is asked on every call, so a SIGHUP that builds a new Issuer is followed; nullptr =
+// issuing is off (no link is valid, /ca.pem is absent).
+class IssuerBackend final : public PickupBackend {
 public:
-    RegistryBackend(std::shared_ptr<keys::IssuedRegistry> registry, keys::StoreOptions store, bool keep_escrow,
-                    base::Logger log)
-        : registry_(std::move(registry)), store_(std::move(store)), keep_escrow_(keep_escrow), log_(std::move(log)) {}
+    using Provider = std::function<std::shared_ptr<keys::Issuer>()>;
+    explicit IssuerBackend(Provider issuer) : issuer_(std::move(issuer)) {}
 
-    std::time_t now() const override { return registry_->now(); }
+    std::time_t now() const override;
     std::optional<keys::IssuedRecord> by_token_hash(std::string_view token_hash) const override;
     bool update(std::string_view address, const RecordChange& change, std::string* error) override;
     std::optional<crypto::KeyMaterial> key_material(const keys::IssuedRecord& record, std::string* error) const override;
@@ -60,12 +58,7 @@ public:
     bool picked_up(const keys::IssuedRecord& record, std::string* error) override;
 
 private:
-    bool remove_escrowed(const keys::IssuedRecord& record, std::string* error);
-
-    std::shared_ptr<keys::IssuedRegistry> registry_;
-    keys::StoreOptions store_;
-    bool keep_escrow_;
-    base::Logger log_;
+    Provider issuer_;
 };
 
 // Certificates as concatenated PEM blocks.
