@@ -28,5 +28,7 @@ const std::vector<Command>& commands();
 int cmd_keys(int argc, char** argv);
 int cmd_sign(int argc, char** argv);    // cli/sign.cpp
 int cmd_verify(int argc, char** argv);  // cli/sign.cpp
+int cmd_ca(int argc, char** argv);      // cli/ca.cpp (issue 13)
+int cmd_issued(int argc, char** argv);  // cli/issued.cpp (issue 13)
 
 }  // namespace sealmilter::cli

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "conf/config.hpp"
+#include "keys/issuer.hpp"
 #include "keys/key_ring.hpp"
 #include "keys/store.hpp"
 
@@ -18,6 +19,8 @@
 namespace sealmilter::cli {
 
 keys::StoreOptions store_options(const conf::Config& config);
+// issue.* -> the issuer's settings (`ca init`, `run` when anything issues).
+keys::IssueSettings issue_settings(const conf::Config& config);
 
 struct SharedState;  // cli/wiring.hpp
 

@@ -111,18 +111,6 @@ private:
 
 }  // namespace
 
-keys::IssueSettings issue_settings(const conf::Config& c) {
-    keys::IssueSettings s;
-    s.org_name = c.get("issue.org_name");
-    s.ca_subject = c.get("issue.ca_subject");
-    s.key_bits = static_cast<unsigned>(c.get_int("issue.key_bits"));
-    s.validity_days = static_cast<long>(c.get_int("issue.validity_days"));
-    s.pool_size = static_cast<size_t>(c.get_int("issue.pool_size"));
-    s.pool_threads = static_cast<unsigned>(c.get_int("issue.pool_threads"));
-    s.keep_escrow = c.get_bool("issue.keep_escrow");
-    return s;
-}
-
 std::optional<pickup::PickupSettings> pickup_settings(const conf::Config& c) {
     const std::string& listen = c.get("pickup.listen");
     if (listen.empty()) return std::nullopt;

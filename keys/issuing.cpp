@@ -114,9 +114,16 @@ std::optional<crypto::Certificate> Issuer::issue(std::string_view address, std::
         fail(error, std::string("issuing a certificate for ") + lower + " failed: " + e.what());
         return std::nullopt;
     }
-    std::vector<crypto::KeyMaterial> one;
-    one.push_back(crypto::KeyMaterial{std::move(key), *cert, {}});
-    std::optional<KeyStore::ImportReport> imported = store_->import_keys(std::move(one), KeyState::Escrowed, error);
+    // The store re-reads its index under its writer lock before it changes it; a backend that
+    // still sees another writer in between (PostgreSQL: the stored index changed) refuses, and
+    // one more try starts again from the index as it is then.
+    std::optional<KeyStore::ImportReport> imported;
+    for (int attempt = 0; attempt < 2 && !imported; ++attempt) {
+        if (EVP_PKEY_up_ref(key.get()) != 1) break;
+        std::vector<crypto::KeyMaterial> one;
+        one.push_back(crypto::KeyMaterial{crypto::EVP_PKEY_ptr(key.get()), *cert, {}});
+        imported = store_->import_keys(std::move(one), KeyState::Escrowed, error);
+    }
     if (!imported || imported->added.empty()) {
         fail(error, "the escrowed key of " + lower + " was not stored: " + (error != nullptr ? *error : std::string()));
         return std::nullopt;
