@@ -83,4 +83,9 @@ bool IssuerBackend::picked_up(const keys::IssuedRecord& record, std::string* err
     return i->picked_up(record.address, error);
 }
 
+bool IssuerBackend::keeps_escrow() const {
+    const std::shared_ptr<keys::Issuer> i = issuer_();
+    return i && i->settings().keep_escrow;
+}
+
 }  // namespace sealmilter::pickup

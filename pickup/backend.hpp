@@ -40,6 +40,8 @@ public:
     // After a download: the record becomes picked_up (pickups, last_pickup_at); with
     // issue.keep_escrow = false the escrowed key leaves the store.
     virtual bool picked_up(const keys::IssuedRecord& record, std::string* error) = 0;
+    // issue.keep_escrow: false = a picked_up record has no key left (its link is not valid).
+    virtual bool keeps_escrow() const = 0;
 };
 
 // Over the daemon's keys::Issuer (the one that issues, so its key store has every escrowed key):
@@ -56,6 +58,7 @@ public:
     std::optional<crypto::KeyMaterial> key_material(const keys::IssuedRecord& record, std::string* error) const override;
     std::string ca_pem() const override;
     bool picked_up(const keys::IssuedRecord& record, std::string* error) override;
+    bool keeps_escrow() const override;
 
 private:
     Provider issuer_;

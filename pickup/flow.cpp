@@ -136,7 +136,9 @@ HttpResponse Flow::static_file(const std::string& path) const {
 }
 
 bool Flow::record_ok(const keys::IssuedRecord& r, std::string_view token_hash, std::time_t now) const {
-    const bool state_ok = r.state == keys::IssuedState::Escrowed || r.state == keys::IssuedState::PickedUp;
+    // A picked_up record can be picked up again unless issue.keep_escrow = false removed its key.
+    const bool state_ok = r.state == keys::IssuedState::Escrowed ||
+                          (r.state == keys::IssuedState::PickedUp && deps_.backend->keeps_escrow());
     return state_ok && !r.locked && !r.token_hash.empty() && keys::digests_equal(r.token_hash, token_hash) &&
            now < r.token_expires;
 }

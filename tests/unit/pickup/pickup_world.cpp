@@ -15,12 +15,15 @@ namespace {
 
 class IssuerWorld final : public PickupWorld {
 public:
-    IssuerWorld(std::shared_ptr<keys::Issuer> issuer, std::shared_ptr<keys::IssuedRegistry> registry)
+    IssuerWorld(std::shared_ptr<keys::Issuer> issuer, std::shared_ptr<keys::Issuer> no_escrow,
+                std::shared_ptr<keys::IssuedRegistry> registry)
         : issuer_(std::move(issuer)),
           registry_(std::move(registry)),
-          backend_(std::make_shared<IssuerBackend>([i = issuer_] { return i; })) {}
+          backend_(std::make_shared<IssuerBackend>([i = issuer_] { return i; })),
+          no_escrow_(std::make_shared<IssuerBackend>([i = std::move(no_escrow)] { return i; })) {}
 
     std::shared_ptr<PickupBackend> backend() override { return backend_; }
+    std::shared_ptr<PickupBackend> backend_without_escrow() override { return no_escrow_; }
 
     std::string issue(const std::string& address) override {
         std::string error;
@@ -83,6 +86,7 @@ private:
     std::shared_ptr<keys::Issuer> issuer_;
     std::shared_ptr<keys::IssuedRegistry> registry_;
     std::shared_ptr<PickupBackend> backend_;
+    std::shared_ptr<PickupBackend> no_escrow_;
 };
 
 }  // namespace
@@ -102,7 +106,10 @@ std::unique_ptr<PickupWorld> make_world(const std::string& dir, std::string* err
     auto registry = std::make_shared<keys::IssuedRegistry>(dir);
     std::shared_ptr<keys::Issuer> issuer = keys::Issuer::open(store, registry, s, error);
     if (!issuer) return nullptr;
-    return std::make_unique<IssuerWorld>(std::move(issuer), std::move(registry));
+    s.keep_escrow = false;
+    std::shared_ptr<keys::Issuer> no_escrow = keys::Issuer::open(store, registry, s, error);
+    if (!no_escrow) return nullptr;
+    return std::make_unique<IssuerWorld>(std::move(issuer), std::move(no_escrow), std::move(registry));
 }
 
 }  // namespace sealmilter::pickup

@@ -17,6 +17,8 @@ class PickupWorld {
 public:
     virtual ~PickupWorld() = default;
     virtual std::shared_ptr<PickupBackend> backend() = 0;
+    // The same store and registry under issue.keep_escrow = false.
+    virtual std::shared_ptr<PickupBackend> backend_without_escrow() = 0;
     // Issues a certificate for `address` and sends the notice: returns the link's token.
     virtual std::string issue(const std::string& address) = 0;
     virtual std::optional<keys::IssuedRecord> record(const std::string& address) = 0;

@@ -367,6 +367,27 @@ TEST_F(Pickup, AfterAPickupTheSameLinkNeedsANewCode) {
     EXPECT_EQ(g->world->record(address)->pickups, 2u);
 }
 
+TEST_F(Pickup, WithoutKeepEscrowTheLinkEndsWithTheFirstPickup) {
+    const std::string address = "once@customer.example";
+    const std::string token = g->world->issue(address);
+    std::string error;
+    std::shared_ptr<const AuditLog> audit = AuditLog::open("", base::Logger(), &error);
+    const auto once = PickupService::start(settings_for(g->dir + "/tls", ""),
+                                           {g->world->backend_without_escrow(), g->mail, nullptr, audit, base::Logger()},
+                                           &error);
+    ASSERT_TRUE(once) << error;
+    Browser b{HttpsClient("https://127.0.0.1:" + std::to_string(once->port()), g->ca_file), {}};
+    auto [entry, code] = ask_code(b, token, address);
+    const HttpReply ready = enter(b, token, entry, code, "only once please");
+    ASSERT_EQ(ready.status, 200) << ready.body;
+    const HttpReply file = b.get(download_link(ready.body));
+    ASSERT_EQ(crypto::read_pkcs12_all(file.body, "only once please").keys.size(), 1u);
+    EXPECT_EQ(g->world->record(address)->state, keys::IssuedState::PickedUp);
+    // The key left the store: the link has nothing more to give.
+    EXPECT_EQ(b.get("/p/" + token).status, 404);
+    EXPECT_FALSE(g->world->backend_without_escrow()->key_material(*g->world->record(address), &error));
+}
+
 TEST_F(Pickup, OneAddressesCodeDoesNotOpenAnothersLink) {
     const std::string victim = "victim@customer.example";
     const std::string attacker = "attacker@customer.example";
