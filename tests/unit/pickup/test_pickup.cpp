@@ -3,7 +3,10 @@
 // issued state in a World (see pickup_world.hpp). One service start per suite: the cases use
 // their own addresses and their own client addresses (X-Forwarded-For through the trusted
 // loopback proxy), so no case sees another's rate limits.
+#include "core/sign.hpp"
 #include "crypto/certificate.hpp"
+#include "keys/key_ring.hpp"
+#include "tests/support/test_pki.hpp"
 #include "crypto/pkcs12.hpp"
 #include "keys/issued.hpp"
 #include "pickup/guard.hpp"
@@ -612,6 +615,46 @@ TEST_F(Pickup, APortInUseRefusesTheStartWithASentence) {
     s.key_pem = "-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n";
     EXPECT_FALSE(PickupService::start(s, {nullptr, g->mail, nullptr, audit, base::Logger()}, &error));
     EXPECT_NE(error.find("pickup.cert_file"), std::string::npos) << error;
+}
+
+// With a key for issue.notice_from the code mail is signed (core/sign), never encrypted; the
+// signature verifies and the text still says "Your code is XXXXXXXX.".
+TEST(PickupCodeMail, SignedWhenTheFromAddressHasAKey) {
+    testing::CertSpec spec;
+    spec.email = "secure-mail@bank.example";
+    const testing::TestIdentity id = testing::make_identity(spec);
+    auto ring = std::make_shared<keys::MemoryKeyRing>();
+    ASSERT_TRUE(ring->add(id.material(), "test"));
+    const core::SignSettings sign;
+    const SignerFor signer_for = [ring, sign](std::string_view from, std::string* why) -> std::optional<MailSigner> {
+        std::optional<core::Signer> s = core::choose_signer(ring.get(), from, sign, std::time(nullptr), why);
+        if (!s) return std::nullopt;
+        core::SignedEntityOptions o = core::entity_options(*s, sign);
+        return MailSigner{std::move(*s), std::move(o)};
+    };
+    RecordingReinjector out;
+    EXPECT_EQ(send_code_mail(out, signer_for, base::Logger(), "Bank", "secure-mail@bank.example",
+                             "carol@customer.example", "K7QW2XPA", std::time(nullptr)),
+              "");
+    const auto mails = out.to("carol@customer.example");
+    ASSERT_EQ(mails.size(), 1u);
+    const std::string& text = mails[0].text;
+    EXPECT_NE(text.find("multipart/signed"), std::string::npos) << text;
+    EXPECT_NE(text.find("Your code is K7QW2XPA."), std::string::npos);
+    EXPECT_EQ(text.find("enveloped-data"), std::string::npos);
+    char tmpl[] = "/tmp/sealmilter-codemail-XXXXXX";
+    const std::string dir = mkdtemp(tmpl);
+    std::ofstream(dir + "/mail.eml", std::ios::binary) << text;
+    const std::string verified =
+        run("openssl cms -verify -noverify -in " + dir + "/mail.eml -out " + dir + "/content.txt 2>&1");
+    EXPECT_NE(verified.find("Verification successful"), std::string::npos) << verified;
+    EXPECT_NE(slurp(dir + "/content.txt").find("Your code is K7QW2XPA."), std::string::npos);
+    // Nobody to sign for another From: unsigned, still sent.
+    EXPECT_EQ(send_code_mail(out, signer_for, base::Logger(), "Bank", "other@bank.example", "dave@customer.example",
+                             "K7QW2XPA", std::time(nullptr)),
+              "");
+    EXPECT_EQ(out.to("dave@customer.example").at(0).text.find("multipart/signed"), std::string::npos);
+    fs::remove_all(dir);
 }
 
 TEST(PickupGuard, CodesUseTheAlphabetAndDiffer) {
