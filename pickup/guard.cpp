@@ -208,7 +208,7 @@ bool TrustedProxies::trusted(std::string_view ip) const {
 std::string TrustedProxies::client(const std::string& peer, std::string_view forwarded_for) const {
     if (forwarded_for.empty() || !trusted(peer)) return peer;
     const size_t comma = forwarded_for.rfind(',');
-    const std::string last = trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
+    std::string last = trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
     unsigned char b[16];
     if (inet_pton(AF_INET, last.c_str(), b) == 1 || inet_pton(AF_INET6, last.c_str(), b) == 1) return last;
     return peer;

@@ -89,12 +89,13 @@ PickupSettings without_key(PickupSettings s) {
 
 struct PickupService::Impl {
     PickupSettings settings;
-    Flow flow;
     base::Logger log;
+    Flow flow;
     int port = 0;
     MHD_Daemon* daemon = nullptr;
 
-    Impl(PickupSettings s, PickupDeps d) : settings(s), flow(without_key(std::move(s)), d), log(d.log) {}
+    Impl(PickupSettings s, PickupDeps d)
+        : settings(s), log(d.log), flow(without_key(std::move(s)), std::move(d)) {}
     ~Impl() {
         if (daemon != nullptr) MHD_stop_daemon(daemon);
         OPENSSL_cleanse(settings.key_pem.data(), settings.key_pem.size());
