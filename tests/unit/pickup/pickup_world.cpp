@@ -43,7 +43,7 @@ public:
                 },
                 &error);
         }
-        const std::string token = random_token();
+        std::string token = random_token();
         const std::time_t now = registry_->now();
         const bool ok = registry_->update(
             address,

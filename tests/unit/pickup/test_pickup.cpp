@@ -112,7 +112,7 @@ struct Suite {
     std::string ca_file;
     std::string audit_file;
 };
-Suite* g = nullptr;
+std::unique_ptr<Suite> g;  // the suite's shared state (SetUpTestSuite .. TearDownTestSuite)
 
 PickupSettings settings_for(const std::string& tls, const std::string& proxies) {
     PickupSettings s;
@@ -131,7 +131,7 @@ PickupSettings settings_for(const std::string& tls, const std::string& proxies) 
 class Pickup : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        g = new Suite();
+        g = std::make_unique<Suite>();
         char tmpl[] = "/tmp/sealmilter-pickup-XXXXXX";
         g->dir = mkdtemp(tmpl);
         const std::string tls = g->dir + "/tls";
@@ -156,8 +156,7 @@ protected:
         g->service.reset();
         g->direct.reset();
         const std::string dir = g->dir;
-        delete g;
-        g = nullptr;
+        g.reset();
         fs::remove_all(dir);
     }
 
