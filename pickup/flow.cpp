@@ -82,6 +82,7 @@ HttpResponse Flow::route(const HttpRequest& request) {
         const std::string token = rest.substr(0, slash);
         const std::string action = slash == std::string::npos ? "" : rest.substr(slash + 1);
         if (action.empty() && get) return show_link(token, request);
+        if (action == "enter" && get) return show_entry(token, request);
         if (action == "code" && post) return send_code(token, request);
         if (action == "download" && post) return download(token, request);
         if (action == "code" || action == "download" || action.empty()) {
@@ -167,6 +168,13 @@ HttpResponse Flow::show_link(const std::string& token, const HttpRequest& reques
     const std::optional<Link> l = link(token, request.client, now);
     if (!l) return page(404, page_not_valid(look_));
     return page(200, page_waiting(look_, l->record.address, token, csrf_.issue(l->token_hash, "code", now)));
+}
+
+HttpResponse Flow::show_entry(const std::string& token, const HttpRequest& request) {
+    const std::time_t now = deps_.backend ? deps_.backend->now() : std::time(nullptr);
+    const std::optional<Link> l = link(token, request.client, now);
+    if (!l) return page(404, page_not_valid(look_));
+    return code_entry(*l, now, "Enter the code from the most recent mail we sent you.", "");
 }
 
 HttpResponse Flow::code_entry(const Link& l, std::time_t now, std::string_view note, std::string_view error,

@@ -64,6 +64,7 @@ private:
     HttpResponse static_file(const std::string& path) const;
     std::optional<Link> link(std::string_view token, const std::string& client, std::time_t now) const;
     HttpResponse show_link(const std::string& token, const HttpRequest& request);
+    HttpResponse show_entry(const std::string& token, const HttpRequest& request);
     HttpResponse send_code(const std::string& token, const HttpRequest& request);
     HttpResponse download(const std::string& token, const HttpRequest& request);
     HttpResponse fetch(const std::string& id, const HttpRequest& request);

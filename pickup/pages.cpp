@@ -58,6 +58,7 @@ std::string page_waiting(const Look& look, std::string_view address, std::string
          "<li>You download your key and open it in your mail program.</li></ol>\n";
     b += "<form method=\"post\" action=\"" + code_form_action(token, "code") + "\">" + hidden_csrf(csrf) +
          "<button type=\"submit\">Send me a code</button></form>\n";
+    b += "<p><a href=\"" + code_form_action(token, "enter") + "\">I already have a code</a></p>\n";
     b += "<p class=\"small\">Opening this page does not send anything. If you did not expect this message, you "
          "can close this page.</p>\n";
     return layout(look, "A secure message is waiting", b);

@@ -15,15 +15,26 @@ namespace {
 
 class IssuerWorld final : public PickupWorld {
 public:
-    IssuerWorld(std::shared_ptr<keys::Issuer> issuer, std::shared_ptr<keys::Issuer> no_escrow,
-                std::shared_ptr<keys::IssuedRegistry> registry)
-        : issuer_(std::move(issuer)),
+    IssuerWorld(keys::StoreOptions options, std::shared_ptr<keys::Issuer> issuer,
+                std::shared_ptr<keys::Issuer> no_escrow, std::shared_ptr<keys::IssuedRegistry> registry)
+        : options_(std::move(options)),
+          issuer_(std::move(issuer)),
           registry_(std::move(registry)),
           backend_(std::make_shared<IssuerBackend>([i = issuer_] { return i; })),
           no_escrow_(std::make_shared<IssuerBackend>([i = std::move(no_escrow)] { return i; })) {}
 
     std::shared_ptr<PickupBackend> backend() override { return backend_; }
     std::shared_ptr<PickupBackend> backend_without_escrow() override { return no_escrow_; }
+
+    std::shared_ptr<PickupBackend> reopened_backend(std::string* error) override {
+        std::shared_ptr<keys::KeyStore> store = keys::KeyStore::open(options_, error);
+        if (!store) return nullptr;
+        keys::IssueSettings s = issuer_->settings();
+        std::shared_ptr<keys::Issuer> issuer =
+            keys::Issuer::open(store, std::make_shared<keys::IssuedRegistry>(options_.dir), s, error);
+        if (!issuer) return nullptr;
+        return std::make_shared<IssuerBackend>([issuer] { return issuer; });
+    }
 
     std::string issue(const std::string& address) override {
         std::string error;
@@ -83,6 +94,7 @@ public:
     crypto::Certificate ca() override { return issuer_->ca().certificate(); }
 
 private:
+    keys::StoreOptions options_;
     std::shared_ptr<keys::Issuer> issuer_;
     std::shared_ptr<keys::IssuedRegistry> registry_;
     std::shared_ptr<PickupBackend> backend_;
@@ -109,7 +121,7 @@ std::unique_ptr<PickupWorld> make_world(const std::string& dir, std::string* err
     s.keep_escrow = false;
     std::shared_ptr<keys::Issuer> no_escrow = keys::Issuer::open(store, registry, s, error);
     if (!no_escrow) return nullptr;
-    return std::make_unique<IssuerWorld>(std::move(issuer), std::move(no_escrow), std::move(registry));
+    return std::make_unique<IssuerWorld>(o, std::move(issuer), std::move(no_escrow), std::move(registry));
 }
 
 }  // namespace sealmilter::pickup

@@ -17,6 +17,9 @@ class PickupWorld {
 public:
     virtual ~PickupWorld() = default;
     virtual std::shared_ptr<PickupBackend> backend() = 0;
+    // A backend over a freshly opened store, registry and Issuer of the same keys.dir: what a
+    // restarted daemon has.
+    virtual std::shared_ptr<PickupBackend> reopened_backend(std::string* error) = 0;
     // The same store and registry under issue.keep_escrow = false.
     virtual std::shared_ptr<PickupBackend> backend_without_escrow() = 0;
     // Issues a certificate for `address` and sends the notice: returns the link's token.

@@ -390,6 +390,41 @@ TEST_F(Pickup, WithoutKeepEscrowTheLinkEndsWithTheFirstPickup) {
     EXPECT_FALSE(g->world->backend_without_escrow()->key_material(*g->world->record(address), &error));
 }
 
+// The state lives in keys.dir: a code asked for before a restart opens the key after it (the
+// form is opened again: CSRF secrets are per process).
+TEST_F(Pickup, ARestartBetweenCodeAndDownloadLosesNothing) {
+    const std::string address = "restart@customer.example";
+    const std::string token = g->world->issue(address);
+    std::string error;
+    std::shared_ptr<const AuditLog> audit = AuditLog::open("", base::Logger(), &error);
+    std::string code;
+    HttpReply old_entry;
+    {
+        const auto before = PickupService::start(settings_for(g->dir + "/tls", ""),
+                                                 {g->world->backend(), g->mail, nullptr, audit, base::Logger()}, &error);
+        ASSERT_TRUE(before) << error;
+        Browser b{HttpsClient("https://127.0.0.1:" + std::to_string(before->port()), g->ca_file), {}};
+        std::tie(old_entry, code) = ask_code(b, token, address);
+        ASSERT_EQ(code.size(), 8u);
+    }
+    const std::shared_ptr<PickupBackend> reopened = g->world->reopened_backend(&error);
+    ASSERT_TRUE(reopened) << error;
+    const auto after = PickupService::start(settings_for(g->dir + "/tls", ""),
+                                            {reopened, g->mail, nullptr, audit, base::Logger()}, &error);
+    ASSERT_TRUE(after) << error;
+    Browser b{HttpsClient("https://127.0.0.1:" + std::to_string(after->port()), g->ca_file), {}};
+    EXPECT_EQ(enter(b, token, old_entry, code, "after restart").status, 403) << "a form of the old process";
+    // "I already have a code": the form again, without a new code, and the code from before works.
+    const HttpReply page = b.get("/p/" + token);
+    ASSERT_NE(page.body.find("/p/" + token + "/enter"), std::string::npos);
+    const HttpReply entry = b.get("/p/" + token + "/enter");
+    ASSERT_EQ(entry.status, 200);
+    EXPECT_EQ(g->mail->to(address).size(), 1u) << "opening the form sends nothing";
+    const HttpReply ready = enter(b, token, entry, code, "after restart");
+    ASSERT_EQ(ready.status, 200) << ready.body;
+    EXPECT_EQ(crypto::read_pkcs12_all(b.get(download_link(ready.body)).body, "after restart").keys.size(), 1u);
+}
+
 TEST_F(Pickup, OneAddressesCodeDoesNotOpenAnothersLink) {
     const std::string victim = "victim@customer.example";
     const std::string attacker = "attacker@customer.example";
