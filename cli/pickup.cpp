@@ -143,7 +143,9 @@ std::shared_ptr<keys::Issuer> open_pickup_issuer(const conf::Config& c, const ba
     }
     std::string error;
     auto registry = std::make_shared<keys::IssuedRegistry>(c.get("keys.dir"));
-    std::shared_ptr<keys::Issuer> issuer = keys::Issuer::open(store, registry, issue_settings(c), &error);
+    keys::IssueSettings settings = issue_settings(c);
+    settings.pool_threads = 0;  // the pickup never issues: no key pairs made ahead
+    std::shared_ptr<keys::Issuer> issuer = keys::Issuer::open(store, registry, settings, &error);
     if (!issuer) log.warning("pickup: no issuing CA (" + error + "): every pickup link answers \"not valid\"");
     return issuer;
 }

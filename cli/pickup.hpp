@@ -31,8 +31,11 @@ std::unique_ptr<pickup::PickupService> start_pickup(const conf::Config& config, 
                                                     std::function<std::shared_ptr<keys::Issuer>()> issuer,
                                                     const base::Logger& log);
 
-// Until the daemon's Services carry the Issuer (issue 13 part B): an Issuer of its own over
-// keys.dir for the pickup; nullptr (with a warning) when there is no key store or no CA.
+// Until `run` shares the daemon's Issuer with the pickup (issue 13 part B's cli::Issuing owns
+// it): an Issuer of its own over keys.dir (no pool threads: it never issues); nullptr (with a
+// warning) when there is no key store or no CA. Its key store index is read at start, so keys
+// escrowed later by another Issuer are only found through the shared one: replace this with
+// the daemon's Issuer when both parts are merged.
 std::shared_ptr<keys::Issuer> open_pickup_issuer(const conf::Config& config, const base::Logger& log);
 
 }  // namespace sealmilter::cli
