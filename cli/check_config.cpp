@@ -3,6 +3,7 @@
 // 1 with a clear message (naming file:line or the key) when it would not.
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/pickup.hpp"
 #include "cli/state_paths.hpp"
 #include "cli/wiring.hpp"
 
@@ -168,6 +169,7 @@ int cmd_check_config(int argc, char** argv) {
                 problems.push_back("cache.path " + p.config->get("cache.path") + " is not usable");
         }
         metrics_listen(*p.config);  // HOST:PORT (whether it is free is only known when run binds it)
+        pickup_settings(*p.config);  // issue 13: pickup.* (url, certificate and key, proxies, logo, audit log)
         if (problems.empty()) build_services(*p.config);  // policy, spool dir, re-injection, database, journal
         size_warnings(*p.config);
         dkim_order_warnings(*p.config);

@@ -5,6 +5,7 @@
 #include "cli/common.hpp"
 #include "cli/issuing.hpp"
 #include "cli/key_store.hpp"
+#include "cli/pickup.hpp"
 #include "cli/wiring.hpp"
 #include "conf/kinds.hpp"
 #include "metrics/decision_log.hpp"
@@ -361,6 +362,13 @@ int cmd_run(int argc, char** argv) {
     const base::Logger log = holder.get()->log;  // the daemon's own lines; messages use their snapshot's
     if (issuing) issuing->start_notices();
     const std::unique_ptr<prometheus::Exposer> exposer = m ? start_exposer(listen, m, log) : nullptr;
+    // Issue 13: the HTTPS pickup service when pickup.listen is set (cli/pickup.cpp, docs/issuing.md).
+    // Its Issuer is its own until the Services carry the daemon's (part B): then this lambda
+    // returns holder.get()'s, so the pickup sees every key the mail path escrows.
+    const std::shared_ptr<keys::Issuer> pickup_issuer =
+        p.config->get("pickup.listen").empty() ? nullptr : open_pickup_issuer(*p.config, log);
+    const std::unique_ptr<pickup::PickupService> pickup_service =
+        start_pickup(*p.config, holder, [pickup_issuer] { return pickup_issuer; }, log);
     const std::string socket = p.config->get("milter.socket");
     if (p.config->get_bool("milter.dry_run")) log.info("dry run: decisions are logged, no mail is changed");
     // Same file, same command-line overrides: only what the files say can change.

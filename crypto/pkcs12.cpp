@@ -110,8 +110,11 @@ Pkcs12Read read_pkcs12_all(const std::string& der, const std::string& password) 
     return r;
 }
 
-std::string write_pkcs12_all(const std::vector<const KeyMaterial*>& keys, const std::string& password) {
-    constexpr int kIter = 100000;
+std::string write_pkcs12_all(const std::vector<const KeyMaterial*>& keys, const std::string& password,
+                             Pkcs12Protection protection) {
+    const bool legacy = protection == Pkcs12Protection::TripleDes;
+    const int iterations = legacy ? 2048 : 100000;
+    const int pbe = legacy ? NID_pbe_WithSHA1And3_Key_TripleDES_CBC : NID_aes_256_cbc;
     // PKCS12_add_cert/add_key grow the stack through a pointer to it: the guard owns whatever
     // it points at when this function leaves, by return or by throw.
     struct Bags {
@@ -138,17 +141,18 @@ std::string write_pkcs12_all(const std::vector<const KeyMaterial*>& keys, const 
             written.push_back(std::move(key));
             if (PKCS12_add_cert(&bags.s, ca.native()) == nullptr) throw_openssl("PKCS12_add_cert");
         }
-        PKCS12_SAFEBAG* kb = PKCS12_add_key(&bags.s, m->key.get(), 0, kIter, NID_aes_256_cbc, password.c_str());
+        PKCS12_SAFEBAG* kb = PKCS12_add_key(&bags.s, m->key.get(), 0, iterations, pbe, password.c_str());
         if (kb == nullptr || PKCS12_add_localkeyid(kb, id, id_len) != 1) throw_openssl("PKCS12_add_key");
     }
     STACK_OF(PKCS7)* raw_safes = nullptr;
-    if (PKCS12_add_safe(&raw_safes, bags.s, NID_aes_256_cbc, kIter, password.c_str()) != 1) {
+    if (PKCS12_add_safe(&raw_safes, bags.s, pbe, iterations, password.c_str()) != 1) {
         free_p7_stack(raw_safes);
         throw_openssl("PKCS12_add_safe");
     }
     const P7_STACK_ptr safes(raw_safes);
     const PKCS12_ptr p12(PKCS12_add_safes(safes.get(), 0));
-    if (!p12 || PKCS12_set_mac(p12.get(), password.c_str(), -1, nullptr, 0, kIter, EVP_sha256()) != 1)
+    const EVP_MD* mac = legacy ? EVP_sha1() : EVP_sha256();
+    if (!p12 || PKCS12_set_mac(p12.get(), password.c_str(), -1, nullptr, 0, iterations, mac) != 1)
         throw_openssl("PKCS12_set_mac");
     unsigned char* der = nullptr;
     const int len = i2d_PKCS12(p12.get(), &der);

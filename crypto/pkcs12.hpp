@@ -7,7 +7,8 @@
 //            pkcs8ShroudedKeyBag, certBag) and pairs each key with the certificate that
 //            carries its public key; the remaining certificates become each key's chain.
 //            write_pkcs12_all() writes keys with their certificates and chains, keys shrouded
-//            with PBES2/AES-256-CBC and the certificates encrypted likewise, a SHA-256 MAC.
+//            with PBES2/AES-256-CBC and the certificates encrypted likewise, a SHA-256 MAC
+//            (or, asked for, the legacy 3DES protection; see Pkcs12Protection).
 // Ownership: values; KeyMaterial owns its key.
 // Threads:   re-entrant (loads OpenSSL's legacy provider once, for RC2/3DES files from NSS).
 // Errors:    read: a Pkcs12Read with error set (wrong password, damaged); write: throws
@@ -29,7 +30,15 @@ struct Pkcs12Read {
 
 Pkcs12Read read_pkcs12_all(const std::string& der, const std::string& password);
 
+// How a written file is protected. Aes256: keys and certificates PBES2 (PBKDF2-HMAC-SHA256,
+// AES-256-CBC), 100,000 iterations, MAC SHA-256 — what current Outlook, Thunderbird and Apple
+// Mail import. TripleDes: the legacy pbeWithSHAAnd3-KeyTripleDES-CBC for both, 2,048
+// iterations, MAC SHA-1 — only for old mail programs, on explicit request (the pickup's
+// "legacy format" box); 3DES is in OpenSSL's default provider, no legacy provider needed.
+enum class Pkcs12Protection { Aes256, TripleDes };
+
 // DER of a PKCS#12 holding every key of `keys` (certificate and chain included).
-std::string write_pkcs12_all(const std::vector<const KeyMaterial*>& keys, const std::string& password);
+std::string write_pkcs12_all(const std::vector<const KeyMaterial*>& keys, const std::string& password,
+                             Pkcs12Protection protection = Pkcs12Protection::Aes256);
 
 }  // namespace sealmilter::crypto

@@ -18,6 +18,7 @@ PACKAGES=(
   prometheus-cpp-dev curl m4
   debhelper lintian dpkg-dev fakeroot groff-base
   chromium chromium-driver python3-selenium fonts-liberation
+  libmicrohttpd-dev
 )
 # Sendmail for the e2e `sendmail` group: Debian's sendmail-bin conflicts with Postfix, so its
 # packages are downloaded and extracted (never installed) into SENDMAIL_ROOT, where

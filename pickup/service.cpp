@@ -1,0 +1,263 @@
+// pickup/service.cpp — libmicrohttpd plumbing of the pickup service (see service.hpp): the
+// socket, TLS, per-request state, POST bodies, and the security headers of every response.
+#include "pickup/service.hpp"
+
+#include "base/handle.hpp"
+#include "pickup/flow.hpp"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+namespace sealmilter::pickup {
+
+namespace {
+
+constexpr const char* kCsp =
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'";
+
+struct Listener {
+    base::UniqueFd fd;
+    int port = 0;
+};
+
+// Binds HOST:PORT ([v6]:PORT) ourselves: the sentence for "in use", and port 0 for tests.
+std::optional<Listener> bind_listener(const std::string& where, std::string* error) {
+    const size_t colon = where.rfind(':');
+    if (colon == std::string::npos || colon + 1 == where.size()) {
+        *error = "pickup.listen " + where + ": expected HOST:PORT";
+        return std::nullopt;
+    }
+    std::string host = where.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    const std::string port_text = where.substr(colon + 1);
+    char* end = nullptr;
+    const long port = std::strtol(port_text.c_str(), &end, 10);
+    if (*end != '\0' || port < 0 || port > 65535) {
+        *error = "pickup.listen " + where + ": bad port";
+        return std::nullopt;
+    }
+    sockaddr_storage ss{};
+    socklen_t len = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(static_cast<uint16_t>(port));
+        len = sizeof *v4;
+    } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(static_cast<uint16_t>(port));
+        len = sizeof *v6;
+    } else {
+        *error = "pickup.listen " + where + ": the host must be an IP address";
+        return std::nullopt;
+    }
+    Listener l{base::UniqueFd(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)), 0};
+    const int one = 1;
+    if (l.fd.get() < 0 || setsockopt(l.fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(l.fd.get(), 64) != 0) {
+        *error = "pickup.listen " + where + ": cannot listen: " +
+                 (errno == EADDRINUSE ? std::string("the port is already in use by another process")
+                                      : std::string(std::strerror(errno)));
+        return std::nullopt;
+    }
+    sockaddr_storage bound{};
+    socklen_t blen = sizeof bound;
+    getsockname(l.fd.get(), reinterpret_cast<sockaddr*>(&bound), &blen);
+    l.port = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                              : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+    return l;
+}
+
+// The flow's copy of the settings does not need the TLS key.
+PickupSettings without_key(PickupSettings s) {
+    OPENSSL_cleanse(s.key_pem.data(), s.key_pem.size());
+    s.key_pem.clear();
+    return s;
+}
+
+}  // namespace
+
+struct PickupService::Impl {
+    PickupSettings settings;
+    base::Logger log;
+    Flow flow;
+    int port = 0;
+    MHD_Daemon* daemon = nullptr;
+
+    Impl(PickupSettings s, PickupDeps d)
+        : settings(s), log(d.log), flow(without_key(std::move(s)), std::move(d)) {}
+    ~Impl() {
+        if (daemon != nullptr) MHD_stop_daemon(daemon);
+        OPENSSL_cleanse(settings.key_pem.data(), settings.key_pem.size());
+    }
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+};
+
+namespace {
+
+// One request's state between MHD's calls (created on the first, freed by on_completed).
+struct Request {
+    HttpRequest http;
+    size_t received = 0;
+    size_t max_bytes = 0;
+    MHD_PostProcessor* post = nullptr;
+    ~Request() {
+        if (post != nullptr) MHD_destroy_post_processor(post);
+    }
+};
+
+MHD_Result on_post_field(void* cls, MHD_ValueKind /*kind*/, const char* key, const char* /*filename*/,
+                         const char* /*content_type*/, const char* /*transfer_encoding*/, const char* data,
+                         uint64_t /*off*/, size_t size) {
+    auto* r = static_cast<Request*>(cls);
+    if (r->http.form.size() >= 16 && r->http.form.find(key) == r->http.form.end()) {
+        r->http.form_too_large = true;
+        return MHD_NO;
+    }
+    r->http.form[key].append(data, size);
+    return MHD_YES;
+}
+
+MHD_Result on_header(void* cls, MHD_ValueKind /*kind*/, const char* key, const char* value) {
+    // Every X-Forwarded-For field, joined: the last hop is the last element of the last field.
+    auto* xff = static_cast<std::string*>(cls);
+    if (key != nullptr && value != nullptr && strcasecmp(key, "X-Forwarded-For") == 0) {
+        if (!xff->empty()) xff->append(",");
+        xff->append(value);
+    }
+    return MHD_YES;
+}
+
+std::string peer_address(MHD_Connection* c) {
+    const MHD_ConnectionInfo* ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == nullptr || ci->client_addr == nullptr) return "unknown";
+    char buf[INET6_ADDRSTRLEN] = {};
+    const sockaddr* sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, buf, sizeof buf);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, buf, sizeof buf);
+    std::string s = buf;
+    if (s.rfind("::ffff:", 0) == 0 && s.find('.') != std::string::npos) s = s.substr(7);
+    return s.empty() ? "unknown" : s;
+}
+
+MHD_Result respond(MHD_Connection* c, const HttpResponse& r) {
+    MHD_Response* m = MHD_create_response_from_buffer(r.body.size(), const_cast<char*>(r.body.data()),
+                                                      MHD_RESPMEM_MUST_COPY);
+    if (m == nullptr) return MHD_NO;
+    MHD_add_response_header(m, "Content-Type", r.content_type.c_str());
+    MHD_add_response_header(m, "Content-Security-Policy", kCsp);
+    MHD_add_response_header(m, "Strict-Transport-Security", "max-age=31536000");
+    MHD_add_response_header(m, "Referrer-Policy", "no-referrer");
+    MHD_add_response_header(m, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(m, "X-Frame-Options", "DENY");
+    MHD_add_response_header(m, "Cache-Control", r.cacheable ? "public, max-age=3600" : "no-store");
+    for (const auto& [k, v] : r.headers) MHD_add_response_header(m, k.c_str(), v.c_str());
+    const MHD_Result ok = MHD_queue_response(c, r.status, m);
+    MHD_destroy_response(m);
+    return ok;
+}
+
+MHD_Result on_request(void* cls, MHD_Connection* c, const char* url, const char* method, const char* /*version*/,
+                      const char* upload_data, size_t* upload_size, void** con_cls) {
+    auto* impl = static_cast<PickupService::Impl*>(cls);
+    auto* r = static_cast<Request*>(*con_cls);
+    if (r == nullptr) {
+        r = new Request();  // NOLINT(cppcoreguidelines-owning-memory): MHD holds it; on_completed frees it
+        *con_cls = r;
+        r->http.method = method;
+        r->http.path = url;
+        r->max_bytes = impl->settings.max_post_bytes;
+        std::string xff;
+        MHD_get_connection_values(c, MHD_HEADER_KIND, on_header, &xff);
+        r->http.client = impl->settings.proxies.client(peer_address(c), xff);
+        if (r->http.method == "POST") {
+            r->post = MHD_create_post_processor(c, 1024, on_post_field, r);
+            if (r->post == nullptr) r->http.form_too_large = true;  // not a form: refused like a forged one
+        }
+        return MHD_YES;
+    }
+    if (*upload_size != 0) {
+        r->received += *upload_size;
+        if (r->received > r->max_bytes) r->http.form_too_large = true;
+        if (!r->http.form_too_large && r->post != nullptr &&
+            MHD_post_process(r->post, upload_data, *upload_size) != MHD_YES)
+            r->http.form_too_large = true;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (r->received > r->max_bytes) {
+        HttpResponse too_big;
+        too_big.status = 413;
+        too_big.body = "<!DOCTYPE html><html lang=\"en\"><title>Too large</title><h1>Request too large</h1></html>\n";
+        return respond(c, too_big);
+    }
+    return respond(c, impl->flow.handle(r->http));
+}
+
+void on_completed(void* /*cls*/, MHD_Connection* /*c*/, void** con_cls, MHD_RequestTerminationCode /*toe*/) {
+    delete static_cast<Request*>(*con_cls);  // NOLINT(cppcoreguidelines-owning-memory): made in on_request
+    *con_cls = nullptr;
+}
+
+void on_mhd_log(void* cls, const char* fmt, va_list ap) {
+    char buf[512];
+    std::vsnprintf(buf, sizeof buf, fmt, ap);
+    std::string line = buf;
+    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+    static_cast<const base::Logger*>(cls)->warning("pickup (libmicrohttpd): " + line);
+}
+
+}  // namespace
+
+PickupService::PickupService(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PickupService::~PickupService() = default;
+int PickupService::port() const noexcept { return impl_->port; }
+
+std::unique_ptr<PickupService> PickupService::start(PickupSettings settings, PickupDeps deps, std::string* error) {
+    if (!deps.audit || !deps.mail) {
+        *error = "the pickup service needs an audit log and a mail re-injector";
+        return nullptr;
+    }
+    if (settings.cert_pem.empty() || settings.key_pem.empty()) {
+        *error = "the pickup service needs pickup.cert_file and pickup.key_file";
+        return nullptr;
+    }
+    std::optional<Listener> l = bind_listener(settings.listen, error);
+    if (!l) return nullptr;
+    auto impl = std::make_unique<Impl>(std::move(settings), std::move(deps));
+    impl->port = l->port;
+    const PickupSettings& s = impl->settings;
+    const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_ERROR_LOG;
+    impl->daemon = MHD_start_daemon(
+        flags, 0, nullptr, nullptr, &on_request, impl.get(), MHD_OPTION_LISTEN_SOCKET, l->fd.get(),
+        MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned>(s.threads), MHD_OPTION_CONNECTION_LIMIT,
+        static_cast<unsigned>(s.max_connections), MHD_OPTION_CONNECTION_TIMEOUT,
+        static_cast<unsigned>(s.connection_timeout_s), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        static_cast<size_t>(64 * 1024), MHD_OPTION_HTTPS_MEM_CERT, s.cert_pem.c_str(), MHD_OPTION_HTTPS_MEM_KEY,
+        s.key_pem.c_str(), MHD_OPTION_HTTPS_PRIORITIES, "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
+        MHD_OPTION_NOTIFY_COMPLETED, &on_completed, nullptr, MHD_OPTION_EXTERNAL_LOGGER, &on_mhd_log, &impl->log,
+        MHD_OPTION_END);
+    if (impl->daemon == nullptr) {
+        *error = "pickup.listen " + impl->settings.listen +
+                 ": the HTTPS server did not start (is the certificate / key pair in pickup.cert_file and "
+                 "pickup.key_file valid PEM that belong together?)";
+        return nullptr;
+    }
+    (void)l->fd.release();  // MHD owns the listening socket now and closes it when it stops
+    return std::make_unique<PickupService>(std::move(impl));
+}
+
+}  // namespace sealmilter::pickup
