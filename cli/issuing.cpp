@@ -76,18 +76,6 @@ milter::AuditSink audit_sink(const conf::Config& c, const base::Logger& log) {
     };
 }
 
-keys::IssueSettings issue_settings(const conf::Config& c) {
-    keys::IssueSettings s;
-    s.org_name = c.get("issue.org_name");
-    s.ca_subject = c.get("issue.ca_subject");
-    s.key_bits = static_cast<unsigned>(std::stoul(c.get("issue.key_bits")));
-    s.validity_days = static_cast<long>(c.get_int("issue.validity_days"));
-    s.pool_size = static_cast<size_t>(c.get_int("issue.pool_size"));
-    s.pool_threads = static_cast<unsigned>(c.get_int("issue.pool_threads"));
-    s.keep_escrow = c.get_bool("issue.keep_escrow");
-    return s;
-}
-
 milter::NoticeOptions notice_options(const conf::Config& c) {
     milter::NoticeOptions o;
     o.notice.org_name = c.get("issue.org_name");

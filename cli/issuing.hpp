@@ -51,6 +51,8 @@ public:
 
     std::shared_ptr<milter::CertificateIssuer> for_mail() const;
     std::shared_ptr<lookup::IssuedCertificates> for_lookup() const;
+    // The issuer itself: the pickup service of the same daemon uses it (one pool, one store writer).
+    std::shared_ptr<keys::Issuer> issuer() const { return issuer_; }
     void start_notices();  // the worker's thread (run only; check-config never opens an Issuing)
 
     class Adapter;

@@ -363,10 +363,12 @@ int cmd_run(int argc, char** argv) {
     if (issuing) issuing->start_notices();
     const std::unique_ptr<prometheus::Exposer> exposer = m ? start_exposer(listen, m, log) : nullptr;
     // Issue 13: the HTTPS pickup service when pickup.listen is set (cli/pickup.cpp, docs/issuing.md).
-    // Its Issuer is its own until the Services carry the daemon's (part B): then this lambda
-    // returns holder.get()'s, so the pickup sees every key the mail path escrows.
+    // It shares the mail path's Issuer (one store writer, the keys it escrows seen at once); a
+    // node that serves pickups but does not issue opens one without a key-pair pool.
     const std::shared_ptr<keys::Issuer> pickup_issuer =
-        p.config->get("pickup.listen").empty() ? nullptr : open_pickup_issuer(*p.config, log);
+        p.config->get("pickup.listen").empty() ? nullptr
+        : issuing                                ? issuing->issuer()
+                                                 : open_pickup_issuer(*p.config, log);
     const std::unique_ptr<pickup::PickupService> pickup_service =
         start_pickup(*p.config, holder, [pickup_issuer] { return pickup_issuer; }, log);
     const std::string socket = p.config->get("milter.socket");

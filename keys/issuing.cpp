@@ -170,7 +170,9 @@ std::optional<crypto::KeyMaterial> Issuer::escrowed_key(std::string_view address
         return std::nullopt;
     }
     const base::MutexLock lock(write_mu_);  // the store's writers replace its index in place
-    const KeyEntry entry = store_->resolve(r->key_id);
+    KeyEntry entry = store_->resolve(r->key_id);
+    // Issued by another process or node (`issued new`, database.shared = keys): its index is newer.
+    if (!entry && store_->refresh(error)) entry = store_->resolve(r->key_id);
     if (!entry || entry->state != KeyState::Escrowed) {
         fail(error, "the escrowed key of " + r->address + " is no longer in the key store");
         return std::nullopt;

@@ -72,6 +72,11 @@ public:
     const StoreOptions& options() const noexcept { return options_; }
     // The entry whose id or SHA-256 fingerprint (hex, colons optional, any case) is `id`.
     KeyEntry resolve(std::string_view id) const;
+    // Re-reads the index when another writer (another process, another node) changed it since
+    // this store read or wrote it; cheap when unchanged. Not for a store shared between threads
+    // without the caller's own lock (the Issuer holds its writer mutex). false and *error when
+    // the new index cannot be read.
+    bool refresh(std::string* error) { return load_index(error); }
 
     struct ImportReport {
         std::vector<KeyEntry> added;
