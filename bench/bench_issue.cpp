@@ -2,10 +2,12 @@
 // new address each time — certificate built and signed by the CA, private key wrapped and
 // imported into the key store as escrowed, the record written — with the key pair coming from
 // the pool's own generator thread (issue.pool_threads = 1: the rate the pool sustains), against
-// the same with the key pairs generated before the clock starts (the pool given them with put()).
+// the same with the key pairs generated before the clock starts (the pool given them with put()),
+// and that again in a store that already holds many keys (each import rewrites the whole index).
 // bench/issue.sh runs it pinned to one core and writes the "issue" section of BENCHMARKS.md.
 //
-// usage: bench_issue [--benchmark_* flags]   (SEALMILTER_BENCH_ISSUE_N = issues per case, default 40)
+// usage: bench_issue [--benchmark_* flags]   (SEALMILTER_BENCH_ISSUE_N = issues per case, default
+// 40; SEALMILTER_BENCH_ISSUE_STORE_KEYS = keys already in the store of the third case, default 10000)
 // Every issue() must succeed and yield a certificate for the address; anything else aborts.
 #include "crypto/certificate_builder.hpp"
 #include "keys/issuer.hpp"
@@ -107,6 +109,36 @@ void BM_IssuePregenerated(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations());
 }
 
+// The same as BM_IssuePregenerated in a store that already holds `state.range(0)` keys: every
+// import rewrites the store's whole index, so this is what a store's size costs each issue.
+void BM_IssuePregeneratedFullStore(benchmark::State& state) {
+    Fixture f;
+    const auto n_keys = static_cast<int>(state.range(0));
+    {
+        // Minted cheaply: one EC key for every filler certificate, one throw-away issuer.
+        crypto::EVP_PKEY_ptr shared = crypto::generate_ec_key("prime256v1");
+        crypto::EVP_PKEY_ptr ca_key = crypto::generate_ec_key("prime256v1");
+        const crypto::Certificate ca = crypto::CertificateBuilder().common_name("filler CA").public_key(ca_key.get())
+                                           .basic_constraints(true).build();
+        std::vector<crypto::KeyMaterial> fill;
+        for (int i = 0; i < n_keys; ++i) {
+            const std::string a = "filler" + std::to_string(i) + "@example.org";
+            EVP_PKEY_up_ref(shared.get());
+            fill.push_back(crypto::KeyMaterial{crypto::EVP_PKEY_ptr(shared.get()),
+                                               crypto::CertificateBuilder().common_name(a).add_email_san(a)
+                                                   .public_key(shared.get()).issuer(ca, ca_key.get()).build(),
+                                               {}});
+        }
+        std::string error;
+        require(f.store->import_keys(std::move(fill), &error).has_value(), error);
+    }
+    auto issuer = f.issuer(0);
+    for (int i = 0; i < issues_per_case(); ++i) issuer->pool().put(crypto::generate_rsa_key(2048));
+    int n = 0;
+    for (auto _ : state) issue_one(*issuer, n++);
+    state.SetItemsProcessed(state.iterations());
+}
+
 void BM_KeyGenerationOnly(benchmark::State& state) {
     for (auto _ : state) benchmark::DoNotOptimize(crypto::generate_rsa_key(2048));
     state.SetItemsProcessed(state.iterations());
@@ -118,6 +150,9 @@ int main(int argc, char** argv) {
     const int n = issues_per_case();
     benchmark::RegisterBenchmark("issue/pool_generating", BM_IssueWithPoolGenerating)->Iterations(n)->UseRealTime()->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark("issue/pregenerated", BM_IssuePregenerated)->Iterations(n)->UseRealTime()->Unit(benchmark::kMillisecond);
+    const char* fill = std::getenv("SEALMILTER_BENCH_ISSUE_STORE_KEYS");
+    const long store_keys = fill != nullptr && std::atol(fill) > 0 ? std::atol(fill) : 10000;
+    benchmark::RegisterBenchmark("issue/pregenerated_full_store", BM_IssuePregeneratedFullStore)->Arg(store_keys)->Iterations(n)->UseRealTime()->Unit(benchmark::kMillisecond);
     benchmark::RegisterBenchmark("rsa2048_keygen", BM_KeyGenerationOnly)->Iterations(n)->UseRealTime()->Unit(benchmark::kMillisecond);
     benchmark::Initialize(&argc, argv);
     benchmark::RunSpecifiedBenchmarks();

@@ -31,6 +31,20 @@ std::string pem_of(const crypto::Certificate& c) {
     return {data, static_cast<size_t>(n)};
 }
 
+// The key into the store as `escrowed`. The store re-reads its index under its writer lock
+// before it changes it; a backend that still sees another writer in between (PostgreSQL: the
+// stored index changed) refuses, and one more try starts again from the index as it is then.
+KeyEntry escrow(KeyStore& store, EVP_PKEY* key, const crypto::Certificate& cert, std::string* error) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (EVP_PKEY_up_ref(key) != 1) return nullptr;
+        std::vector<crypto::KeyMaterial> one;
+        one.push_back(crypto::KeyMaterial{crypto::EVP_PKEY_ptr(key), cert, {}});
+        const std::optional<KeyStore::ImportReport> r = store.import_keys(std::move(one), KeyState::Escrowed, error);
+        if (r) return r->added.empty() ? nullptr : r->added.front();
+    }
+    return nullptr;
+}
+
 // The record -> `state`; the store entry -> retired (when the key is still there).
 bool end_record(KeyStore& store, IssuedRegistry& registry, std::string_view address, IssuedState state,
                 std::string* error) {
@@ -114,21 +128,11 @@ std::optional<crypto::Certificate> Issuer::issue(std::string_view address, std::
         fail(error, std::string("issuing a certificate for ") + lower + " failed: " + e.what());
         return std::nullopt;
     }
-    // The store re-reads its index under its writer lock before it changes it; a backend that
-    // still sees another writer in between (PostgreSQL: the stored index changed) refuses, and
-    // one more try starts again from the index as it is then.
-    std::optional<KeyStore::ImportReport> imported;
-    for (int attempt = 0; attempt < 2 && !imported; ++attempt) {
-        if (EVP_PKEY_up_ref(key.get()) != 1) break;
-        std::vector<crypto::KeyMaterial> one;
-        one.push_back(crypto::KeyMaterial{crypto::EVP_PKEY_ptr(key.get()), *cert, {}});
-        imported = store_->import_keys(std::move(one), KeyState::Escrowed, error);
-    }
-    if (!imported || imported->added.empty()) {
+    const KeyEntry entry = escrow(*store_, key.get(), *cert, error);
+    if (!entry) {
         fail(error, "the escrowed key of " + lower + " was not stored: " + (error != nullptr ? *error : std::string()));
         return std::nullopt;
     }
-    const KeyEntry entry = imported->added.front();
     std::optional<crypto::Certificate> winner = cert;
     const bool written = registry_->update(
         lower,

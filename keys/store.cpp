@@ -226,6 +226,9 @@ bool KeyStore::load_index(std::string* error) {
         rebuild();
         return true;
     }
+    // A writer re-reads the index under its lock; when no one else changed it (the usual case:
+    // the Issuer imports one key after another) the records in memory are that text already.
+    if (index_text_ && *index_text_ == *read && generation_ > 0) return true;
     const std::string& text = *read;
     std::istringstream in(text);
     std::string line;

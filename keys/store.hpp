@@ -16,8 +16,10 @@
 //            The store never deletes a key by itself; states change only by a command.
 // Ownership: open() returns a shared KeyStore; entries are shared (KeyRing contract).
 // Threads:   the KeyRing methods are safe concurrently on a const store (the unwrapped-key
-//            cache is behind a base::Mutex). Writers (import, set_state, rewrap) are for the
-//            single-threaded CLI; they hold an flock on keys.dir/lock against other writers.
+//            cache is behind a base::Mutex). Writers (import, set_state, remove_key, rewrap)
+//            are for the single-threaded CLI and for keys::Issuer (one writer at a time under its
+//            own lock, on its own instance); they hold an flock on keys.dir/lock against other
+//            writers and re-read the index under it.
 // Errors:    open() returns nullptr and one sentence in *error (bad master key, a master key
 //            that does not open the store, a damaged index); writers return false / nullopt
 //            with *error; private_key() returns nullptr with *error.

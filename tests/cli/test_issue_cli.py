@@ -226,6 +226,15 @@ def sub_ca(bin_, tmp):
                         os.path.join(tmp, "subkeys", "ca.pem"), leaf])
     check("a sub-CA's certificate verifies to the organisation's root", rc == 0 and ": OK" in out, f"{rc} {out} {err}")
 
+    # The same sub-CA as one PEM: key, certificate, then the chain.
+    with open(j("sub-bundle.pem"), "w") as f:
+        f.write(open(j("sub.key")).read() + open(j("sub.pem")).read() + open(j("root.pem")).read())
+    conf = new_store(bin_, tmp, "pemkeys", "org_name = Org\n")
+    rc, out, err = run([bin_, "ca", "import", "-c", conf, j("sub-bundle.pem")])
+    check("ca import of a PEM bundle", rc == 0 and "Org Mail Sub-CA" in out, f"{rc} {err}")
+    rc, out, err = run([bin_, "ca", "show", "-c", conf])
+    check("a PEM bundle's chain is kept", rc == 0 and "chain     CN=Org Root,O=Org" in out, f"{rc} {out} {err}")
+
 
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 

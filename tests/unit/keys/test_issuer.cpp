@@ -219,6 +219,28 @@ TEST_F(IssuerTest, IssuesOnceEscrowsTheKeyAndWritesTheRecord) {
     EXPECT_EQ(m->chain.front().fingerprint_sha256(), ca_->fingerprint_sha256());
 }
 
+// Two messages to one new address at once, in one daemon (two threads) and in two (two Issuers
+// on one keys.dir): every caller gets the same certificate, the record names it.
+TEST_F(IssuerTest, ConcurrentIssuesForOneAddressGiveOneCertificate) {
+    auto a = issuer(2);
+    auto b = issuer(2);
+    ASSERT_TRUE(a && b);
+    std::vector<std::string> got(4);
+    std::vector<std::thread> threads;
+    for (size_t t = 0; t < got.size(); ++t) {
+        threads.emplace_back([&, t] {
+            std::string error;
+            const auto c = (t % 2 == 0 ? a : b)->issue("race@example.com", &error);
+            got[t] = c ? c->fingerprint_sha256() : "error: " + error;
+        });
+    }
+    for (std::thread& t : threads) t.join();
+    for (const std::string& g : got) EXPECT_EQ(g, got.front());
+    std::string plain = sealmilter::base::to_lower(got.front());
+    plain.erase(std::remove(plain.begin(), plain.end(), ':'), plain.end());
+    EXPECT_EQ(a->registry().get("race@example.com")->sha256, plain);
+}
+
 TEST_F(IssuerTest, NoKeyPairReadyIsAnErrorNotAWait) {
     auto i = issuer(0);
     ASSERT_TRUE(i);
