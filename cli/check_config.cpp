@@ -169,7 +169,7 @@ int cmd_check_config(int argc, char** argv) {
                 problems.push_back("cache.path " + p.config->get("cache.path") + " is not usable");
         }
         metrics_listen(*p.config);  // HOST:PORT (whether it is free is only known when run binds it)
-        pickup_settings(*p.config);  // issue 13: pickup.* (url, certificate and key, proxies, logo, audit log)
+        check_pickup(*p.config);  // issue 13: pickup.* (url, certificate and key, proxies, logo, audit log, CA)
         if (problems.empty()) build_services(*p.config);  // policy, spool dir, re-injection, database, journal
         size_warnings(*p.config);
         dkim_order_warnings(*p.config);

@@ -135,6 +135,16 @@ std::optional<pickup::PickupSettings> pickup_settings(const conf::Config& c) {
     return s;
 }
 
+void check_pickup(const conf::Config& c) {
+    if (!pickup_settings(c)) return;
+    if (c.get("keys.master_key_file").empty())
+        note("warning: pickup.listen is set but no key store is configured (keys.master_key_file): every pickup "
+             "link will answer \"not valid\"");
+    else if (access((c.get("keys.dir") + "/ca.pem").c_str(), R_OK) != 0)
+        note("warning: pickup.listen is set but " + c.get("keys.dir") +
+             " holds no issuing CA (sealmilter ca init): every pickup link will answer \"not valid\"");
+}
+
 std::shared_ptr<keys::Issuer> open_pickup_issuer(const conf::Config& c, const base::Logger& log) {
     const std::shared_ptr<keys::KeyStore> store = open_configured_store(c, false);
     if (!store) {

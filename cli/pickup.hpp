@@ -24,6 +24,10 @@ namespace sealmilter::cli {
 // certificate, key and logo files and checks them (the key belongs to the certificate).
 std::optional<pickup::PickupSettings> pickup_settings(const conf::Config& config);
 
+// check-config: pickup_settings() and, as notes, what would make every link "not valid" (no
+// key store, no CA in keys.dir).
+void check_pickup(const conf::Config& config);
+
 // Starts the service when pickup.listen is set (nullptr otherwise). `issuer` gives the daemon's
 // Issuer (nullptr: every link answers "not valid"); the code mails go to the current snapshot's
 // milter.reinject, signed by its key store when it has a key for issue.notice_from.

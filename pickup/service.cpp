@@ -240,7 +240,8 @@ std::unique_ptr<PickupService> PickupService::start(PickupSettings settings, Pic
     auto impl = std::make_unique<Impl>(std::move(settings), std::move(deps));
     impl->port = l->port;
     const PickupSettings& s = impl->settings;
-    const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_ERROR_LOG;
+    // MHD_USE_AUTO: epoll on Linux (no FD_SETSIZE limit); MHD suppresses SIGPIPE itself on Linux.
+    const unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_TLS | MHD_USE_ERROR_LOG;
     impl->daemon = MHD_start_daemon(
         flags, 0, nullptr, nullptr, &on_request, impl.get(), MHD_OPTION_LISTEN_SOCKET, l->fd.get(),
         MHD_OPTION_THREAD_POOL_SIZE, static_cast<unsigned>(s.threads), MHD_OPTION_CONNECTION_LIMIT,

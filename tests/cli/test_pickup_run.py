@@ -162,6 +162,14 @@ def main():
 
         good = f"cert_file = {tls}/server.crt\nkey_file = {tls}/server.key\n"
         cc("a good pickup section", "listen = 127.0.0.1:8443\nurl = https://secure.bank.example\n" + good, None)
+        conf = write_config(tmp, "nostore.conf", "listen = 127.0.0.1:8443\nurl = https://x.example\n" + good)
+        with open(conf) as f:
+            content = f.read().replace(f"master_key_file = {tmp}/master.key", "master_key_file =").replace(
+                f"dir = {tmp}/keys\n", f"dir = {tmp}/keys-none\n")
+        with open(conf, "w") as f:
+            f.write(content)
+        rc, out = run([bin_, "check-config", "-c", conf, "--user", str(os.geteuid())])
+        check("check-config warns when no link can work", rc == 0 and "no key store is configured" in out, (rc, out))
         cc("off when listen is empty", "url = http://example.com\n", None)
         cc("url required", "listen = 127.0.0.1:8443\n" + good, "pickup.url: required")
         cc("plain http elsewhere refused", "listen = 127.0.0.1:8443\nurl = http://secure.bank.example\n" + good,
