@@ -60,7 +60,9 @@ std::string code_mail(std::string_view org_name, std::string_view from, std::str
     m += "Content-Type: text/plain; charset=us-ascii\r\n";
     m += "Content-Transfer-Encoding: 7bit\r\n\r\n";
     m += "Hello,\r\n\r\n";
-    m += "Your code is " + std::string(code) + ".\r\n\r\n";
+    // The code stands alone directly after the word "code" (no punctuation a reader or a tool
+    // could take for part of it).
+    m += "Your code " + std::string(code) + "\r\n\r\n";
     m += "Enter it on the page where you asked for it. It is valid for 15 minutes and\r\n";
     m += "works once.\r\n\r\n";
     m += "If you did not ask for a code, you can ignore this mail; nobody can use\r\n";

@@ -1,6 +1,6 @@
 // pickup/code_mail.hpp — the mail that carries a one-time code (proof of the mailbox).
 //
-// Purpose:   one text/plain part, "Your code is XXXXXXXX." (the code is the one token after
+// Purpose:   one text/plain part, "Your code XXXXXXXX" (the code is the one token directly after
 //            the word "code", docs/issuing.md), From issue.notice_from, To the address, never
 //            encrypted; signed with core/sign (write_signed_message) when a signer exists for
 //            the From address, else sent unsigned with a warning line. It leaves through the

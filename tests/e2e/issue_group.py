@@ -9,7 +9,7 @@ real Postfix:
      encrypted) arrives at the sink;
   2. headless Chromium (Debian chromium + chromium-driver, driven by python3-selenium) opens the
      link in the notice, asks for a code, the code is read from the code mail at the sink, typed
-     in with a password, and the PKCS#12 is downloaded; a screenshot of every page is kept in
+     in with a password, and the PKCS#12 is downloaded from the key-ready page's one-time link; a screenshot of every page is kept in
      <build>/tests/e2e/artifacts/issue/;
   3. that PKCS#12 decrypts the first message with `openssl cms` and, imported with `pk12util`,
      with NSS `cmsutil`; it holds the key, the certificate and the CA;
@@ -20,12 +20,14 @@ real Postfix:
 Runs under Debian's /usr/bin/python3 (python3-selenium is a Debian package).
 """
 
-import base64
 import json
 import os
 import re
+import shutil
+import struct
 import subprocess
 import time
+import zlib
 
 PUBLISHED = []
 POLICY = "@customers.example issue\n* opportunistic\n"
@@ -35,8 +37,22 @@ ARTIFACTS = os.path.abspath(os.path.join("artifacts", "issue"))
 
 
 def recipients():
-    # "own": the certificate new@customers.example later gets from elsewhere (published in step 6).
-    return {"alice": ("alice@bank.example", "rsa"), "own": ("new@customers.example", "rsa")}
+    # "own": the certificate new@customers.example later gets from elsewhere (published in step 6);
+    # "notice": the key of issue.notice_from in the key store, so notices and code mails are signed.
+    return {"alice": ("alice@bank.example", "rsa"), "own": ("new@customers.example", "rsa"),
+            "notice": (NOTICE_FROM, "rsa")}
+
+
+def _logo(path):
+    """A 96x32 PNG in the bank's blue (zlib + struct: no imaging library needed)."""
+    width, height = 96, 32
+    raw = b"".join(b"\x00" + bytes((0x0b, 0x3d, 0x6e)) * width for _ in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 def prepare(gw):
@@ -48,9 +64,12 @@ def prepare(gw):
                     tls_cert, "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
                    check=True, capture_output=True)
     os.chmod(tls_key, 0o600)
+    logo = os.path.join(gw.tmp, "logo.png")
+    _logo(logo)
     gw.pickup_port = __import__("gateway").free_port()
     gw.extra_conf = (f"[keys]\ndir = {keys_dir}\nmaster_key_file = {master}\n"
                      f"[issue]\norg_name = Example Bank\nnotice_from = {NOTICE_FROM}\nnotice_interval = 3600\n"
+                     f"logo_file = {logo}\n"
                      f"[pickup]\nlisten = 127.0.0.1:{gw.pickup_port}\nurl = https://127.0.0.1:{gw.pickup_port}\n"
                      f"cert_file = {tls_cert}\nkey_file = {tls_key}\n"
                      f"[cache]\nnegative_ttl = 0\n")
@@ -58,6 +77,10 @@ def prepare(gw):
     # The order with the issued step (conf_text's default names none).
     gw.write_conf(gw.conf_text().replace("order = cache,directory", "order = issued,cache,directory"))
     subprocess.run([gw.bin, "keys", "new-master-key", master], check=True, capture_output=True)
+    r = subprocess.run([gw.bin, "keys", "-c", gw.conf, "import", gw.ids["notice"].p12, "--pass-file",
+                        os.path.join(gw.pki_dir, "p12pass")], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("keys import: " + r.stderr)
     r = subprocess.run([gw.bin, "ca", "init", "-c", gw.conf], capture_output=True, text=True)
     if r.returncode != 0 or "BEGIN CERTIFICATE" not in r.stdout:
         raise RuntimeError("ca init: " + r.stderr)
@@ -107,6 +130,15 @@ def _code_of(d):
     """The code: the one token of >= 8 letters or digits directly after the word "code"."""
     m = re.search(r"\bcode\b\W{0,3}([A-Za-z0-9]{8,})\b", _plain_of(d), re.IGNORECASE)
     return m.group(1) if m else None
+
+
+def _signed_by_notice_key(gw, d):
+    """openssl cms -verify of a multipart/signed gateway mail against the test CA."""
+    if "multipart/signed" not in (d.header("Content-Type") or "").lower():
+        return False, d.header("Content-Type")
+    r = subprocess.run(["openssl", "cms", "-verify", "-CAfile", gw.ca, "-purpose", "smimesign"],
+                       input=d.message.replace(b"\n", b"\r\n"), capture_output=True, timeout=60)
+    return r.returncode == 0, r.stderr.decode(errors="replace")[-300:]
 
 
 def _serials(der):
@@ -196,6 +228,8 @@ def _pickup(gw, check, browser, link, address, seen, tag):
     code_mail = mails[0]
     seen.add(code_mail.path)
     check(f"{tag}: the code mail is not encrypted", not code_mail.encrypted, code_mail.header("Content-Type"))
+    ok, why = _signed_by_notice_key(gw, code_mail)
+    check(f"{tag}: the code mail is signed by issue.notice_from's key", ok, why)
     code = _code_of(code_mail)
     if not check(f"{tag}: the code mail carries a code after the word 'code'", code is not None,
                  _plain_of(code_mail)[:400]):
@@ -213,8 +247,14 @@ def _pickup(gw, check, browser, link, address, seen, tag):
         p.send_keys(PASSWORD)
     browser.shot(f"{tag}-code-entered")
     browser.submit(f)
+    browser.shot(f"{tag}-key-ready")
+    # The key-ready page offers the file behind a one-time link (/d/<id>).
+    links = [a for a in browser.driver.find_elements(By.TAG_NAME, "a") if "/d/" in (a.get_attribute("href") or "")]
+    if not check(f"{tag}: the key-ready page has the download link", len(links) == 1,
+                 browser.driver.page_source[:800]):
+        return None
+    links[0].click()
     p12 = browser.wait_download()
-    browser.shot(f"{tag}-downloaded")
     check(f"{tag}: the browser downloaded a PKCS#12", p12 is not None, os.listdir(browser.downloads))
     return p12
 
@@ -283,7 +323,8 @@ def _issued_list(gw):
 def run(gw, check, new_id, reply_ok):
     new = "new@customers.example"
     seen = set()
-    os.makedirs(ARTIFACTS, exist_ok=True)
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    os.makedirs(ARTIFACTS)
 
     # 1. the first message to an address with no certificate anywhere
     mid, r = _send(gw, new_id, new, "issue-1", "Your statement for November is ready.")
@@ -300,6 +341,10 @@ def run(gw, check, new_id, reply_ok):
     notice = notices[0]
     seen.add(notice.path)
     check("issue: the notice is not encrypted", not notice.encrypted, notice.header("Content-Type"))
+    ok, why = _signed_by_notice_key(gw, notice)
+    check("issue: the notice is signed by issue.notice_from's key (verifies against the CA)", ok, why)
+    check("issue: the notice carries the logo", any(p.get_content_type() == "image/png" for p in notice.parsed.walk()),
+          [p.get_content_type() for p in notice.parsed.walk()])
     check("issue: the notice has a text and an HTML part",
           {"text/plain", "text/html"} <= {p.get_content_type() for p in notice.parsed.walk()},
           [p.get_content_type() for p in notice.parsed.walk()])
@@ -340,6 +385,13 @@ def run(gw, check, new_id, reply_ok):
         ok, out = _nss_decrypts(gw, p12, first, "pickup")
         check("issue: NSS cmsutil opens the first message with the picked-up PKCS#12",
               ok and b"Your statement for November is ready." in out, out[-300:])
+        base = link.split("/p/")[0]
+        browser.driver.get(base + "/help")
+        browser.shot("help")
+        page = browser.driver.page_source
+        check("issue: the help page has illustrated steps for Outlook, Thunderbird, Apple Mail and iOS",
+              all(w in page for w in ("Outlook", "Thunderbird", "Apple Mail", "iPhone")) and
+              ("<svg" in page or "<img" in page), page[:600])
         browser.driver.get(link)
         browser.shot("link-again")
         check("issue: opening the link again offers a new code, never the key",

@@ -92,7 +92,7 @@ std::string csrf_of(const std::string& html, const std::string& action) {
 }
 
 std::string code_in(const std::string& mail) {
-    const std::regex re("code is ([A-Z2-9]{8})\\.");
+    const std::regex re("code ([A-Z2-9]{8})\\r\\n");
     std::smatch m;
     return std::regex_search(mail, m, re) ? m[1].str() : std::string();
 }
@@ -652,7 +652,7 @@ TEST_F(Pickup, APortInUseRefusesTheStartWithASentence) {
 }
 
 // With a key for issue.notice_from the code mail is signed (core/sign), never encrypted; the
-// signature verifies and the text still says "Your code is XXXXXXXX.".
+// signature verifies and the text still says "Your code XXXXXXXX".
 TEST(PickupCodeMail, SignedWhenTheFromAddressHasAKey) {
     testing::CertSpec spec;
     spec.email = "secure-mail@bank.example";
@@ -674,7 +674,7 @@ TEST(PickupCodeMail, SignedWhenTheFromAddressHasAKey) {
     ASSERT_EQ(mails.size(), 1u);
     const std::string& text = mails[0].text;
     EXPECT_NE(text.find("multipart/signed"), std::string::npos) << text;
-    EXPECT_NE(text.find("Your code is K7QW2XPA."), std::string::npos);
+    EXPECT_NE(text.find("Your code K7QW2XPA\r\n"), std::string::npos);
     EXPECT_EQ(text.find("enveloped-data"), std::string::npos);
     char tmpl[] = "/tmp/sealmilter-codemail-XXXXXX";
     const std::string dir = mkdtemp(tmpl);
@@ -682,7 +682,7 @@ TEST(PickupCodeMail, SignedWhenTheFromAddressHasAKey) {
     const std::string verified =
         run("openssl cms -verify -noverify -in " + dir + "/mail.eml -out " + dir + "/content.txt 2>&1");
     EXPECT_NE(verified.find("Verification successful"), std::string::npos) << verified;
-    EXPECT_NE(slurp(dir + "/content.txt").find("Your code is K7QW2XPA."), std::string::npos);
+    EXPECT_NE(slurp(dir + "/content.txt").find("Your code K7QW2XPA\r\n"), std::string::npos);
     // Nobody to sign for another From: unsigned, still sent.
     EXPECT_EQ(send_code_mail(out, signer_for, base::Logger(), "Bank", "other@bank.example", "dave@customer.example",
                              "K7QW2XPA", std::time(nullptr)),
