@@ -30,9 +30,11 @@ public:
         std::optional<crypto::Certificate> c = issuer_->issue(address, error);
         if (c) {
             if (milter::NoticeWorker* w = worker_.load()) w->wake();
+            publish(address, *c);
         }
         return c;
     }
+    void set_publisher(std::shared_ptr<lookup::Publisher> p) { std::atomic_store(&publisher_, std::move(p)); }
     std::optional<crypto::Certificate> current(std::string_view address) const override {
         return issuer_->current(address);
     }
@@ -43,9 +45,22 @@ public:
     void set_worker(milter::NoticeWorker* w) { worker_.store(w); }
 
 private:
+    // Queued, never waited for (lookup/publisher: a file, then a background POST); a queue that
+    // cannot be written loses the publication, never the message.
+    void publish(std::string_view address, const crypto::Certificate& c) const {
+        const std::shared_ptr<lookup::Publisher> p = std::atomic_load(&publisher_);
+        if (!p) return;
+        try {
+            p->enqueue(std::string(address), c.pem());
+        } catch (const std::exception& e) {
+            log_.warning("<" + std::string(address) + ">: issued certificate not queued for publishing: " + e.what());
+        }
+    }
+
     std::shared_ptr<keys::Issuer> issuer_;
     base::Logger log_;
     std::atomic<milter::NoticeWorker*> worker_{nullptr};
+    std::shared_ptr<lookup::Publisher> publisher_;  // atomic_load / atomic_store
 };
 
 namespace {
@@ -145,8 +160,12 @@ std::shared_ptr<Issuing> Issuing::open(const conf::Config& c, const base::Logger
     milter::NoticeOptions options = notice_options(c);
     const core::SignSettings sign = options.sign;
     const std::string from = options.notice.from;
-    milter::NoticeSigner signer = [issuer, sign, from](std::string* why) {
-        return core::choose_signer(&issuer->store(), from, sign, std::time(nullptr), why);
+    // The worker signs with a read-only copy of the store of its own: the Issuer's store is
+    // written (its index replaced in memory) by issue() on milter threads, under the Issuer's
+    // lock, and must not be read beside it. Keys imported after start are seen after a restart.
+    const std::shared_ptr<const keys::KeyRing> ring = open_configured_store(c, false);
+    milter::NoticeSigner signer = [ring, sign, from](std::string* why) {
+        return core::choose_signer(ring.get(), from, sign, std::time(nullptr), why);
     };
     out->worker_ = std::make_unique<milter::NoticeWorker>(std::make_shared<RegistryBook>(issuer), reinjector,
                                                           std::move(options), std::move(signer), audit_sink(c, log),
@@ -164,6 +183,8 @@ Issuing::~Issuing() {
 
 std::shared_ptr<milter::CertificateIssuer> Issuing::for_mail() const { return adapter_; }
 std::shared_ptr<lookup::IssuedCertificates> Issuing::for_lookup() const { return adapter_; }
+
+void Issuing::set_publisher(std::shared_ptr<lookup::Publisher> publisher) { adapter_->set_publisher(std::move(publisher)); }
 
 void Issuing::start_notices() {
     if (worker_) worker_->start();

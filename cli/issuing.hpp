@@ -19,6 +19,7 @@
 #include "conf/config.hpp"
 #include "core/policy.hpp"
 #include "lookup/issued_source.hpp"
+#include "lookup/publisher.hpp"
 #include "milter/issuing.hpp"
 #include "milter/notices.hpp"
 
@@ -53,6 +54,9 @@ public:
     std::shared_ptr<lookup::IssuedCertificates> for_lookup() const;
     // The issuer itself: the pickup service of the same daemon uses it (one pool, one store writer).
     std::shared_ptr<keys::Issuer> issuer() const { return issuer_; }
+    // issue.publish: every certificate issued from now on is queued here (null: none). Set by
+    // each snapshot (the publisher is the snapshot's).
+    void set_publisher(std::shared_ptr<lookup::Publisher> publisher);
     void start_notices();  // the worker's thread (run only; check-config never opens an Issuing)
 
     class Adapter;

@@ -109,7 +109,7 @@ core::PlanSettings plan_settings(const conf::Config& c, const LookupStack& stack
 
 core::InboundSettings inbound_settings(const conf::Config& c, const LookupStack& stack,
                                        const core::PlanSettings& plan, const SharedState& shared,
-                                       const base::Logger& log, const std::shared_ptr<metrics::Metrics>& m,
+                                       const base::Logger& log, const std::shared_ptr<lookup::Publisher>& publisher,
                                        const std::shared_ptr<const keys::KeyRing>& store) {
     core::InboundSettings h;
     h.enabled = c.get_bool("harvest.enabled");
@@ -122,9 +122,7 @@ core::InboundSettings inbound_settings(const conf::Config& c, const LookupStack&
     h.keys = harvest_ring(c, store);
     if (store && !c.get_list("harvest.keys").empty())
         log.info("harvest: enveloped layers are opened with the key store; harvest.keys is not used");
-    std::function<void()> on_published;
-    if (m) on_published = [m] { m->published(); };
-    h.publisher = make_publisher(c, true, log.as_function(), std::move(on_published), &shared);
+    h.publisher = publisher;
     if (h.domains.empty())
         log.info("harvest: off (neither harvest.domains nor policy.internal_domains names an inbound domain)");
     return h;
@@ -316,7 +314,18 @@ std::shared_ptr<const milter::Services> build(const conf::Config& c, const std::
     if (issuing) s->issuer = issuing->for_mail();
     log.info(s->keys ? "key store " + c.get("keys.dir") + ": " + std::to_string(s->keys->size()) + " key(s)"
                      : std::string("key store: none (keys.master_key_file is not set)"));
-    s->harvest = inbound_settings(c, *stack, s->plan, shared, log, m, s->keys);
+    // One background publisher per snapshot (directory.publish_url): harvested certificates,
+    // and issued ones with issue.publish.
+    std::shared_ptr<lookup::Publisher> publisher;
+    if (c.get_bool("harvest.enabled") || (issuing && c.get_bool("issue.publish"))) {
+        std::function<void()> on_published;
+        if (m) on_published = [m] { m->published(); };
+        publisher = make_publisher(c, true, log.as_function(), std::move(on_published), &shared);
+    }
+    if (issuing) issuing->set_publisher(c.get_bool("issue.publish") ? publisher : nullptr);
+    if (c.get_bool("issue.publish") && c.get("directory.publish_url").empty())
+        log.warning("issue.publish is on but directory.publish_url is empty: issued certificates are not published");
+    s->harvest = inbound_settings(c, *stack, s->plan, shared, log, publisher, s->keys);
     s->plan.decrypt = decrypt_settings(c, *stack, *s);
     if (s->plan.decrypt.enabled && !s->keys) s->keys = decryption_ring(c, *s, log);
     std::shared_ptr<const milter::Journal> journal = make_journal(c, shared);

@@ -205,6 +205,8 @@ const std::vector<OptionSpec>& option_table() {
         {"issue.notice_from", Type::String, "",
          "From address of pickup notices and code mails (required when anything issues), e.g. "
          "secure-mail@bank.example"},
+        {"issue.publish", Type::Bool, "false",
+         "POST every issued certificate to directory.publish_url, so the directory grows with every first message"},
         {"issue.logo_file", Type::Path, "", "PNG logo shown in notices and on the pickup pages; empty = none"},
         {"issue.notice_interval", Type::Seconds, "86400", "at most one notice per address per this long (s)", {}, 60,
          31536000},

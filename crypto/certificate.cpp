@@ -191,6 +191,14 @@ std::vector<unsigned char> Certificate::der() const {
     return out;
 }
 
+std::string Certificate::pem() const {
+    const BIO_ptr mem(BIO_new(BIO_s_mem()));
+    if (!mem || PEM_write_bio_X509(mem.get(), native()) != 1) throw_openssl("PEM_write_bio_X509");
+    char* data = nullptr;
+    const long n = BIO_get_mem_data(mem.get(), &data);
+    return {data, static_cast<size_t>(n)};
+}
+
 ParsedCertificates parse_certificates(std::string_view bytes) {
     ParsedCertificates result;
     // One DER certificate that is the whole input comes first: its bytes may contain the PEM

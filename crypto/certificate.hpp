@@ -56,6 +56,7 @@ public:
     // keyAgreement (when keyUsage is present) on P-256, P-384 or P-521.
     std::string encryption_unsuitability() const;
     std::vector<unsigned char> der() const;
+    std::string pem() const;  // "-----BEGIN CERTIFICATE-----" ... with its final newline
 
 private:
     struct Lazy;

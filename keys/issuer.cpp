@@ -71,14 +71,6 @@ bool has_non_ascii(std::string_view s) {
     return false;
 }
 
-std::string pem_of(const crypto::Certificate& c) {
-    crypto::BIO_ptr mem(BIO_new(BIO_s_mem()));
-    if (!mem || PEM_write_bio_X509(mem.get(), c.native()) != 1) crypto::throw_openssl("PEM_write_bio_X509");
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(mem.get(), &data);
-    return {data, static_cast<size_t>(n)};
-}
-
 std::string ca_file(const std::string& keys_dir) { return keys_dir + "/ca.pem"; }
 
 bool ca_exists(const std::string& keys_dir) {
@@ -90,8 +82,8 @@ bool ca_exists(const std::string& keys_dir) {
 void write_ca_file(const std::string& keys_dir, const crypto::Certificate& cert, const std::vector<crypto::Certificate>& chain) {
     if (mkdir(keys_dir.c_str(), 0700) != 0 && errno != EEXIST)
         throw std::system_error(errno, std::generic_category(), "mkdir " + keys_dir);
-    std::string text = pem_of(cert);
-    for (const crypto::Certificate& c : chain) text += pem_of(c);
+    std::string text = cert.pem();
+    for (const crypto::Certificate& c : chain) text += c.pem();
     base::write_atomically(ca_file(keys_dir), text, 0644);
 }
 

@@ -205,6 +205,17 @@ void Chain::sources_step(const std::vector<CertificateSource*>& sources, std::ve
     for (Asked& a : asked) take_answers(a);
 }
 
+namespace {
+
+bool shares_certificate(const std::vector<crypto::Certificate>& a, const std::vector<crypto::Certificate>& b) {
+    for (const crypto::Certificate& x : a)
+        for (const crypto::Certificate& y : b)
+            if (x.fingerprint_sha256() == y.fingerprint_sha256()) return true;
+    return false;
+}
+
+}  // namespace
+
 // After every step: a stale entry when a source failed, else the final outcome and why.
 void Chain::finish(Pending& p) const {
     // A stale negative entry never hides a held fallback answer.
@@ -221,7 +232,12 @@ void Chain::finish(Pending& p) const {
         }
         p.result.trace.push_back(std::move(trace));
     }
-    if (p.done && p.result.outcome == Outcome::Found && p.fallback != nullptr) p.superseded = p.fallback;
+    // A later step that found the fallback's own certificate (our issued certificate harvested
+    // from the recipient's signed reply, or published to the directory) is no certificate of the
+    // recipient's own: the issued one stays current.
+    if (p.done && p.result.outcome == Outcome::Found && p.fallback != nullptr &&
+        !shares_certificate(p.result.selected, p.fallback_selected))
+        p.superseded = p.fallback;
     if (p.superseded != nullptr) p.superseded->superseded(p.query, p.result.source);
     if (p.done) return;
     if (p.fallback != nullptr) {  // nothing later was usable: the fallback answers

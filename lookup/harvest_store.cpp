@@ -28,19 +28,11 @@ std::string hex_fingerprint(const crypto::Certificate& c) {
     return fp;
 }
 
-std::string pem_of(const crypto::Certificate& c) {
-    crypto::BIO_ptr bio(BIO_new(BIO_s_mem()));
-    if (!bio || PEM_write_bio_X509(bio.get(), c.native()) != 1) throw std::runtime_error("cannot write PEM");
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(bio.get(), &data);
-    return std::string(data, static_cast<size_t>(n));
-}
-
 }  // namespace
 
 HarvestStore::HarvestStore(std::string dir) : dir_(std::move(dir)) {}
 
-std::string HarvestStore::pem(const crypto::Certificate& c) { return pem_of(c); }
+std::string HarvestStore::pem(const crypto::Certificate& c) { return c.pem(); }
 
 // Names already on disk must not change: besides what base::percent_encode escapes, '~'
 // and a leading '.' are escaped too (so no name is ever "." or "..").
@@ -80,7 +72,7 @@ void HarvestStore::save(HarvestRecord r) const {
                         {"capabilities", r.capabilities},
                         {"signer_fingerprint_sha256", r.signer_fingerprint},
                         {"from_key_preference", r.from_key_preference}};
-    base::write_atomically((d / (fp + ".pem")).string(), pem_of(r.certificate));
+    base::write_atomically((d / (fp + ".pem")).string(), r.certificate.pem());
     base::write_atomically(meta.string(), j.dump(2) + "\n");
 }
 

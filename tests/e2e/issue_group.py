@@ -2,8 +2,8 @@
 message in their own mail client after picking the key up in a real browser.
 
 The gateway has a key store, a CA made by `sealmilter ca init`, `@customers.example issue` in the
-policy, and the pickup service on loopback (HTTPS with a throw-away certificate). Through the
-real Postfix:
+policy, issue.publish to the nginx directory, and the pickup service on loopback (HTTPS with a
+throw-away certificate). Through the real Postfix:
   1. a message to new@customers.example (no certificate anywhere) is accepted, encrypted to a
      certificate our CA issued for that address, and a separate pickup notice (signed, never
      encrypted) arrives at the sink;
@@ -72,7 +72,10 @@ def prepare(gw):
                      f"logo_file = {logo}\n"
                      f"[pickup]\nlisten = 127.0.0.1:{gw.pickup_port}\nurl = https://127.0.0.1:{gw.pickup_port}\n"
                      f"cert_file = {tls_cert}\nkey_file = {tls_key}\n"
-                     f"[cache]\nnegative_ttl = 0\n")
+                     f"[cache]\nnegative_ttl = 0\n"
+                     # issue.publish: every issued certificate is POSTed to the directory (nginx 204)
+                     f"[directory]\npublish_url = https://127.0.0.1:{gw.http_port}/publish/{{email}}\n"
+                     f"[issue]\npublish = true\n")
     gw.write_conf()
     # The order with the issued step (conf_text's default names none).
     gw.write_conf(gw.conf_text().replace("order = cache,directory", "order = issued,cache,directory"))
@@ -139,6 +142,23 @@ def _signed_by_notice_key(gw, d):
     r = subprocess.run(["openssl", "cms", "-verify", "-CAfile", gw.ca, "-purpose", "smimesign"],
                        input=d.message.replace(b"\n", b"\r\n"), capture_output=True, timeout=60)
     return r.returncode == 0, r.stderr.decode(errors="replace")[-300:]
+
+
+def _nginx_log(gw):
+    try:
+        with open(os.path.join(gw.tmp, "nginx", "logs", "access.log")) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _wait_for(cond, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if cond():
+            return True
+        time.sleep(0.2)
+    return cond()
 
 
 def _serials(der):
@@ -350,6 +370,9 @@ def run(gw, check, new_id, reply_ok):
           [p.get_content_type() for p in notice.parsed.walk()])
     link = _link_of(gw, notice)
     check("issue: the notice carries the pickup link", link is not None, _text_of(notice)[:600])
+    published = _wait_for(lambda: "POST /publish/new%40customers.example" in _nginx_log(gw))
+    check("issue: issue.publish POSTed the issued certificate to directory.publish_url", published,
+          _nginx_log(gw)[-600:])
     records = _issued_list(gw)
     rec = next((x for x in records if x.get("address") == new), None)
     check("issue: `issued list` shows the address escrowed", rec is not None and rec.get("state") == "escrowed",

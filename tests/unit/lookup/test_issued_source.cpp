@@ -154,6 +154,22 @@ TEST_F(IssuedSourceTest, TheRecipientsOwnCertificateWinsAndRetiresTheIssuedOne) 
     EXPECT_EQ(r[0].selected[0].fingerprint_sha256(), own.cert.fingerprint_sha256());
 }
 
+// The recipient installed the key we issued and replied signed with it, or the issued
+// certificate was published to the directory: a later step finding that same certificate is no
+// certificate of the recipient's own, so nothing is retired.
+TEST_F(IssuedSourceTest, TheIssuedCertificateItselfFoundLaterRetiresNothing) {
+    const auto ours = make_identity({.email = "new@customer.example"});
+    issued_->certs.insert_or_assign("new@customer.example", ours.cert);
+    directory_.answers["new@customer.example"] = found(ours.cert);
+    auto c = chain();
+    const auto r = c.resolve({"new@customer.example"});
+    ASSERT_EQ(r[0].outcome, lookup::Outcome::Found) << r[0].reason;
+    ASSERT_EQ(r[0].selected.size(), 1u);
+    EXPECT_EQ(r[0].selected[0].fingerprint_sha256(), ours.cert.fingerprint_sha256());
+    EXPECT_TRUE(issued_->retired.empty());
+    EXPECT_TRUE(issued_->current("new@customer.example").has_value());
+}
+
 TEST_F(IssuedSourceTest, ACachedOwnCertificateAlsoRetiresTheIssuedOne) {
     const auto own = make_identity({.email = "new@customer.example"});
     cache_->put_positive("new@customer.example", {own.cert}, "directory", 600, std::nullopt, "");
