@@ -127,10 +127,13 @@ public:
     // nullopt + *error when the address has no current record or the key is gone
     // (issue.keep_escrow = false after a pickup).
     std::optional<crypto::KeyMaterial> escrowed_key(std::string_view address, std::string* error) const;
-    // The recipient downloaded the key: record -> picked_up, pickups + 1, last_pickup_at; with
-    // issue.keep_escrow = false the key is then removed from the store (KeyStore::remove_key).
-    // false + *error when the record could not be written (the key is then kept).
-    bool picked_up(std::string_view address, std::string* error);
+    // The recipient downloaded the key `key_id` (the store key id of the record the file was
+    // made from): record -> picked_up, pickups + 1, last_pickup_at; with issue.keep_escrow =
+    // false the key is then removed from the store (KeyStore::remove_key). Nothing changes when
+    // the address's current record holds another key (revoked and issued anew meanwhile).
+    // false + *error when the record could not be written or holds another key (the key is
+    // then kept).
+    bool picked_up(std::string_view address, std::string_view key_id, std::string* error);
 
     const IssuingCa& ca() const noexcept { return *ca_; }
     const IssueSettings& settings() const noexcept { return settings_; }

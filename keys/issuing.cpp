@@ -187,15 +187,18 @@ std::optional<crypto::KeyMaterial> Issuer::escrowed_key(std::string_view address
     return out;
 }
 
-bool Issuer::picked_up(std::string_view address, std::string* error) {
+bool Issuer::picked_up(std::string_view address, std::string_view key_id, std::string* error) {
     const base::MutexLock lock(write_mu_);
-    std::string key_id;
+    bool matched = false;
     const bool written = registry_->update(
         address,
         [&](const std::optional<IssuedRecord>& current) -> std::optional<IssuedRecord> {
-            if (!current || !is_current(*current)) return std::nullopt;
+            // Only the key that was packaged: a record revoked and issued anew meanwhile holds
+            // another key, which this download did not deliver.
+            if (!current || !is_current(*current) || key_id.empty() || current->key_id != key_id)
+                return std::nullopt;
             IssuedRecord r = *current;
-            key_id = r.key_id;
+            matched = true;
             const std::time_t now = registry_->now();
             if (r.state != IssuedState::PickedUp) r.state_changed_at = now;
             r.state = IssuedState::PickedUp;
@@ -205,8 +208,9 @@ bool Issuer::picked_up(std::string_view address, std::string* error) {
         },
         error);
     if (!written) return false;
-    if (key_id.empty()) return fail(error, "no key is held for " + std::string(address));
-    if (!settings_.keep_escrow) return store_->remove_key(key_id, error);
+    if (!matched)
+        return fail(error, "the current certificate of " + std::string(address) + " is not the one whose key was picked up");
+    if (!settings_.keep_escrow) return store_->remove_key(std::string(key_id), error);
     return true;
 }
 

@@ -80,7 +80,7 @@ bool IssuerBackend::picked_up(const keys::IssuedRecord& record, std::string* err
         *error = "issuing is not configured";
         return false;
     }
-    return i->picked_up(record.address, error);
+    return i->picked_up(record.address, record.key_id, error);
 }
 
 bool IssuerBackend::keeps_escrow() const {

@@ -37,8 +37,9 @@ public:
                                                             std::string* error) const = 0;
     // The issuing CA's certificate (then its chain) as PEM; "" when there is none.
     virtual std::string ca_pem() const = 0;
-    // After a download: the record becomes picked_up (pickups, last_pickup_at); with
-    // issue.keep_escrow = false the escrowed key leaves the store.
+    // After a completed download of the file made from `record`: the record becomes picked_up
+    // (pickups, last_pickup_at); with issue.keep_escrow = false the escrowed key leaves the
+    // store. Only when the address's record still holds record.key_id (else false + *error).
     virtual bool picked_up(const keys::IssuedRecord& record, std::string* error) = 0;
     // issue.keep_escrow: false = a picked_up record has no key left (its link is not valid).
     virtual bool keeps_escrow() const = 0;

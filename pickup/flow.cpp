@@ -17,9 +17,11 @@ constexpr std::string_view kLinkPrefix = "/p/";
 constexpr std::string_view kDownloadPrefix = "/d/";
 constexpr std::string_view kRecentNote = "A code was sent recently; check your mailbox.";
 
-std::string field(const HttpRequest& r, const std::string& name) {
+// A reference, not a copy: a password must exist only in the form, which ~Request wipes.
+const std::string& field(const HttpRequest& r, const std::string& name) {
+    static const std::string kNone;
     const auto it = r.form.find(name);
-    return it == r.form.end() ? std::string() : it->second;
+    return it == r.form.end() ? kNone : it->second;
 }
 
 // The file name of a download: the address with anything unusual replaced (the address is a
@@ -33,12 +35,6 @@ std::string file_name(std::string_view address) {
     }
     return n + ".p12";
 }
-
-// Wipes a password held in a std::string before it goes.
-struct Wipe {
-    std::string& s;
-    ~Wipe() { OPENSSL_cleanse(s.data(), s.size()); }
-};
 
 }  // namespace
 
@@ -92,12 +88,18 @@ HttpResponse Flow::route(const HttpRequest& request) {
         }
         return page(404, page_not_found(look_));
     }
+    if (path.rfind(kDownloadPrefix, 0) == 0) {
+        // Only a GET delivers the file: a HEAD (or anything else) must not use the link up.
+        if (request.method == "GET") return fetch(path.substr(kDownloadPrefix.size()), request);
+        HttpResponse r = page(405, page_not_found(look_));
+        r.headers.emplace_back("Allow", "GET");
+        return r;
+    }
     if (!get) {
         HttpResponse r = page(405, page_not_found(look_));
         r.headers.emplace_back("Allow", "GET, HEAD");
         return r;
     }
-    if (path.rfind(kDownloadPrefix, 0) == 0) return fetch(path.substr(kDownloadPrefix.size()), request);
     return static_file(path);
 }
 
@@ -258,10 +260,8 @@ HttpResponse Flow::download(const std::string& token, const HttpRequest& request
     }
     const std::optional<Link> l = link(token, request.client, now);
     if (!l) return page(404, page_not_valid(look_));
-    std::string password = field(request, "password");
-    std::string again = field(request, "password2");
-    const Wipe w1{password};
-    const Wipe w2{again};
+    const std::string& password = field(request, "password");
+    const std::string& again = field(request, "password2");
     // The password is checked before the code, so a typo there does not cost a code attempt.
     if (password.size() < 8) return code_entry(*l, now, "", "The password must have at least 8 characters.", 400);
     if (password.size() > 256) return code_entry(*l, now, "", "The password is too long (256 characters at most).", 400);
@@ -283,6 +283,7 @@ HttpResponse Flow::download(const std::string& token, const HttpRequest& request
             if (live && !typed.empty() && match) {
                 r.code_hash.clear();  // used up: every download needs a fresh code
                 r.code_expires = 0;
+                r.wrong_codes = 0;  // a right code resets the count (docs/issuing.md)
                 outcome = Outcome::Right;
                 return r;
             }
@@ -325,8 +326,7 @@ HttpResponse Flow::prepare(const Link& l, const HttpRequest& request, bool legac
         deps_.audit->event("pickup_failed", l.record.address, request.client);
         return page(503, page_unavailable(look_));
     }
-    std::string password = field(request, "password");
-    const Wipe wipe{password};
+    const std::string& password = field(request, "password");
     Download d{crypto::write_pkcs12_all({&*m}, password,
                                         legacy ? crypto::Pkcs12Protection::TripleDes : crypto::Pkcs12Protection::Aes256),
                l.record, legacy, now + kDownloadLifetime};
@@ -353,19 +353,33 @@ HttpResponse Flow::fetch(const std::string& id, const HttpRequest& request) {
         const auto it = downloads_.find(id);
         if (it != downloads_.end()) {
             if (it->second.expires > now) d = std::move(it->second);
-            downloads_.erase(it);  // one use, even a HEAD
+            downloads_.erase(it);  // one use
         }
     }
     if (!d) return page(404, page_not_valid(look_));
-    std::string error;
-    if (!deps_.backend->picked_up(d->record, &error))
-        deps_.log.error("pickup: <" + d->record.address + "> downloaded, but the record says otherwise: " + error);
-    deps_.audit->event("pickup", d->record.address, request.client, {{"format", d->legacy ? "3des" : "aes256"}});
     HttpResponse r;
     r.content_type = "application/x-pkcs12";
     r.body = std::move(d->der);
     r.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + file_name(d->record.address) + "\"");
+    // The pickup counts only once the file went out whole (the service calls this from MHD's
+    // completion callback): a broken transfer leaves the record and the escrowed key as they were.
+    d->der.clear();
+    r.after = [this, dl = std::move(*d), client = request.client](bool complete) { delivered(dl, client, complete); };
     return r;
+}
+
+void Flow::delivered(const Download& d, const std::string& client, bool complete) const {
+    const std::string format = d.legacy ? "3des" : "aes256";
+    if (!complete) {
+        deps_.audit->event("pickup_failed", d.record.address, client, {{"format", format}, {"reason", "transfer"}});
+        deps_.log.warning("pickup: the download of <" + d.record.address +
+                          "> broke off; the record is unchanged (a new code gives a new file)");
+        return;
+    }
+    std::string error;
+    if (!deps_.backend->picked_up(d.record, &error))
+        deps_.log.error("pickup: <" + d.record.address + "> downloaded, but the record says otherwise: " + error);
+    deps_.audit->event("pickup", d.record.address, client, {{"format", format}});
 }
 
 }  // namespace sealmilter::pickup

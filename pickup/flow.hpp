@@ -16,6 +16,7 @@
 #include "pickup/pages.hpp"
 #include "pickup/service.hpp"
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -37,6 +38,10 @@ struct HttpResponse {
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;
     bool cacheable = false;  // static assets; everything else is Cache-Control: no-store
+    // Run by the HTTP layer once the response has left: `delivered` = it was sent completely
+    // (MHD_REQUEST_TERMINATED_COMPLETED_OK), false = the transfer broke off. A download records
+    // the pickup here, never before the file went out. Never throws.
+    std::function<void(bool delivered)> after;
 };
 
 class Flow {
@@ -68,6 +73,7 @@ private:
     HttpResponse send_code(const std::string& token, const HttpRequest& request);
     HttpResponse download(const std::string& token, const HttpRequest& request);
     HttpResponse fetch(const std::string& id, const HttpRequest& request);
+    void delivered(const Download& d, const std::string& client, bool complete) const;
     HttpResponse code_entry(const Link& l, std::time_t now, std::string_view note, std::string_view error,
                             unsigned status = 200) const;
     HttpResponse prepare(const Link& l, const HttpRequest& request, bool legacy);

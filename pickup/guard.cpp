@@ -120,12 +120,22 @@ bool Csrf::check(std::string_view presented, std::string_view token_hash, std::s
     return given.size() == expected.size() && CRYPTO_memcmp(given.data(), expected.data(), expected.size()) == 0;
 }
 
+std::string ClientLimiter::bucket_key(const std::string& client) {
+    unsigned char b[16] = {};
+    if (client.find(':') == std::string::npos || inet_pton(AF_INET6, client.c_str(), b) != 1) return client;
+    char text[INET6_ADDRSTRLEN] = {};
+    std::memset(b + 8, 0, 8);
+    if (inet_ntop(AF_INET6, b, text, sizeof text) == nullptr) return client;
+    return std::string(text) + "/64";
+}
+
 bool ClientLimiter::allow(const std::string& client, std::time_t now) {
+    const std::string key = bucket_key(client);
     const base::MutexLock lock(mu_);
-    auto it = buckets_.find(client);
+    auto it = buckets_.find(key);
     if (it == buckets_.end()) {
-        if (buckets_.size() >= max_clients_) make_room(now);
-        it = buckets_.emplace(client, Bucket{burst_, now}).first;
+        if (buckets_.size() >= max_clients_ && !make_room(now)) return false;
+        it = buckets_.emplace(key, Bucket{burst_, now}).first;
     }
     Bucket& b = it->second;
     if (now > b.at) {
@@ -137,16 +147,17 @@ bool ClientLimiter::allow(const std::string& client, std::time_t now) {
     return true;
 }
 
-void ClientLimiter::make_room(std::time_t now) {
+bool ClientLimiter::make_room(std::time_t now) {
+    // A sweep that found nothing to drop is not repeated within the same second (nothing refills
+    // meanwhile), so a flood of new clients against a full table costs no full scan per request.
+    if (swept_at_ == now) return false;
     for (auto it = buckets_.begin(); it != buckets_.end();) {
         const double refilled = it->second.tokens + per_second_ * static_cast<double>(now - it->second.at);
         it = refilled >= burst_ ? buckets_.erase(it) : std::next(it);
     }
-    while (buckets_.size() >= max_clients_) {
-        auto oldest = std::min_element(buckets_.begin(), buckets_.end(),
-                                       [](const auto& a, const auto& b) { return a.second.at < b.second.at; });
-        buckets_.erase(oldest);
-    }
+    if (buckets_.size() < max_clients_) return true;
+    swept_at_ = now;
+    return false;
 }
 
 std::optional<TrustedProxies> TrustedProxies::parse(std::string_view list, std::string* error) {

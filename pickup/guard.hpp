@@ -57,27 +57,33 @@ private:
 };
 
 // A token bucket per client: `burst` requests at once, refilled at `per_minute` per minute.
-// The table keeps at most `max_clients` entries; when full, refilled entries are dropped first,
-// then the oldest (a flood of distinct addresses cannot grow memory).
+// An IPv6 client is its /64 (one subscriber's network: its interface ids are free to choose).
+// The table keeps at most `max_clients` entries; when it is full, entries that have refilled
+// completely are dropped, and if none has, a new client is refused (counted as limited) rather
+// than evicting anybody: a flood of distinct addresses can neither grow memory nor reset the
+// bucket of a client that is being limited.
 class ClientLimiter {
 public:
     ClientLimiter(double per_minute, double burst, size_t max_clients = 10000)
         : per_second_(per_minute / 60.0), burst_(burst), max_clients_(max_clients) {}
-    // Takes one token for `client`; false when its bucket is empty.
+    // Takes one token for `client`; false when its bucket is empty or the table is full.
     bool allow(const std::string& client, std::time_t now);
+    // The bucket `client` counts against: an IPv6 address -> "<first 64 bits>::/64", else itself.
+    static std::string bucket_key(const std::string& client);
 
 private:
     struct Bucket {
         double tokens;
         std::time_t at;
     };
-    void make_room(std::time_t now) SEALMILTER_REQUIRES(mu_);
+    bool make_room(std::time_t now) SEALMILTER_REQUIRES(mu_);
 
     double per_second_;
     double burst_;
     size_t max_clients_;
     base::Mutex mu_;
     std::unordered_map<std::string, Bucket> buckets_ SEALMILTER_GUARDED_BY(mu_);
+    std::time_t swept_at_ SEALMILTER_GUARDED_BY(mu_) = 0;  // the last full sweep found nothing to drop
 };
 
 class TrustedProxies {

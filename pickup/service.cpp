@@ -11,10 +11,15 @@
 #include <openssl/crypto.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
 
 namespace sealmilter::pickup {
 
@@ -112,31 +117,61 @@ struct Request {
     size_t received = 0;
     size_t max_bytes = 0;
     MHD_PostProcessor* post = nullptr;
+    std::function<void(bool)> after;  // HttpResponse::after of the queued response
     ~Request() {
         if (post != nullptr) MHD_destroy_post_processor(post);
+        // The form holds the passwords: wiped before the memory goes back (append_field never
+        // leaves a copy behind in a freed buffer).
+        for (auto& [key, value] : http.form) OPENSSL_cleanse(value.data(), value.size());
     }
+    Request() = default;
+    Request(const Request&) = delete;
+    Request& operator=(const Request&) = delete;
 };
+
+// Appends to a form value without leaving a copy in freed memory: the value is given room for
+// the whole body at once (a body is at most max_bytes, so it never grows again); should it ever
+// have to, the old buffer is wiped before it is freed.
+void append_field(std::string& value, const char* data, size_t size, size_t room) {
+    if (value.size() + size > value.capacity()) {
+        std::string bigger;
+        bigger.reserve(std::max(room, value.size() + size));
+        bigger.append(value);
+        OPENSSL_cleanse(value.data(), value.size());
+        value.swap(bigger);
+    }
+    value.append(data, size);
+}
 
 MHD_Result on_post_field(void* cls, MHD_ValueKind /*kind*/, const char* key, const char* /*filename*/,
                          const char* /*content_type*/, const char* /*transfer_encoding*/, const char* data,
                          uint64_t /*off*/, size_t size) {
     auto* r = static_cast<Request*>(cls);
-    if (r->http.form.size() >= 16 && r->http.form.find(key) == r->http.form.end()) {
+    try {
+        if (key == nullptr || (r->http.form.size() >= 16 && r->http.form.find(key) == r->http.form.end())) {
+            r->http.form_too_large = true;
+            return MHD_NO;
+        }
+        append_field(r->http.form[key], data, size, r->max_bytes);
+        return MHD_YES;
+    } catch (...) {  // a C callback: nothing may unwind into MHD
         r->http.form_too_large = true;
         return MHD_NO;
     }
-    r->http.form[key].append(data, size);
-    return MHD_YES;
 }
 
 MHD_Result on_header(void* cls, MHD_ValueKind /*kind*/, const char* key, const char* value) {
     // Every X-Forwarded-For field, joined: the last hop is the last element of the last field.
     auto* xff = static_cast<std::string*>(cls);
-    if (key != nullptr && value != nullptr && strcasecmp(key, "X-Forwarded-For") == 0) {
-        if (!xff->empty()) xff->append(",");
-        xff->append(value);
+    try {
+        if (key != nullptr && value != nullptr && strcasecmp(key, "X-Forwarded-For") == 0) {
+            if (!xff->empty()) xff->append(",");
+            xff->append(value);
+        }
+        return MHD_YES;
+    } catch (...) {  // a C callback: nothing may unwind into MHD
+        return MHD_NO;
     }
-    return MHD_YES;
 }
 
 std::string peer_address(MHD_Connection* c) {
@@ -170,54 +205,108 @@ MHD_Result respond(MHD_Connection* c, const HttpResponse& r) {
     return ok;
 }
 
-MHD_Result on_request(void* cls, MHD_Connection* c, const char* url, const char* method, const char* /*version*/,
-                      const char* upload_data, size_t* upload_size, void** con_cls) {
-    auto* impl = static_cast<PickupService::Impl*>(cls);
+MHD_Result too_large(MHD_Connection* c) {
+    HttpResponse too_big;
+    too_big.status = 413;
+    too_big.body = "<!DOCTYPE html><html lang=\"en\"><title>Too large</title><h1>Request too large</h1></html>\n";
+    too_big.headers.emplace_back("Connection", "close");
+    return respond(c, too_big);
+}
+
+// The declared Content-Length, when there is one and it is a number.
+std::optional<uint64_t> content_length(MHD_Connection* c) {
+    const char* v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (v == nullptr || *v == '\0') return std::nullopt;
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(v, &end, 10);
+    if (*end != '\0' || errno != 0) return std::nullopt;
+    return n;
+}
+
+MHD_Result handle_request(PickupService::Impl* impl, MHD_Connection* c, const char* url, const char* method,
+                          const char* upload_data, size_t* upload_size, void** con_cls) {
     auto* r = static_cast<Request*>(*con_cls);
     if (r == nullptr) {
-        r = new Request();  // NOLINT(cppcoreguidelines-owning-memory): MHD holds it; on_completed frees it
-        *con_cls = r;
-        r->http.method = method;
-        r->http.path = url;
-        r->max_bytes = impl->settings.max_post_bytes;
+        auto fresh = std::make_unique<Request>();
+        fresh->http.method = method;
+        fresh->http.path = url;
+        fresh->max_bytes = impl->settings.max_post_bytes;
         std::string xff;
         MHD_get_connection_values(c, MHD_HEADER_KIND, on_header, &xff);
-        r->http.client = impl->settings.proxies.client(peer_address(c), xff);
-        if (r->http.method == "POST") {
-            r->post = MHD_create_post_processor(c, 1024, on_post_field, r);
-            if (r->post == nullptr) r->http.form_too_large = true;  // not a form: refused like a forged one
+        fresh->http.client = impl->settings.proxies.client(peer_address(c), xff);
+        // A body that says it is too large is refused before a byte of it is read.
+        const std::optional<uint64_t> declared = content_length(c);
+        if (declared && *declared > fresh->max_bytes) {
+            fresh->received = static_cast<size_t>(std::min<uint64_t>(*declared, SIZE_MAX));
+            *con_cls = fresh.release();  // NOLINT(cppcoreguidelines-owning-memory): on_completed frees it
+            return too_large(c);
         }
+        if (fresh->http.method == "POST") {
+            fresh->post = MHD_create_post_processor(c, 1024, on_post_field, fresh.get());
+            if (fresh->post == nullptr) fresh->http.form_too_large = true;  // not a form: refused like a forged one
+        }
+        *con_cls = fresh.release();  // NOLINT(cppcoreguidelines-owning-memory): MHD holds it; on_completed frees it
         return MHD_YES;
     }
     if (*upload_size != 0) {
         r->received += *upload_size;
-        if (r->received > r->max_bytes) r->http.form_too_large = true;
+        if (r->received > r->max_bytes) {
+            // Too large: answered at once (MHD closes the connection after the 413) instead of
+            // reading the rest of the body to its end.
+            *upload_size = 0;
+            return too_large(c);
+        }
         if (!r->http.form_too_large && r->post != nullptr &&
             MHD_post_process(r->post, upload_data, *upload_size) != MHD_YES)
             r->http.form_too_large = true;
         *upload_size = 0;
         return MHD_YES;
     }
-    if (r->received > r->max_bytes) {
-        HttpResponse too_big;
-        too_big.status = 413;
-        too_big.body = "<!DOCTYPE html><html lang=\"en\"><title>Too large</title><h1>Request too large</h1></html>\n";
-        return respond(c, too_big);
-    }
-    return respond(c, impl->flow.handle(r->http));
+    if (r->received > r->max_bytes) return too_large(c);
+    HttpResponse response = impl->flow.handle(r->http);
+    const MHD_Result queued = respond(c, response);
+    if (queued == MHD_YES) r->after = std::move(response.after);
+    else if (response.after) response.after(false);
+    return queued;
 }
 
-void on_completed(void* /*cls*/, MHD_Connection* /*c*/, void** con_cls, MHD_RequestTerminationCode /*toe*/) {
-    delete static_cast<Request*>(*con_cls);  // NOLINT(cppcoreguidelines-owning-memory): made in on_request
+MHD_Result on_request(void* cls, MHD_Connection* c, const char* url, const char* method, const char* /*version*/,
+                      const char* upload_data, size_t* upload_size, void** con_cls) {
+    try {
+        return handle_request(static_cast<PickupService::Impl*>(cls), c, url, method, upload_data, upload_size,
+                              con_cls);
+    } catch (const std::exception& e) {  // a C callback: nothing may unwind into MHD
+        static_cast<PickupService::Impl*>(cls)->log.error(std::string("pickup: request failed: ") + e.what());
+        return MHD_NO;
+    } catch (...) {
+        return MHD_NO;
+    }
+}
+
+void on_completed(void* cls, MHD_Connection* /*c*/, void** con_cls, MHD_RequestTerminationCode toe) {
+    std::unique_ptr<Request> r(static_cast<Request*>(*con_cls));  // made in on_request
     *con_cls = nullptr;
+    if (!r || !r->after) return;
+    try {
+        // Only a response sent to its end counts (a download is a pickup only then).
+        r->after(toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    } catch (const std::exception& e) {  // a C callback: nothing may unwind into MHD
+        static_cast<PickupService::Impl*>(cls)->log.error(std::string("pickup: after a response: ") + e.what());
+    } catch (...) {
+        static_cast<PickupService::Impl*>(cls)->log.error("pickup: after a response: unknown failure");
+    }
 }
 
 void on_mhd_log(void* cls, const char* fmt, va_list ap) {
-    char buf[512];
-    std::vsnprintf(buf, sizeof buf, fmt, ap);
-    std::string line = buf;
-    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-    static_cast<const base::Logger*>(cls)->warning("pickup (libmicrohttpd): " + line);
+    try {
+        char buf[512];
+        std::vsnprintf(buf, sizeof buf, fmt, ap);
+        std::string line = buf;
+        while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+        static_cast<const base::Logger*>(cls)->warning("pickup (libmicrohttpd): " + line);
+    } catch (...) {  // a C callback: nothing may unwind into MHD
+    }
 }
 
 }  // namespace
@@ -249,7 +338,7 @@ std::unique_ptr<PickupService> PickupService::start(PickupSettings settings, Pic
         static_cast<unsigned>(s.connection_timeout_s), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         static_cast<size_t>(64 * 1024), MHD_OPTION_HTTPS_MEM_CERT, s.cert_pem.c_str(), MHD_OPTION_HTTPS_MEM_KEY,
         s.key_pem.c_str(), MHD_OPTION_HTTPS_PRIORITIES, "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
-        MHD_OPTION_NOTIFY_COMPLETED, &on_completed, nullptr, MHD_OPTION_EXTERNAL_LOGGER, &on_mhd_log, &impl->log,
+        MHD_OPTION_NOTIFY_COMPLETED, &on_completed, impl.get(), MHD_OPTION_EXTERNAL_LOGGER, &on_mhd_log, &impl->log,
         MHD_OPTION_END);
     if (impl->daemon == nullptr) {
         *error = "pickup.listen " + impl->settings.listen +

@@ -263,7 +263,7 @@ TEST_F(IssuerTest, PickupWithoutKeepEscrowRemovesTheKeyOnly) {
     ASSERT_TRUE(i->escrowed_key("gone@example.com", &error)) << error;
     const std::string file = store()->resolve(key_id)->location;
     ASSERT_TRUE(fs::exists(file));
-    ASSERT_TRUE(i->picked_up("gone@example.com", &error)) << error;
+    ASSERT_TRUE(i->picked_up("gone@example.com", key_id, &error)) << error;
     const std::optional<keys::IssuedRecord> r = i->registry().get("gone@example.com");
     EXPECT_EQ(r->state, keys::IssuedState::PickedUp);
     EXPECT_EQ(r->pickups, 1U);
@@ -284,10 +284,37 @@ TEST_F(IssuerTest, PickupWithKeepEscrowKeepsTheKeyForAnotherDownload) {
     ASSERT_TRUE(i);
     std::string error;
     ASSERT_TRUE(i->issue("kept@example.com", &error)) << error;
-    ASSERT_TRUE(i->picked_up("kept@example.com", &error)) << error;
-    ASSERT_TRUE(i->picked_up("kept@example.com", &error)) << error;
+    const std::string key_id = i->registry().get("kept@example.com")->key_id;
+    ASSERT_TRUE(i->picked_up("kept@example.com", key_id, &error)) << error;
+    ASSERT_TRUE(i->picked_up("kept@example.com", key_id, &error)) << error;
     EXPECT_EQ(i->registry().get("kept@example.com")->pickups, 2U);
     EXPECT_TRUE(i->escrowed_key("kept@example.com", &error)) << error;
+}
+
+// Review of issue 13, finding 1: a pickup names the key that was packaged; when the address
+// was revoked and issued anew meanwhile, the new record is not marked and its key stays.
+TEST_F(IssuerTest, APickupOfAnOldKeyLeavesTheNewRecordAndKeyAlone) {
+    auto i = issuer(2, false);
+    ASSERT_TRUE(i);
+    std::string error;
+    ASSERT_TRUE(i->issue("reissued@example.com", &error)) << error;
+    const std::string old_key = i->registry().get("reissued@example.com")->key_id;
+    auto s = store();
+    keys::IssuedRegistry reg(options_->dir);
+    ASSERT_TRUE(keys::revoke_issued(*s, reg, "reissued@example.com", &error)) << error;
+    ASSERT_TRUE(i->issue("reissued@example.com", &error)) << error;
+    const std::string new_key = i->registry().get("reissued@example.com")->key_id;
+    ASSERT_NE(old_key, new_key);
+    EXPECT_FALSE(i->picked_up("reissued@example.com", old_key, &error));
+    EXPECT_NE(error.find("not the one whose key was picked up"), std::string::npos) << error;
+    const auto r = i->registry().get("reissued@example.com");
+    EXPECT_EQ(r->state, keys::IssuedState::Escrowed);
+    EXPECT_EQ(r->pickups, 0U);
+    EXPECT_TRUE(i->escrowed_key("reissued@example.com", &error)) << error;
+    error.clear();
+    EXPECT_FALSE(i->picked_up("reissued@example.com", "", &error));
+    ASSERT_TRUE(i->picked_up("reissued@example.com", new_key, &error)) << error;
+    EXPECT_FALSE(i->escrowed_key("reissued@example.com", &error)) << "keep_escrow = false removed the new key";
 }
 
 TEST_F(IssuerTest, RetireRevokeAndResend) {

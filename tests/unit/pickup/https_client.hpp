@@ -4,6 +4,7 @@
 
 #include <curl/curl.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -31,6 +32,41 @@ public:
     HttpReply get(const std::string& path, const std::vector<std::string>& headers = {}) {
         return perform(path, nullptr, headers);
     }
+    HttpReply head(const std::string& path, const std::vector<std::string>& headers = {}) {
+        return perform(path, nullptr, headers, true);
+    }
+    // A POST whose body is `size` bytes of 'a' fed as curl asks for them (chunked when
+    // `declare_length` is false); *sent says how many bytes curl took before it stopped.
+    HttpReply post_stream(const std::string& path, size_t size, bool declare_length, size_t* sent,
+                          const std::vector<std::string>& headers = {}) {
+        Stream st{size, 0};
+        HttpReply r;
+        CURL* c = curl_.get();
+        curl_easy_reset(c);
+        const std::string url = base_ + path;
+        curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+        curl_easy_setopt(c, CURLOPT_CAINFO, ca_.c_str());
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, &on_read);
+        curl_easy_setopt(c, CURLOPT_READDATA, &st);
+        if (declare_length) curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(size));
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, &on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+        curl_slist* list = nullptr;
+        for (const std::string& h : headers) list = curl_slist_append(list, h.c_str());
+        if (!declare_length) list = curl_slist_append(list, "Transfer-Encoding: chunked");
+        list = curl_slist_append(list, "Content-Type: application/x-www-form-urlencoded");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+        const CURLcode rc = curl_easy_perform(c);
+        curl_slist_free_all(list);
+        if (rc != CURLE_OK) r.body = std::string("curl: ") + curl_easy_strerror(rc);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+        *sent = st.sent;
+        return r;
+    }
     HttpReply post(const std::string& path, const std::vector<std::pair<std::string, std::string>>& form,
                    const std::vector<std::string>& headers = {}) {
         std::string body;
@@ -49,6 +85,18 @@ public:
     }
 
 private:
+    struct Stream {
+        size_t left;
+        size_t sent;
+    };
+    static size_t on_read(char* p, size_t size, size_t n, void* ud) {
+        auto* st = static_cast<Stream*>(ud);
+        const size_t k = std::min(size * n, st->left);
+        std::fill(p, p + k, 'a');
+        st->left -= k;
+        st->sent += k;
+        return k;
+    }
     static size_t on_body(char* p, size_t size, size_t n, void* ud) {
         static_cast<HttpReply*>(ud)->body.append(p, size * n);
         return size * n;
@@ -67,7 +115,8 @@ private:
         return size * n;
     }
 
-    HttpReply perform(const std::string& path, const std::string* body, const std::vector<std::string>& headers) {
+    HttpReply perform(const std::string& path, const std::string* body, const std::vector<std::string>& headers,
+                      bool head = false) {
         HttpReply r;
         CURL* c = curl_.get();
         curl_easy_reset(c);
@@ -79,6 +128,7 @@ private:
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &on_header);
         curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
+        if (head) curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
         if (body != nullptr) {
             curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->c_str());
             curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));

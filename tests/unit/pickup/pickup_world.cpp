@@ -77,6 +77,12 @@ public:
 
     std::optional<keys::IssuedRecord> record(const std::string& address) override { return registry_->get(address); }
 
+    void revoke(const std::string& address) override {
+        std::string error;
+        if (!keys::revoke_issued(issuer_->store(), *registry_, address, &error))
+            throw std::runtime_error("revoke " + address + ": " + error);
+    }
+
     void change(const std::string& address, const std::function<void(keys::IssuedRecord&)>& fn) override {
         std::string error;
         registry_->update(

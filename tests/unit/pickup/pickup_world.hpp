@@ -25,6 +25,8 @@ public:
     // Issues a certificate for `address` and sends the notice: returns the link's token.
     virtual std::string issue(const std::string& address) = 0;
     virtual std::optional<keys::IssuedRecord> record(const std::string& address) = 0;
+    // `sealmilter issued revoke ADDRESS`.
+    virtual void revoke(const std::string& address) = 0;
     virtual void change(const std::string& address, const std::function<void(keys::IssuedRecord&)>& fn) = 0;
     virtual crypto::Certificate certificate(const std::string& address) = 0;
     virtual crypto::Certificate ca() = 0;

@@ -53,10 +53,39 @@ TEST(PickupGuard, TrustedProxiesAndTheLastHop) {
 
 TEST(PickupGuard, TheLimiterTableStaysBounded) {
     ClientLimiter l(20, 20, 100);
-    for (int i = 0; i < 10000; ++i) EXPECT_TRUE(l.allow("c" + std::to_string(i), 1000));
-    for (int i = 0; i < 20; ++i) EXPECT_TRUE(l.allow("one", 2000));
-    EXPECT_FALSE(l.allow("one", 2000));
-    EXPECT_TRUE(l.allow("one", 2003)) << "refilled at 20 per minute";
+    for (int i = 0; i < 100; ++i) EXPECT_TRUE(l.allow("c" + std::to_string(i), 1000));
+    // Full, nobody refilled yet: a new client is refused rather than evicting anyone.
+    EXPECT_FALSE(l.allow("late", 1000));
+    EXPECT_TRUE(l.allow("c7", 1000)) << "a known client goes on";
+    // Three seconds later the others have refilled (20 per minute) and make room.
+    for (int i = 0; i < 10000; ++i) EXPECT_TRUE(l.allow("d" + std::to_string(i), 2000 + i * 3)) << i;
+    for (int i = 0; i < 20; ++i) EXPECT_TRUE(l.allow("one", 100000));
+    EXPECT_FALSE(l.allow("one", 100000));
+    EXPECT_TRUE(l.allow("one", 100003)) << "refilled at 20 per minute";
+}
+
+// Review of issue 13, finding 5: flooding the table with new addresses does not reset the bucket
+// of a client that is being limited.
+TEST(PickupGuard, AFloodOfAddressesDoesNotResetALimitedClient) {
+    ClientLimiter l(20, 20, 100);
+    for (int i = 0; i < 20; ++i) EXPECT_TRUE(l.allow("203.0.113.9", 1000));
+    EXPECT_FALSE(l.allow("203.0.113.9", 1000));
+    int refused = 0;
+    for (int i = 0; i < 10000; ++i)
+        if (!l.allow("10." + std::to_string(i / 250) + "." + std::to_string(i % 250) + ".1", 1000)) ++refused;
+    EXPECT_EQ(refused, 10000 - 99);
+    EXPECT_FALSE(l.allow("203.0.113.9", 1000)) << "still limited";
+}
+
+TEST(PickupGuard, AnIpv6ClientCountsAsItsSlash64) {
+    EXPECT_EQ(ClientLimiter::bucket_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+    EXPECT_EQ(ClientLimiter::bucket_key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+    EXPECT_EQ(ClientLimiter::bucket_key("192.0.2.1"), "192.0.2.1");
+    EXPECT_EQ(ClientLimiter::bucket_key("unknown"), "unknown");
+    ClientLimiter l(20, 20);
+    for (int i = 0; i < 20; ++i) EXPECT_TRUE(l.allow("2001:db8:1:2::" + std::to_string(i + 1), 1000));
+    EXPECT_FALSE(l.allow("2001:db8:1:2:ffff::9", 1000)) << "another interface id of the same /64";
+    EXPECT_TRUE(l.allow("2001:db8:1:3::1", 1000)) << "another /64";
 }
 
 }  // namespace
