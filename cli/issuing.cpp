@@ -2,6 +2,7 @@
 #include "cli/issuing.hpp"
 
 #include "base/file.hpp"
+#include "base/mutex.hpp"
 #include "cli/common.hpp"
 #include "cli/key_store.hpp"
 #include "cli/wiring.hpp"
@@ -29,7 +30,7 @@ public:
     std::optional<crypto::Certificate> issue(std::string_view address, std::string* error) override {
         std::optional<crypto::Certificate> c = issuer_->issue(address, error);
         if (c) {
-            if (milter::NoticeWorker* w = worker_.load()) w->wake();
+            if (const std::shared_ptr<milter::NoticeWorker> w = worker()) w->wake();
             publish(address, *c);
         }
         return c;
@@ -38,11 +39,17 @@ public:
     std::optional<crypto::Certificate> current(std::string_view address) const override {
         return issuer_->current(address);
     }
+    bool withdrawn(std::string_view address, const crypto::Certificate& candidate) const override {
+        return issuer_->withdrawn(address, candidate);
+    }
     void superseded(std::string_view address, const std::string& reason) override {
         log_.info("<" + std::string(address) + ">: issued certificate retired: " + reason);
         issuer_->retire(address, reason);
     }
-    void set_worker(milter::NoticeWorker* w) { worker_.store(w); }
+    void set_worker(std::weak_ptr<milter::NoticeWorker> w) {
+        const base::MutexLock lock(worker_mu_);
+        worker_ = std::move(w);
+    }
 
 private:
     // Queued, never waited for (lookup/publisher: a file, then a background POST); a queue that
@@ -57,9 +64,15 @@ private:
         }
     }
 
+    std::shared_ptr<milter::NoticeWorker> worker() const {
+        const base::MutexLock lock(worker_mu_);
+        return worker_.lock();
+    }
+
     std::shared_ptr<keys::Issuer> issuer_;
     base::Logger log_;
-    std::atomic<milter::NoticeWorker*> worker_{nullptr};
+    mutable base::Mutex worker_mu_;
+    std::weak_ptr<milter::NoticeWorker> worker_ SEALMILTER_GUARDED_BY(worker_mu_);
     std::shared_ptr<lookup::Publisher> publisher_;  // atomic_load / atomic_store
 };
 
@@ -68,7 +81,9 @@ namespace {
 class RegistryBook final : public milter::NoticeBook {
 public:
     explicit RegistryBook(std::shared_ptr<keys::Issuer> issuer) : issuer_(std::move(issuer)) {}
-    std::vector<keys::IssuedRecord> list(std::string* error) const override { return issuer_->registry().list(error); }
+    std::vector<keys::IssuedRecord> list_due(size_t limit, std::string* error) override {
+        return issuer_->registry().list_due(limit, error);
+    }
     bool update(std::string_view address, const Change& change, std::string* error) override {
         return issuer_->registry().update(address, change, error);
     }
@@ -82,7 +97,7 @@ milter::AuditSink audit_sink(const conf::Config& c, const base::Logger& log) {
     const std::string& path = c.get("pickup.audit_log");
     if (path.empty()) return [log](const std::string& line) { log.info(line); };
     return [path, log](const std::string& line) {
-        const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
         const std::string stamped = crypto::format_time_utc(std::time(nullptr)) + " " + line + "\n";
         if (fd < 0 || ::write(fd, stamped.data(), stamped.size()) != static_cast<ssize_t>(stamped.size())) {
             log.error("pickup.audit_log " + path + ": cannot append (" + std::strerror(errno) + "): " + line);
@@ -167,18 +182,18 @@ std::shared_ptr<Issuing> Issuing::open(const conf::Config& c, const base::Logger
     milter::NoticeSigner signer = [ring, sign, from](std::string* why) {
         return core::choose_signer(ring.get(), from, sign, std::time(nullptr), why);
     };
-    out->worker_ = std::make_unique<milter::NoticeWorker>(std::make_shared<RegistryBook>(issuer), reinjector,
+    out->worker_ = std::make_shared<milter::NoticeWorker>(std::make_shared<RegistryBook>(issuer), reinjector,
                                                           std::move(options), std::move(signer), audit_sink(c, log),
                                                           log.child("notices"));
-    out->adapter_->set_worker(out->worker_.get());
+    out->adapter_->set_worker(out->worker_);
     log.info("issuing: CA " + issuer->ca().certificate().subject() + ", " + std::to_string(issuer->pool().ready()) +
              " key pair(s) ready of " + c.get("issue.pool_size"));
     return out;
 }
 
 Issuing::~Issuing() {
-    if (adapter_) adapter_->set_worker(nullptr);
-    if (worker_) worker_->stop();
+    if (adapter_) adapter_->set_worker({});
+    if (worker_) worker_->stop();  // a wake() still in flight finds a stopped worker, not a freed one
 }
 
 std::shared_ptr<milter::CertificateIssuer> Issuing::for_mail() const { return adapter_; }

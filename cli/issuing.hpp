@@ -65,7 +65,9 @@ private:
     Issuing() = default;
     std::shared_ptr<keys::Issuer> issuer_;
     std::shared_ptr<Adapter> adapter_;
-    std::unique_ptr<milter::NoticeWorker> worker_;
+    // Shared: the Adapter holds it weakly, so a milter thread inside issue() at shutdown keeps
+    // the worker alive for its wake() instead of touching a freed one.
+    std::shared_ptr<milter::NoticeWorker> worker_;
 };
 
 }  // namespace sealmilter::cli

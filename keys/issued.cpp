@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <dirent.h>
@@ -43,6 +44,13 @@ bool fail(std::string* error, const std::string& why) {
 std::string records_dir(const std::string& dir) { return dir + "/issued"; }
 std::string record_path(const std::string& dir, std::string_view address) {
     return records_dir(dir) + "/" + sha256_hex(base::to_lower(address));
+}
+std::string due_dir(const std::string& dir) { return records_dir(dir) + "/due"; }
+std::string due_path(const std::string& dir, std::string_view address) {
+    return due_dir(dir) + "/" + sha256_hex(base::to_lower(address));
+}
+std::string withdrawn_path(const std::string& dir, std::string_view sha256) {
+    return records_dir(dir) + "/w-" + std::string(sha256);
 }
 std::string token_path(const std::string& dir, std::string_view token_hash) {
     return records_dir(dir) + "/t-" + std::string(token_hash);
@@ -338,16 +346,113 @@ bool IssuedRegistry::update(std::string_view address,
         if (!is_hex(next->token_hash) || !is_hex(next->code_hash) || (!next->token_hash.empty() && next->token_hash.size() != 64))
             return fail(error, "a token or code hash must be lower-case hex SHA-256");
         const std::string old_token = current ? current->token_hash : "";
+        const bool was_due = current && current->notice_due;
+        // The due index: the marker before the record when a notice becomes due, removed after
+        // it when not (a crash leaves at most a stale marker, which list_due() drops).
+        if (next->notice_due && !was_due) {
+            ensure_dir(due_dir(dir_));
+            base::write_atomically(due_path(dir_, lower), lower, 0600);
+        }
         // New token file first, then the record, then the old token file: a crash in between
         // leaves at most a stale token file, which by_token_hash() ignores.
         if (!next->token_hash.empty() && next->token_hash != old_token)
             base::write_atomically(token_path(dir_, next->token_hash), lower, 0600);
         base::write_atomically(path, format_record(*next), 0600);
         if (!old_token.empty() && old_token != next->token_hash) unlink(token_path(dir_, old_token).c_str());
+        if (!next->notice_due) unlink(due_path(dir_, lower).c_str());  // ENOENT when it was not due
         return true;
     } catch (const std::exception& e) {
         return fail(error, "issued record of " + lower + " not written: " + e.what());
     }
+}
+
+std::vector<IssuedRecord> IssuedRegistry::list_due(size_t limit, std::string* error) {
+    std::vector<IssuedRecord> out;
+    try {
+        const std::string d = records_dir(dir_);
+        struct stat st {};
+        if (stat(d.c_str(), &st) != 0) return out;  // nothing issued yet
+        std::string cursor;
+        {
+            const base::MutexLock in_process(mu_);
+            ensure_dir(due_dir(dir_));
+            if (!due_indexed_) {  // once per process: records of a version without the index
+                const FileLock across_processes(d + "/lock");
+                std::string why;
+                for (const IssuedRecord& r : list(&why))
+                    if (r.notice_due && stat(due_path(dir_, r.address).c_str(), &st) != 0)
+                        base::write_atomically(due_path(dir_, r.address), r.address, 0600);
+                if (!why.empty()) fail(error, why);
+                due_indexed_ = true;
+            }
+            cursor = due_cursor_;
+        }
+        std::vector<std::string> names;
+        {
+            const std::string dd = due_dir(dir_);
+            const std::unique_ptr<DIR, base::Deleter<closedir>> dir(opendir(dd.c_str()));
+            if (!dir) {
+                fail(error, "cannot list " + dd + ": " + std::strerror(errno));
+                return out;
+            }
+            // Bounded by the due markers (not by every record ever issued).
+            while (const dirent* e = readdir(dir.get())) {
+                const std::string name = e->d_name;
+                if (name.size() == 64 && is_hex(name)) names.push_back(name);
+            }
+        }
+        std::sort(names.begin(), names.end());
+        // Round robin: from the first name after the cursor, wrapping around once.
+        std::rotate(names.begin(), std::upper_bound(names.begin(), names.end(), cursor), names.end());
+        std::string next_cursor;  // stays "" when every due record fitted
+        std::string last;         // the marker of the last record taken
+        for (const std::string& name : names) {
+            if (out.size() == limit) {
+                next_cursor = last;
+                break;
+            }
+            std::string why;
+            std::optional<IssuedRecord> r = read_record(d + "/" + name, &why);
+            if (r && r->notice_due) {
+                out.push_back(std::move(*r));
+                last = name;
+            } else if (!why.empty()) {
+                fail(error, why);  // a damaged record: named, its marker kept
+            } else {
+                // A stale marker (a crash between the record and the marker): dropped under
+                // update()'s locks, re-checked.
+                const base::MutexLock in_process(mu_);
+                const FileLock across_processes(d + "/lock");
+                const std::optional<IssuedRecord> again = read_record(d + "/" + name, nullptr);
+                if (!again || !again->notice_due) unlink((due_dir(dir_) + "/" + name).c_str());
+            }
+        }
+        const base::MutexLock in_process(mu_);
+        due_cursor_ = next_cursor;
+    } catch (const std::exception& e) {
+        fail(error, std::string("the due notices could not be listed: ") + e.what());
+    }
+    return out;
+}
+
+bool IssuedRegistry::mark_withdrawn(std::string_view sha256, std::string* error) {
+    const std::string fp = base::to_lower(sha256);
+    if (fp.size() != 64 || !is_hex(fp)) return fail(error, "a withdrawn certificate is named by its SHA-256 (hex)");
+    try {
+        ensure_dir(dir_);
+        ensure_dir(records_dir(dir_));
+        base::write_atomically(withdrawn_path(dir_, fp), fp, 0600);
+        return true;
+    } catch (const std::exception& e) {
+        return fail(error, "withdrawn certificate " + fp + " not recorded: " + e.what());
+    }
+}
+
+bool IssuedRegistry::is_withdrawn(std::string_view sha256) const {
+    const std::string fp = base::to_lower(sha256);
+    if (fp.size() != 64 || !is_hex(fp)) return false;
+    struct stat st {};
+    return stat(withdrawn_path(dir_, fp).c_str(), &st) == 0;
 }
 
 }  // namespace sealmilter::keys

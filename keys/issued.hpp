@@ -81,8 +81,21 @@ public:
     std::optional<IssuedRecord> get(std::string_view address, std::string* error = nullptr) const;
     // The record whose live token hashes to `token_hash` (hex SHA-256); nullopt when none.
     std::optional<IssuedRecord> by_token_hash(std::string_view token_hash, std::string* error = nullptr) const;
-    // Every record (for `issued list`, the notice worker's restart scan), in no order.
+    // Every record (for `issued list`), in no order.
     std::vector<IssuedRecord> list(std::string* error = nullptr) const;
+    // At most `limit` records whose notice is due (the notice worker's pass), read through the
+    // due index keys.dir/issued/due/<sha256(address)> (a marker that update() writes while a
+    // record's notice_due is true and removes when it becomes false), so a pass never reads
+    // the records whose notice went out. Markers are taken in name order from where the last
+    // call that hit `limit` stopped (round robin: a due record is never starved). The first
+    // call in a process indexes records written without a marker (an older version).
+    std::vector<IssuedRecord> list_due(size_t limit, std::string* error = nullptr);
+
+    // Certificates our CA issued and that were revoked or retired (by SHA-256 fingerprint,
+    // lower-case hex): a marker keys.dir/issued/w-<fingerprint> that outlives the record being
+    // replaced by a new issuance, so the chain can refuse such a certificate from any source.
+    bool mark_withdrawn(std::string_view sha256, std::string* error);
+    bool is_withdrawn(std::string_view sha256) const;
 
     // Read-modify-write of one record under the lock. `change` gets the current record
     // (nullopt when none) and returns the new one, or nullopt to leave it as it is (then
@@ -98,6 +111,8 @@ private:
     std::string dir_;
     const base::Clock* clock_;
     mutable base::Mutex mu_;
+    bool due_indexed_ SEALMILTER_GUARDED_BY(mu_) = false;  // list_due() indexed older records
+    std::string due_cursor_ SEALMILTER_GUARDED_BY(mu_);    // list_due()'s round-robin position
 };
 
 // SHA-256 of `text` as lower-case hex (token and code hashes).

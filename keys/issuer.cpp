@@ -12,7 +12,9 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <sys/stat.h>
@@ -287,13 +289,21 @@ struct KeyPairPool::State {
     size_t in_progress SEALMILTER_GUARDED_BY(mu) = 0;
     bool stop SEALMILTER_GUARDED_BY(mu) = false;
     std::atomic<unsigned long long> generated{0};
+    std::atomic<unsigned long long> failures{0};
     std::vector<std::thread> workers;
 
-    // One worker: waits while the pool is full, generates outside the lock.
+    static constexpr std::chrono::milliseconds kFirstBackoff{100};
+    static constexpr std::chrono::milliseconds kMaxBackoff{30000};
+
+    // One worker: waits while the pool is full, generates outside the lock; after a failed
+    // generation it waits (doubling, capped) so a persistent failure is no busy loop.
     void run() {
+        std::chrono::milliseconds backoff{0};
         for (;;) {
             {
                 base::UniqueMutexLock lock(mu);
+                if (backoff.count() > 0)  // woken early only by stop
+                    wake.wait_for(lock, backoff, [this]() SEALMILTER_NO_THREAD_SAFETY_ANALYSIS { return stop; });
                 // Bounded: each wake-up either stops, or starts one generation.
                 while (!stop && ready.size() + in_progress >= target) wake.wait(lock);
                 if (stop) return;
@@ -303,13 +313,17 @@ struct KeyPairPool::State {
             try {
                 key = crypto::generate_rsa_key(bits);
             } catch (const std::exception&) {
-                key.reset();  // an OpenSSL failure: try again on the next round
+                key.reset();  // an OpenSSL failure: try again after the back-off
             }
             const base::MutexLock lock(mu);
             --in_progress;
             if (key) {
                 ready.push_back(std::move(key));
                 generated.fetch_add(1, std::memory_order_relaxed);
+                backoff = std::chrono::milliseconds{0};
+            } else {
+                failures.fetch_add(1, std::memory_order_relaxed);
+                backoff = backoff.count() == 0 ? kFirstBackoff : std::min(backoff * 2, kMaxBackoff);
             }
         }
     }
@@ -351,6 +365,7 @@ size_t KeyPairPool::ready() const {
 }
 
 unsigned long long KeyPairPool::generated() const { return state_->generated.load(std::memory_order_relaxed); }
+unsigned long long KeyPairPool::failures() const { return state_->failures.load(std::memory_order_relaxed); }
 
 void KeyPairPool::put(crypto::EVP_PKEY_ptr key) {
     if (!key) return;

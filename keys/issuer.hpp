@@ -96,6 +96,9 @@ public:
     crypto::EVP_PKEY_ptr take();
     size_t ready() const;
     unsigned long long generated() const;  // since start (benchmarks, metrics)
+    // Key generations that failed since start; after each failure a worker waits (100 ms,
+    // doubling up to 30 s, reset by a success) instead of trying again at once.
+    unsigned long long failures() const;
     // Adds a key pair made elsewhere (beyond `target` too: the caller bounds what it adds).
     void put(crypto::EVP_PKEY_ptr key);
 
@@ -112,6 +115,10 @@ public:
 
     // The address's current issued certificate (state escrowed or picked_up), if any.
     std::optional<crypto::Certificate> current(std::string_view address) const;
+    // True when `candidate` is a certificate our CA issued for `address` that was revoked or
+    // retired (a withdrawn marker, or the address's record names it and is not current): the
+    // lookup chain never uses it, whichever source returned it.
+    bool withdrawn(std::string_view address, const crypto::Certificate& candidate) const;
     // True when a pooled key pair is ready now (the RCPT-time check: no waiting).
     bool ready() const;
     // Issues (or returns the already-issued current certificate of) `address`: certificate,
@@ -160,8 +167,8 @@ private:
 // `compromised` would add nothing but noise). Works without the CA or a pool.
 bool revoke_issued(KeyStore& store, IssuedRegistry& registry, std::string_view address, std::string* error);
 // `sealmilter issued resend`: notice_due = true and notice_sent_at = 0 (so the interval since
-// the last notice is no obstacle: forced), notice_attempts = 0, unlocked, wrong codes and the
-// code cleared. Only for escrowed and picked_up records (the state stays; a picked_up record's
+// the last notice is no obstacle: forced), notice_attempts = 0, the old link (token hash and
+// expiry) removed at once, unlocked, wrong codes and the code cleared. Only for escrowed and picked_up records (the state stays; a picked_up record's
 // recipient may pick the key up again). false + *error otherwise (`issued resend` also refuses
 // when issue.keep_escrow = false removed the key from the store: nothing left to pick up).
 bool resend_issued(IssuedRegistry& registry, std::string_view address, std::string* error);

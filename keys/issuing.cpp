@@ -6,6 +6,9 @@
 #include "keys/store.hpp"
 
 #include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include <cctype>
 
 namespace sealmilter::keys {
 namespace {
@@ -49,11 +52,13 @@ KeyEntry escrow(KeyStore& store, EVP_PKEY* key, const crypto::Certificate& cert,
 bool end_record(KeyStore& store, IssuedRegistry& registry, std::string_view address, IssuedState state,
                 std::string* error) {
     std::string key_id;
+    std::string sha256;
     const bool written = registry.update(
         address,
         [&](const std::optional<IssuedRecord>& current) -> std::optional<IssuedRecord> {
             if (!current) return std::nullopt;
             key_id = current->key_id;
+            sha256 = current->sha256;
             if (current->state == state) return std::nullopt;
             IssuedRecord r = *current;
             r.state = state;
@@ -64,6 +69,9 @@ bool end_record(KeyStore& store, IssuedRegistry& registry, std::string_view addr
         error);
     if (!written) return false;
     if (key_id.empty()) return fail(error, "no issued certificate for " + std::string(address));
+    // The certificate may live on elsewhere (issue.publish put it into the directory): the
+    // marker outlives this record, so the chain refuses it from any source.
+    if (!sha256.empty() && !registry.mark_withdrawn(sha256, error)) return false;
     const KeyEntry entry = store.resolve(key_id);
     if (entry && entry->state != KeyState::Retired && !store.set_state(key_id, KeyState::Retired, error)) return false;
     return true;
@@ -96,6 +104,19 @@ std::optional<crypto::Certificate> Issuer::current(std::string_view address) con
     const std::optional<IssuedRecord> r = registry_->get(address);
     if (!r || !is_current(*r)) return std::nullopt;
     return certificate_of(*r);
+}
+
+bool Issuer::withdrawn(std::string_view address, const crypto::Certificate& candidate) const {
+    // Only our CA's certificates can be ours: anything else costs one name comparison.
+    if (X509_NAME_cmp(X509_get_issuer_name(candidate.native()), X509_get_subject_name(ca_->certificate().native())) != 0)
+        return false;
+    std::string sha;
+    for (const char c : candidate.fingerprint_sha256())
+        if (c != ':') sha += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (registry_->is_withdrawn(sha)) return true;
+    // Revoked or retired before the markers existed: the record itself says so.
+    const std::optional<IssuedRecord> r = registry_->get(address);
+    return r && !is_current(*r) && r->sha256 == sha;
 }
 
 bool Issuer::ready() const { return pool_->ready() > 0; }
@@ -153,6 +174,13 @@ std::optional<crypto::Certificate> Issuer::issue(std::string_view address, std::
             return r;
         },
         error);
+    if (written && winner && winner->fingerprint_sha256() != cert->fingerprint_sha256()) {
+        // Another process issued meanwhile and its record stands: the key escrowed above belongs
+        // to no record and is never picked up; it leaves the store again.
+        std::string why_kept;
+        if (!store_->remove_key(entry->id, &why_kept) && error != nullptr)
+            *error = "the unused escrowed key " + entry->id + " stays in the store: " + why_kept;
+    }
     if (!written || !winner) return std::nullopt;
     return winner;
 }
@@ -233,6 +261,11 @@ bool resend_issued(IssuedRegistry& registry, std::string_view address, std::stri
             }
             IssuedRecord r = *current;
             r.notice_due = true;
+            // The old link dies at once (its token file goes with it): the lock and the
+            // wrong-code count are reset below, which must never reopen a link that may have
+            // been guessed at; the notice worker makes the new one.
+            r.token_hash.clear();
+            r.token_expires = 0;
             r.notice_sent_at = 0;
             r.notice_attempts = 0;
             r.locked = false;

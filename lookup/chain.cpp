@@ -2,6 +2,7 @@
 #include "lookup/chain.hpp"
 
 #include "base/worker_thread.hpp"
+#include "lookup/issued_source.hpp"
 
 #include <algorithm>
 #include <exception>
@@ -10,6 +11,16 @@
 #include <thread>
 
 namespace sealmilter::lookup {
+namespace {
+
+bool shares_certificate(const std::vector<crypto::Certificate>& a, const std::vector<crypto::Certificate>& b) {
+    for (const crypto::Certificate& x : a)
+        for (const crypto::Certificate& y : b)
+            if (x.fingerprint_sha256() == y.fingerprint_sha256()) return true;
+    return false;
+}
+
+}  // namespace
 
 struct Chain::Pending {
     LookupResult result;
@@ -66,6 +77,18 @@ bool Chain::use_candidates(Pending& p, StepTrace& trace, const std::vector<crypt
             dates_vouched[i] = vouched[i] && origin->vouches_for_validity(candidates[i]);
         }
     trace.verdicts = validator_.validate(p.result.email, candidates, vouched, dates_vouched);
+    // A certificate our CA issued and then revoked (or retired) may still come back from
+    // another source (issue.publish put it into the directory; a cache filled before): never
+    // used again, whichever step found it.
+    for (CertificateSource* s : sources_) {
+        const auto* issued = dynamic_cast<const IssuedSource*>(s);
+        if (issued == nullptr || issued == origin) continue;
+        for (Verdict& v : trace.verdicts)
+            if (v.usable && issued->withdrawn(p.result.email, v.cert)) {
+                v.usable = false;
+                v.reason = "issued by our CA and withdrawn (revoked or retired)";
+            }
+    }
     std::vector<crypto::Certificate> usable = select(trace.verdicts, encrypt_to_);
     if (usable.empty()) {
         trace.reason = "no usable certificate among " + std::to_string(candidates.size()) + " candidate(s)";
@@ -113,7 +136,11 @@ void Chain::take_answer(CertificateSource& source, Pending& p, SourceAnswer& a,
     if (p.done) {  // asked in parallel with a source of higher priority that answered
         trace.reason = "not used: " + p.result.source + " has priority" + (a.reason.empty() ? "" : " (" + a.reason + ")");
         if (a.outcome == Outcome::Found) trace.reason += ", " + std::to_string(a.candidates.size()) + " candidate(s)";
-        if (a.outcome == Outcome::Found && props.fallback) p.superseded = &source;
+        // Only a different certificate is the recipient's own: the same one (published to the
+        // directory, or imported into the store) found by the higher-priority source retires nothing.
+        if (a.outcome == Outcome::Found && props.fallback && p.result.outcome == Outcome::Found &&
+            !shares_certificate(a.candidates, p.result.selected))
+            p.superseded = &source;
     } else if (a.outcome == Outcome::Found && props.fallback) {
         hold_fallback(source, p, trace, a.candidates);
     } else if (a.outcome == Outcome::Found && a.not_modified && p.stale && !p.stale->negative) {
@@ -204,17 +231,6 @@ void Chain::sources_step(const std::vector<CertificateSource*>& sources, std::ve
         if (a.failure) std::rethrow_exception(a.failure);
     for (Asked& a : asked) take_answers(a);
 }
-
-namespace {
-
-bool shares_certificate(const std::vector<crypto::Certificate>& a, const std::vector<crypto::Certificate>& b) {
-    for (const crypto::Certificate& x : a)
-        for (const crypto::Certificate& y : b)
-            if (x.fingerprint_sha256() == y.fingerprint_sha256()) return true;
-    return false;
-}
-
-}  // namespace
 
 // After every step: a stale entry when a source failed, else the final outcome and why.
 void Chain::finish(Pending& p) const {

@@ -32,6 +32,10 @@ void IssuedSource::superseded(const Query& query, const std::string& winner) {
     issued_->superseded(query.email, "the recipient's own certificate was found (" + winner + ")");
 }
 
+bool IssuedSource::withdrawn(const std::string& email, const crypto::Certificate& candidate) const {
+    return issued_->withdrawn(email, candidate);
+}
+
 void add_issued_source(SourceRegistry& registry, const std::shared_ptr<IssuedCertificates>& issued) {
     registry.add("issued", [issued](const Settings& /*settings*/) {
         BuiltSource b;

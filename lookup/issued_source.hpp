@@ -34,6 +34,13 @@ public:
     // The recipient's own certificate won (`reason` names the step, e.g. "directory"): the
     // issued one is retired (never deleted: old mail must still open).
     virtual void superseded(std::string_view address, const std::string& reason) = 0;
+    // True when `candidate` is a certificate our CA issued for `address` that is no longer
+    // current (revoked, or retired): the Chain never uses it, whichever source returned it
+    // (issue.publish puts issued certificates into the directory, where a revocation does not
+    // reach). A provider that never withdraws a certificate keeps the default.
+    virtual bool withdrawn(std::string_view /*address*/, const crypto::Certificate& /*candidate*/) const {
+        return false;
+    }
 };
 
 class IssuedSource : public CertificateSource {
@@ -47,6 +54,8 @@ public:
     bool vouches_for(const crypto::Certificate& candidate) const override;
     SourceAnswer lookup(const Query& query) override;
     void superseded(const Query& query, const std::string& winner) override;
+    // IssuedCertificates::withdrawn (the Chain asks it for every other source's candidates).
+    bool withdrawn(const std::string& email, const crypto::Certificate& candidate) const;
 
 private:
     std::shared_ptr<IssuedCertificates> issued_;

@@ -86,7 +86,11 @@ void NoticeWorker::run() {
 // is `issued resend` (forced). A failed send waits for its back-off.
 NoticeWorker::Due NoticeWorker::due(const keys::IssuedRecord& r, std::time_t now) const {
     if (!r.notice_due) return Due::No;
-    if (const auto it = retry_at_.find(r.address); it != retry_at_.end() && now < it->second) return Due::Later;
+    // The back-off holds only while the record still carries the failed attempt: `issued
+    // resend` sets notice_attempts to 0 and is sent at once.
+    if (const auto it = retry_at_.find(r.address);
+        it != retry_at_.end() && r.notice_attempts == it->second.attempts && now < it->second.not_before)
+        return Due::Later;
     const bool resend = r.notice_sent_at != 0 && r.issued_at <= r.notice_sent_at;
     if (!resend && r.notice_sent_at != 0 && now < r.notice_sent_at + options_.interval) return Due::Later;
     return Due::Now;
@@ -95,8 +99,8 @@ NoticeWorker::Due NoticeWorker::due(const keys::IssuedRecord& r, std::time_t now
 size_t NoticeWorker::pass() {
     const std::time_t now = base::now_from(options_.clock);
     std::string error;
-    std::vector<keys::IssuedRecord> records = book_->list(&error);
-    if (!error.empty()) log_.warning("the registry could not be listed completely: " + error);
+    std::vector<keys::IssuedRecord> records = book_->list_due(options_.max_loaded, &error);
+    if (!error.empty()) log_.warning("the due notices could not be listed completely: " + error);
     std::sort(records.begin(), records.end(),
               [](const keys::IssuedRecord& a, const keys::IssuedRecord& b) { return a.issued_at < b.issued_at; });
     size_t sent = 0;
@@ -185,16 +189,22 @@ void NoticeWorker::failed(const keys::IssuedRecord& before, const std::string& t
         next.notice_attempts = attempts;
         if (CRYPTO_memcmp(cur->token_hash.data(), token_hash.data(), std::min(cur->token_hash.size(), token_hash.size())) == 0 &&
             cur->token_hash.size() == token_hash.size()) {
+            // The previous link comes back as it was: with its lock, its wrong-code count and
+            // its code (a failed notice never hands the old link fresh guesses).
             next.notice_sent_at = before.notice_sent_at;
             next.token_hash = before.token_hash;
             next.token_expires = before.token_expires;
+            next.locked = before.locked;
+            next.wrong_codes = before.wrong_codes;
+            next.code_hash = before.code_hash;
+            next.code_expires = before.code_expires;
         }
         return next;
     }, &error);
     long long wait = options_.backoff_min;
     for (unsigned i = 1; i < attempts && wait < options_.backoff_max; ++i) wait *= 2;
     wait = std::min(wait, options_.backoff_max);
-    retry_at_[before.address] = now + static_cast<std::time_t>(wait);
+    retry_at_[before.address] = Retry{now + static_cast<std::time_t>(wait), attempts};
     log_.warning("<" + before.address + ">: the notice could not be handed over (" + why + "); attempt " +
                  std::to_string(attempts) + ", next in " + std::to_string(wait) + " s" +
                  (written ? "" : "; the record could not be put back (" + error + ")"));

@@ -3,7 +3,8 @@
 //
 // Purpose:   NoticeWorker runs one thread (base::start_worker_thread): every rescan interval
 //            (5 s, so a CLI `issued resend` reaches the daemon) and at once when woken (after
-//            an issue), it lists the registry's records and, for each one whose notice is due,
+//            an issue), it lists the records whose notice is due (the registry's due index,
+//            at most max_loaded per pass) and, for each one,
 //              1. makes the link's token: 32 bytes from RAND_bytes, base64url (43 characters);
 //              2. updates the record BEFORE the mail leaves (notice_due=false, notice_sent_at,
 //                 token_hash=sha256_hex(token), token_expires=now+token_ttl, locked=false,
@@ -13,7 +14,9 @@
 //                 issue.notice_from, and hands it to the Reinjector (milter.reinject);
 //              4. writes one audit line "pickup: event=notice address=<a> client=- ...".
 //            A failed send puts the record back (notice_due, notice_attempts+1, the previous
-//            link restored) and tries again after a back-off (1 min doubling to 1 h).
+//            link restored with its lock, wrong-code count and code) and tries again after a
+//            back-off (1 min doubling to 1 h); an `issued resend` meanwhile (notice_attempts
+//            back to 0) is sent at the next pass, whatever the back-off said.
 //            issue.notice_interval: a notice for a new issuance waits until the interval since
 //            the last notice has passed; a resend (notice_due without a new issuance since the
 //            last notice) is sent at once. At most `max_per_pass` notices per pass.
@@ -47,7 +50,9 @@ class NoticeBook {
 public:
     using Change = std::function<std::optional<keys::IssuedRecord>(const std::optional<keys::IssuedRecord>&)>;
     virtual ~NoticeBook() = default;
-    virtual std::vector<keys::IssuedRecord> list(std::string* error) const = 0;
+    // At most `limit` records whose notice is due (keys::IssuedRegistry::list_due: the due
+    // index, round robin), never every record ever issued.
+    virtual std::vector<keys::IssuedRecord> list_due(size_t limit, std::string* error) = 0;
     // keys::IssuedRegistry::update: read-modify-write under the registry's lock.
     virtual bool update(std::string_view address, const Change& change, std::string* error) = 0;
 };
@@ -59,6 +64,7 @@ struct NoticeOptions {
     long long token_ttl = 1209600;             // issue.token_ttl (s)
     std::chrono::milliseconds rescan{5000};    // how often the registry is listed
     size_t max_per_pass = 100;                 // notices per pass (bounded work)
+    size_t max_loaded = 400;                   // due records read per pass (bounded memory)
     long long backoff_min = 60;                // after the first failed send (s)
     long long backoff_max = 3600;              // cap (s)
     const base::Clock* clock = nullptr;
@@ -106,7 +112,11 @@ private:
     std::condition_variable_any cv_;
     bool stop_ SEALMILTER_GUARDED_BY(mu_) = false;
     bool woken_ SEALMILTER_GUARDED_BY(mu_) = false;
-    std::map<std::string, std::time_t> retry_at_;  // address -> not before (the worker thread only)
+    struct Retry {
+        std::time_t not_before = 0;
+        unsigned attempts = 0;  // the record's notice_attempts that failed() wrote
+    };
+    std::map<std::string, Retry> retry_at_;  // address -> back-off (the worker thread only)
     std::thread thread_;
 };
 

@@ -64,10 +64,11 @@ public:
         records[a] = r;
         return keys.at(a).cert;
     }
-    std::vector<sealmilter::keys::IssuedRecord> list(std::string* /*error*/) const override {
+    std::vector<sealmilter::keys::IssuedRecord> list_due(size_t limit, std::string* /*error*/) override {
         const std::lock_guard<std::mutex> lock(mu_);
         std::vector<sealmilter::keys::IssuedRecord> out;
-        for (const auto& [a, r] : records) out.push_back(r);
+        for (const auto& [a, r] : records)
+            if (r.notice_due && out.size() < limit) out.push_back(r);
         return out;
     }
     bool update(std::string_view address, const Change& change, std::string* /*error*/) override {

@@ -30,10 +30,12 @@ public:
 
 class MemoryBook final : public milter::NoticeBook {
 public:
-    std::vector<keys::IssuedRecord> list(std::string* /*error*/) const override {
+    std::vector<keys::IssuedRecord> list_due(size_t limit, std::string* /*error*/) override {
         const std::lock_guard<std::mutex> lock(mu_);
         std::vector<keys::IssuedRecord> out;
-        for (const auto& [a, r] : records) out.push_back(r);
+        for (const auto& [a, r] : records)
+            if (r.notice_due && out.size() < limit) out.push_back(r);
+        ++listed;
         return out;
     }
     bool update(std::string_view address, const Change& change, std::string* /*error*/) override {
@@ -54,6 +56,7 @@ public:
     }
     std::map<std::string, keys::IssuedRecord> records;
     int writes = 0;
+    int listed = 0;
 
 private:
     mutable std::mutex mu_;
@@ -251,6 +254,71 @@ TEST_F(NoticeWorkerTest, TheThreadSendsWhenWokenAndStopsCleanly) {
     w->stop();
     EXPECT_EQ(reinjector_->copies.size(), 1u);
     EXPECT_FALSE(book_->at("new@customer.example").notice_due);
+}
+
+// Review finding 2: a failed notice puts the previous link back exactly as it was: a locked
+// link stays locked with its wrong-code count and code (no fresh guesses per failed attempt).
+TEST_F(NoticeWorkerTest, AFailedSendRestoresThePreviousLinksLockAndWrongCodes) {
+    keys::IssuedRecord r = record("new@customer.example", clock_.t - 100);
+    r.notice_sent_at = clock_.t - 50;
+    r.token_hash = keys::sha256_hex("old-token");
+    r.token_expires = clock_.t + 1000;
+    r.locked = true;
+    r.wrong_codes = 5;
+    r.code_hash = keys::sha256_hex("code");
+    r.code_expires = clock_.t + 600;
+    book_->records[r.address] = r;
+    reinjector_->fail = "451 4.3.0 try later";
+    auto w = worker();
+    EXPECT_EQ(w->pass(), 0u);
+    const keys::IssuedRecord after = book_->at("new@customer.example");
+    EXPECT_TRUE(after.notice_due);
+    EXPECT_EQ(after.token_hash, keys::sha256_hex("old-token"));
+    EXPECT_TRUE(after.locked);
+    EXPECT_EQ(after.wrong_codes, 5u);
+    EXPECT_EQ(after.code_hash, keys::sha256_hex("code"));
+    EXPECT_EQ(after.code_expires, clock_.t + 600);
+}
+
+// Review finding 2: `issued resend` (notice_attempts back to 0, sent_at cleared) after a failed
+// send is not held back by the worker's in-memory back-off.
+TEST_F(NoticeWorkerTest, AResendAfterAFailedSendIgnoresTheBackOff) {
+    book_->records["new@customer.example"] = record("new@customer.example", clock_.t - 100);
+    reinjector_->fail = "451 4.3.0 try later";
+    auto w = worker();
+    EXPECT_EQ(w->pass(), 0u);
+    ASSERT_EQ(book_->at("new@customer.example").notice_attempts, 1u);
+    reinjector_->fail.clear();
+    clock_.t += 5;
+    EXPECT_EQ(w->pass(), 0u);  // still backing off
+    book_->update("new@customer.example", [](const std::optional<keys::IssuedRecord>& cur) {
+        keys::IssuedRecord n = *cur;  // what keys::resend_issued writes
+        n.notice_due = true;
+        n.notice_sent_at = 0;
+        n.notice_attempts = 0;
+        n.token_hash.clear();
+        n.token_expires = 0;
+        return std::optional<keys::IssuedRecord>(n);
+    }, nullptr);
+    EXPECT_EQ(w->pass(), 1u);
+    EXPECT_FALSE(book_->at("new@customer.example").notice_due);
+    EXPECT_EQ(reinjector_->copies.size(), 1u);
+}
+
+// Review finding 3: a pass asks the book for due records only, and at most max_loaded.
+TEST_F(NoticeWorkerTest, APassReadsOnlyDueRecordsBounded) {
+    for (int i = 0; i < 6; ++i) {
+        const std::string a = "n" + std::to_string(i) + "@customer.example";
+        book_->records[a] = record(a, clock_.t - 100 + i);
+        if (i >= 2) book_->records[a].notice_due = false;  // sent long ago
+    }
+    options_.max_loaded = 1;
+    auto w = worker();
+    EXPECT_EQ(w->pass(), 1u);
+    EXPECT_EQ(w->pass(), 1u);
+    EXPECT_EQ(w->pass(), 0u);
+    EXPECT_EQ(book_->listed, 3);
+    EXPECT_EQ(reinjector_->copies.size(), 2u);
 }
 
 }  // namespace

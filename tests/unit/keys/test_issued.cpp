@@ -7,6 +7,10 @@
 #include "tests/support/test_pki.hpp"
 
 #include <gtest/gtest.h>
+
+#include <fstream>
+
+#include <set>
 #include <openssl/pem.h>
 
 #include <filesystem>
@@ -206,6 +210,70 @@ TEST_F(IssuedTest, ADamagedRecordIsAnErrorNeverACrashNorOverwritten) {
     std::string error;
     EXPECT_FALSE(reg.get("nobody@customer.example", &error));
     EXPECT_TRUE(error.empty()) << error;
+}
+
+// Review finding 3: the notice worker reads only the due records, through the due index
+// (issued/due/<sha256(address)>), bounded per call and round robin.
+TEST_F(IssuedTest, TheDueIndexListsOnlyDueRecordsBoundedAndRoundRobin) {
+    keys::IssuedRegistry reg(root_);
+    for (int n = 0; n < 20; ++n) {
+        keys::IssuedRecord r = full_record();
+        r.address = "n" + std::to_string(n) + "@customer.example";
+        r.token_hash.clear();
+        r.notice_due = n % 5 == 0;  // 4 due
+        ASSERT_TRUE(put(reg, r));
+    }
+    size_t markers = 0;
+    for (const auto& e : fs::directory_iterator(root_ + "/issued/due")) {
+        (void)e;
+        ++markers;
+    }
+    EXPECT_EQ(markers, 4U);
+    std::string error;
+    auto due = reg.list_due(100, &error);
+    EXPECT_TRUE(error.empty()) << error;
+    std::set<std::string> all;
+    for (const auto& r : due) {
+        EXPECT_TRUE(r.notice_due);
+        all.insert(r.address);
+    }
+    EXPECT_EQ(all, (std::set<std::string>{"n0@customer.example", "n5@customer.example", "n10@customer.example",
+                                          "n15@customer.example"}));
+    // Bounded and round robin: two calls of 3 see all 4 due records.
+    std::set<std::string> seen;
+    for (int call = 0; call < 2; ++call) {
+        due = reg.list_due(3, &error);
+        EXPECT_LE(due.size(), 3U);
+        for (const auto& r : due) seen.insert(r.address);
+    }
+    EXPECT_EQ(seen, all);
+    // Sent: the marker goes with notice_due.
+    ASSERT_TRUE(reg.update("n0@customer.example", [](const std::optional<keys::IssuedRecord>& c) {
+        keys::IssuedRecord r = *c;
+        r.notice_due = false;
+        return std::optional<keys::IssuedRecord>(r);
+    }, &error));
+    EXPECT_FALSE(fs::exists(root_ + "/issued/due/" + keys::sha256_hex("n0@customer.example")));
+    EXPECT_EQ(reg.list_due(100, &error).size(), 3U);
+    // A due record without a marker (written by an older version) is indexed by the first call
+    // of a process; a stale marker (its record is not due) is dropped.
+    fs::remove(root_ + "/issued/due/" + keys::sha256_hex("n5@customer.example"));
+    std::ofstream(root_ + "/issued/due/" + keys::sha256_hex("n1@customer.example")) << "n1@customer.example";
+    keys::IssuedRegistry restarted(root_);
+    EXPECT_EQ(restarted.list_due(100, &error).size(), 3U);
+    EXPECT_TRUE(fs::exists(root_ + "/issued/due/" + keys::sha256_hex("n5@customer.example")));
+    EXPECT_FALSE(fs::exists(root_ + "/issued/due/" + keys::sha256_hex("n1@customer.example")));
+}
+
+TEST_F(IssuedTest, WithdrawnMarkers) {
+    keys::IssuedRegistry reg(root_);
+    std::string error;
+    const std::string fp(64, 'b');
+    EXPECT_FALSE(reg.is_withdrawn(fp));
+    ASSERT_TRUE(reg.mark_withdrawn(fp, &error)) << error;
+    EXPECT_TRUE(reg.is_withdrawn(fp));
+    EXPECT_FALSE(reg.mark_withdrawn("../x", &error));
+    EXPECT_FALSE(reg.is_withdrawn("../../etc/passwd"));
 }
 
 }  // namespace

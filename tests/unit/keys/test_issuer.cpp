@@ -10,6 +10,7 @@
 #include "base/ascii.hpp"
 #include "keys/master_key.hpp"
 #include "keys/store.hpp"
+#include "tests/support/test_pki.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/bn.h>
@@ -365,6 +366,99 @@ TEST_F(IssuerTest, RetireRevokeAndResend) {
     const auto fresh = i->issue("revoked@example.com", &error);
     ASSERT_TRUE(fresh) << error;
     EXPECT_NE(sealmilter::base::to_lower(fresh->fingerprint_sha256()), revoked->sha256);
+}
+
+// Review finding 12: when another Issuer (another process) wins the race for an address, the
+// key the loser escrowed leaves the store again: every escrowed key of the address is the
+// record's. Two issuers on one keys.dir, two threads each, several addresses: before the fix a
+// lost race left an escrowed key without a record.
+TEST_F(IssuerTest, ALostIssuanceRaceLeavesNoEscrowedKeyWithoutARecord) {
+    auto a = issuer(3);
+    auto b = issuer(3);
+    ASSERT_TRUE(a && b);
+    for (int n = 0; n < 3; ++n) {
+        const std::string address = "lost-race-" + std::to_string(n) + "@example.com";
+        std::vector<std::thread> threads;
+        for (int t = 0; t < 2; ++t)
+            threads.emplace_back([&, t] {
+                std::string error;
+                EXPECT_TRUE((t == 0 ? a : b)->issue(address, &error)) << error;
+            });
+        for (std::thread& t : threads) t.join();
+        const std::optional<keys::IssuedRecord> r = a->registry().get(address);
+        ASSERT_TRUE(r);
+        size_t escrowed = 0;
+        for (const keys::KeyEntry& e : store()->for_address(address)) {
+            if (e->state != keys::KeyState::Escrowed) continue;
+            ++escrowed;
+            EXPECT_EQ(e->id, r->key_id) << address;
+        }
+        EXPECT_EQ(escrowed, 1U) << address;
+    }
+}
+
+// Review finding 10: a revoked (or retired) issued certificate is withdrawn: the chain refuses
+// it from any source (the directory it was published to), also after the address got a new one.
+TEST_F(IssuerTest, RevokedAndRetiredCertificatesAreWithdrawn) {
+    auto i = issuer(3);
+    ASSERT_TRUE(i);
+    std::string error;
+    const auto first = i->issue("withdrawn@example.com", &error);
+    ASSERT_TRUE(first) << error;
+    EXPECT_FALSE(i->withdrawn("withdrawn@example.com", *first));
+    auto s = store();
+    keys::IssuedRegistry reg(options_->dir);
+    ASSERT_TRUE(keys::revoke_issued(*s, reg, "withdrawn@example.com", &error)) << error;
+    EXPECT_TRUE(i->withdrawn("withdrawn@example.com", *first));
+    const auto second = i->issue("withdrawn@example.com", &error);  // the record now names this one
+    ASSERT_TRUE(second) << error;
+    EXPECT_TRUE(i->withdrawn("withdrawn@example.com", *first));
+    EXPECT_FALSE(i->withdrawn("withdrawn@example.com", *second));
+    i->retire("withdrawn@example.com", "their own certificate appeared");
+    EXPECT_TRUE(i->withdrawn("withdrawn@example.com", *second));
+    // A certificate of another CA is never ours to withdraw.
+    const auto other = sealmilter::testing::make_identity({.email = "withdrawn@example.com"});
+    EXPECT_FALSE(i->withdrawn("withdrawn@example.com", other.cert));
+}
+
+// Review finding 2: resend kills the old link at once (token hash, expiry and the token file),
+// so clearing the lock never reopens a link that may have been guessed at.
+TEST_F(IssuerTest, ResendRemovesTheOldLinkAtOnce) {
+    auto i = issuer(1);
+    ASSERT_TRUE(i);
+    std::string error;
+    ASSERT_TRUE(i->issue("old-link@example.com", &error)) << error;
+    keys::IssuedRegistry reg(options_->dir);
+    const std::string token_hash = keys::sha256_hex("old-token");
+    ASSERT_TRUE(reg.update("old-link@example.com", [&](const std::optional<keys::IssuedRecord>& c) {
+        keys::IssuedRecord r = *c;
+        r.notice_due = false;
+        r.notice_sent_at = 1700000000;
+        r.token_hash = token_hash;
+        r.token_expires = 1900000000;
+        r.locked = true;
+        r.wrong_codes = 5;
+        return std::optional<keys::IssuedRecord>(r);
+    }, &error));
+    ASSERT_TRUE(reg.by_token_hash(token_hash));
+    ASSERT_TRUE(keys::resend_issued(reg, "old-link@example.com", &error)) << error;
+    const auto r = reg.get("old-link@example.com");
+    EXPECT_TRUE(r->token_hash.empty());
+    EXPECT_EQ(r->token_expires, 0);
+    EXPECT_FALSE(reg.by_token_hash(token_hash));
+    EXPECT_FALSE(fs::exists(options_->dir + "/issued/t-" + token_hash));
+}
+
+// Review finding 12: a key generation that keeps failing is retried after a growing back-off,
+// not in a tight loop (RSA-1 always fails). Counted over half a second: a busy loop makes
+// thousands of attempts; the back-off (100 ms, 200 ms, ...) at most a handful.
+TEST(KeyPairPool, AFailingGenerationBacksOff) {
+    keys::KeyPairPool pool(1, 2, 1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    const unsigned long long failures = pool.failures();
+    EXPECT_GE(failures, 1U);
+    EXPECT_LE(failures, 10U);
+    EXPECT_EQ(pool.ready(), 0U);
 }
 
 TEST(KeyPairPool, FillsToItsTargetAndTakeNeverWaits) {

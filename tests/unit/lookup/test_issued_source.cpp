@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -43,8 +45,13 @@ public:
         retired[std::string(address)] = reason;
         certs.erase(std::string(address));
     }
+    bool withdrawn(std::string_view /*address*/, const crypto::Certificate& candidate) const override {
+        const std::lock_guard<std::mutex> lock(mu_);
+        return withdrawn_fingerprints.count(candidate.fingerprint_sha256()) != 0;
+    }
     std::map<std::string, crypto::Certificate> certs;
     std::map<std::string, std::string> retired;
+    std::set<std::string> withdrawn_fingerprints;
 
 private:
     mutable std::mutex mu_;
@@ -236,6 +243,42 @@ TEST(IssuedRegistry, OffWithoutAnIssuerOnWithOne) {
     EXPECT_TRUE(on.source->properties().fallback);
     EXPECT_FALSE(on.source->properties().cacheable);
     EXPECT_FALSE(on.source->properties().negative_authoritative);
+}
+
+// Review finding 9: a higher-priority source asked in parallel (the store, where an admin
+// imported the issued certificate) that finds the issued certificate itself retires nothing.
+TEST_F(IssuedSourceTest, TheIssuedCertificateFoundInParallelByTheStoreRetiresNothing) {
+    const auto ours = make_identity({.email = "new@customer.example"});
+    store_.answers["new@customer.example"] = found(ours.cert);
+    issued_->certs.insert_or_assign("new@customer.example", ours.cert);
+    auto c = chain({"store", "issued", "cache", "directory"});
+    const auto r = c.resolve({"new@customer.example"});
+    ASSERT_EQ(r[0].outcome, lookup::Outcome::Found) << r[0].reason;
+    EXPECT_EQ(r[0].source, "store");
+    EXPECT_TRUE(issued_->retired.empty());
+    EXPECT_TRUE(issued_->current("new@customer.example").has_value());
+}
+
+// Review finding 10: a revoked issued certificate published to the directory (issue.publish)
+// is never used from there, nor from the cache.
+TEST_F(IssuedSourceTest, AWithdrawnIssuedCertificateIsNotUsedFromAnotherSource) {
+    const auto revoked = make_identity({.email = "new@customer.example"});
+    issued_->withdrawn_fingerprints.insert(revoked.cert.fingerprint_sha256());
+    directory_.answers["new@customer.example"] = found(revoked.cert);
+    auto c = chain();
+    auto r = c.resolve({"new@customer.example"});
+    EXPECT_NE(r[0].outcome, lookup::Outcome::Found);
+    ASSERT_FALSE(r[0].trace.empty());
+    EXPECT_NE(r[0].reason.find("withdrawn"), std::string::npos) << r[0].reason;
+    // A cache entry made before the revocation is refused the same way.
+    cache_->put_positive("cached@customer.example", {make_identity({.email = "cached@customer.example"}).cert},
+                         "directory", 600, std::nullopt, "");
+    const auto cached_revoked = make_identity({.email = "other@customer.example"});
+    issued_->withdrawn_fingerprints.insert(cached_revoked.cert.fingerprint_sha256());
+    cache_->put_positive("other@customer.example", {cached_revoked.cert}, "directory", 600, std::nullopt, "");
+    r = c.resolve({"other@customer.example", "cached@customer.example"});
+    EXPECT_NE(r[0].outcome, lookup::Outcome::Found);
+    EXPECT_EQ(r[1].outcome, lookup::Outcome::Found) << r[1].reason;
 }
 
 }  // namespace
