@@ -476,5 +476,13 @@ def run(gw, check, new_id, reply_ok):
         dec = subprocess.run([gw.bin, "decrypt", "-c", gw.conf], stdin=f, capture_output=True, timeout=60)
     check("issue own: the store's issued key still opens the first message",
           dec.returncode == 0 and b"Your statement for November is ready." in dec.stdout, dec.stderr[-300:])
+    import metrics_group  # docs/logging.md's patterns, read the way the metrics group reads them
+    patterns = [p for p, _e, _must, heading in metrics_group.documented_patterns(gw.source)
+                if heading.startswith(("Certificate issued", "Pickup notices"))]
+    lines = [ln for ln in gw.log().splitlines()
+             if "certificate issued:" in ln or ln.startswith(("notices: ", "issue: <"))]
+    check("issue: the issuing and notice lines match docs/logging.md", lines and patterns and
+          all(any(p.match(ln) for p in patterns) for ln in lines),
+          ([ln for ln in lines if not any(p.match(ln) for p in patterns)][:5], len(patterns)))
     shots = sorted(os.listdir(ARTIFACTS))
     check("issue: a screenshot of every page is kept", len(shots) >= 8, shots)
