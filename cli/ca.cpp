@@ -26,14 +26,6 @@ constexpr const char* kCaUsage =
     "Exit: 0 ok, 1 no CA (show), 64 usage, 65 bad input (not a CA, wrong password), 66 unreadable\n"
     "file, 73 a CA exists already, 78 bad key store or configuration";
 
-std::string pem_of(const crypto::Certificate& c) {
-    crypto::BIO_ptr mem(BIO_new(BIO_s_mem()));
-    if (!mem || PEM_write_bio_X509(mem.get(), c.native()) != 1) crypto::throw_openssl("PEM_write_bio_X509");
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(mem.get(), &data);
-    return {data, static_cast<size_t>(n)};
-}
-
 int exists_or(const std::string& error, int otherwise) {
     return error.find("exists already") != std::string::npos ? 73 : otherwise;
 }
@@ -103,7 +95,7 @@ int cmd_ca(int argc, char** argv) {
             throw CliError(exists_or(error, code), "ca init: " + error);
         }
         note("issuing CA " + c->subject() + " sha256 " + c->fingerprint_sha256() + " written to " + store->options().dir + "/ca.pem");
-        std::cout << pem_of(*c);
+        std::cout << c->pem();
         return std::cout.flush() ? kOk : kIoErr;
     }
     const std::string pass = p.vm.count("password-file") != 0U ? read_secret_file(p.vm["password-file"].as<std::string>()) : "";

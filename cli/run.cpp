@@ -1,6 +1,7 @@
 // cli/run.cpp — `sealmilter run [-c FILE]`: the milter daemon (foreground; systemd manages it).
 // Builds the Services snapshot from the config; SIGHUP re-reads config, policy, trust anchors
 // and sources, and keeps the old snapshot when the new one is invalid.
+#include "base/socket_address.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/issuing.hpp"
@@ -236,24 +237,11 @@ bool loopback(const std::string& host) {
 
 // Why HOST:PORT cannot be bound, asked of the kernel directly (civetweb only says it failed).
 std::string bind_error(const std::string& host, int port) {
-    sockaddr_storage ss{};
-    socklen_t len = 0;
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(static_cast<uint16_t>(port));
-        len = sizeof *v4;
-    } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(static_cast<uint16_t>(port));
-        len = sizeof *v6;
-    } else {
-        return "the host must be an IP address";
-    }
-    const base::UniqueFd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const std::optional<base::SocketAddress> a = base::ip_socket_address(host, port);
+    if (!a) return "the host must be an IP address";
+    const base::UniqueFd fd(socket(a->family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (fd.get() < 0) return std::strerror(errno);
-    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+    if (bind(fd.get(), a->get(), a->length) != 0)
         return errno == EADDRINUSE ? "the port is already in use by another process" : std::strerror(errno);
     return "the HTTP server did not start";
 }
@@ -379,7 +367,7 @@ int cmd_run(int argc, char** argv) {
         : issuing                                ? issuing->issuer()
                                                  : open_pickup_issuer(*p.config, log);
     const std::unique_ptr<pickup::PickupService> pickup_service =
-        start_pickup(*p.config, holder, [pickup_issuer] { return pickup_issuer; }, log);
+        start_pickup(*p.config, holder, [pickup_issuer] { return std::shared_ptr<keys::Issuer>(pickup_issuer); }, log);
     const std::string socket = p.config->get("milter.socket");
     if (p.config->get_bool("milter.dry_run")) log.info("dry run: decisions are logged, no mail is changed");
     // Same file, same command-line overrides: only what the files say can change.

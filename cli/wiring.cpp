@@ -100,7 +100,7 @@ std::shared_ptr<lookup::Publisher> make_publisher(const conf::Config& c, bool ba
 std::unique_ptr<LookupStack> build_lookup(const conf::Config& c,
                                           const std::function<void(const std::string&)>& on_error,
                                           const SharedState* shared,
-                                          std::shared_ptr<lookup::IssuedCertificates> issued) {
+                                          const std::shared_ptr<lookup::IssuedCertificates>& issued) {
     const SharedState own = shared != nullptr ? SharedState{} : shared_state(c);
     const SharedState& state = shared != nullptr ? *shared : own;
     try {

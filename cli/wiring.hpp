@@ -55,7 +55,7 @@ SharedState shared_state(const conf::Config& config);
 std::unique_ptr<LookupStack> build_lookup(const conf::Config& config,
                                           const std::function<void(const std::string&)>& on_error,
                                           const SharedState* shared = nullptr,
-                                          std::shared_ptr<lookup::IssuedCertificates> issued = nullptr);
+                                          const std::shared_ptr<lookup::IssuedCertificates>& issued = nullptr);
 // Where harvested certificates are kept: harvest.dir, or PostgreSQL (database.shared).
 std::shared_ptr<const lookup::HarvestStorage> harvest_storage(const conf::Config& config, const SharedState& shared);
 // The re-injection journal: milter.spool_dir/reinjected, or PostgreSQL (database.shared).

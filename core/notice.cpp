@@ -129,22 +129,6 @@ std::string pickup_link(const std::string& pickup_url, const std::string& token)
     return base + "/p/" + token;
 }
 
-std::string html_escape(std::string_view text) {
-    std::string out;
-    out.reserve(text.size());
-    for (const char c : text) {
-        switch (c) {
-        case '&': out += "&amp;"; break;
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '"': out += "&quot;"; break;
-        case '\'': out += "&#39;"; break;
-        default: out += c;
-        }
-    }
-    return out;
-}
-
 std::string compose_notice(const NoticeSettings& s, const NoticeFacts& f) {
     ensure_gmime();
     const std::string link = pickup_link(s.pickup_url, f.token);

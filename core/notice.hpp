@@ -18,6 +18,8 @@
 //            in core/sign (the caller keeps the notice due and retries).
 #pragma once
 
+#include "base/encoding.hpp"  // base::html_escape
+
 #include "core/sign.hpp"
 #include "crypto/base64.hpp"
 
@@ -25,6 +27,8 @@
 #include <string>
 
 namespace sealmilter::core {
+
+using base::html_escape;  // the one HTML escaping (base/encoding.hpp)
 
 struct NoticeSettings {
     std::string org_name = "Example Bank";  // issue.org_name
@@ -43,8 +47,6 @@ struct NoticeFacts {
 // The pickup link: "<pickup_url>/p/<token>" (one slash between them).
 std::string pickup_link(const std::string& pickup_url, const std::string& token);
 
-// HTML-escapes & < > " ' (text and attribute values).
-std::string html_escape(std::string_view text);
 
 // The unsigned notice (CRLF line endings).
 std::string compose_notice(const NoticeSettings& settings, const NoticeFacts& facts);

@@ -26,14 +26,6 @@ std::optional<crypto::Certificate> certificate_of(const IssuedRecord& r) {
     return parsed.certificates.front();
 }
 
-std::string pem_of(const crypto::Certificate& c) {
-    crypto::BIO_ptr mem(BIO_new(BIO_s_mem()));
-    if (!mem || PEM_write_bio_X509(mem.get(), c.native()) != 1) crypto::throw_openssl("PEM_write_bio_X509");
-    char* data = nullptr;
-    const long n = BIO_get_mem_data(mem.get(), &data);
-    return {data, static_cast<size_t>(n)};
-}
-
 // The key into the store as `escrowed`. The store re-reads its index under its writer lock
 // before it changes it; a backend that still sees another writer in between (PostgreSQL: the
 // stored index changed) refuses, and one more try starts again from the index as it is then.
@@ -166,7 +158,7 @@ std::optional<crypto::Certificate> Issuer::issue(std::string_view address, std::
             r.address = lower;
             r.key_id = entry->id;
             r.sha256 = entry->sha256();
-            r.certificate_pem = pem_of(*cert);
+            r.certificate_pem = cert->pem();
             r.state = IssuedState::Escrowed;
             r.issued_at = now;
             r.state_changed_at = now;

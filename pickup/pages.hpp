@@ -11,13 +11,16 @@
 // Errors:    none.
 #pragma once
 
+#include "base/encoding.hpp"  // base::html_escape
+
 #include <optional>
 #include <string>
 #include <string_view>
 
 namespace sealmilter::pickup {
 
-std::string html_escape(std::string_view s);
+using base::html_escape;  // the one HTML escaping (base/encoding.hpp)
+
 
 struct Look {
     std::string org_name;   // issue.org_name

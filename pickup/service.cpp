@@ -3,6 +3,7 @@
 #include "pickup/service.hpp"
 
 #include "base/handle.hpp"
+#include "base/socket_address.hpp"
 #include "pickup/flow.hpp"
 
 #include <arpa/inet.h>
@@ -50,26 +51,15 @@ std::optional<Listener> bind_listener(const std::string& where, std::string* err
         *error = "pickup.listen " + where + ": bad port";
         return std::nullopt;
     }
-    sockaddr_storage ss{};
-    socklen_t len = 0;
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
-        v4->sin_family = AF_INET;
-        v4->sin_port = htons(static_cast<uint16_t>(port));
-        len = sizeof *v4;
-    } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
-        v6->sin6_family = AF_INET6;
-        v6->sin6_port = htons(static_cast<uint16_t>(port));
-        len = sizeof *v6;
-    } else {
+    const std::optional<base::SocketAddress> a = base::ip_socket_address(host, static_cast<int>(port));
+    if (!a) {
         *error = "pickup.listen " + where + ": the host must be an IP address";
         return std::nullopt;
     }
-    Listener l{base::UniqueFd(socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)), 0};
+    Listener l{base::UniqueFd(socket(a->family(), SOCK_STREAM | SOCK_CLOEXEC, 0)), 0};
     const int one = 1;
     if (l.fd.get() < 0 || setsockopt(l.fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        bind(l.fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(l.fd.get(), 64) != 0) {
+        bind(l.fd.get(), a->get(), a->length) != 0 || ::listen(l.fd.get(), 64) != 0) {
         *error = "pickup.listen " + where + ": cannot listen: " +
                  (errno == EADDRINUSE ? std::string("the port is already in use by another process")
                                       : std::string(std::strerror(errno)));
