@@ -12,10 +12,11 @@
 //                           Issue, keys::uncertifiable_reason, the pool's ready()
 //   BM_RcptIssueFirstSeen   the same, the directory asked (a scripted source answering 404 at
 //                           once: no network, so this is our own cost only)
-// The issuer is a stand-in whose ready() is what KeyPairPool::ready() is (a mutex and a
-// count): the real pool is part A's (keys/issuer.cpp); uncertifiable_reason is keys'.
+// The issuer's RCPT-time parts are the real ones: KeyPairPool::ready(), IssuedRegistry::get()
+// (the `issued` source), keys::uncertifiable_reason.
 // Every verdict is checked (accepted, and the lookup answered as expected); a wrong one ends
 // the run with exit 1.
+#include "crypto/certificate_builder.hpp"
 #include "keys/issuer.hpp"
 #include "lookup/cache.hpp"
 #include "lookup/issued_source.hpp"
@@ -37,32 +38,37 @@ namespace {
 
 using namespace sealmilter;
 
-class PoolStandIn final : public milter::CertificateIssuer, public lookup::IssuedCertificates {
+// What cli/issuing's adapter does at RCPT time, over the real parts: keys::KeyPairPool::ready()
+// (one pooled RSA-2048 pair, no generating thread) and the registry read of the `issued` source
+// (keys::IssuedRegistry::get on a keys.dir: a file that does not exist for a new address).
+class RcptIssuer final : public milter::CertificateIssuer, public lookup::IssuedCertificates {
 public:
+    explicit RcptIssuer(const std::string& keys_dir) : registry_(keys_dir) { pool_.put(crypto::generate_rsa_key(2048)); }
     std::optional<std::string> uncertifiable_reason(std::string_view address) const override {
         return keys::uncertifiable_reason(address);
     }
-    bool ready() const override {
-        const std::lock_guard<std::mutex> lock(mu_);
-        return ready_ > 0;
-    }
+    bool ready() const override { return pool_.ready() > 0; }
     std::optional<crypto::Certificate> issue(std::string_view /*address*/, std::string* error) override {
         *error = "not issued at RCPT time";
         return std::nullopt;
     }
-    std::optional<crypto::Certificate> current(std::string_view /*address*/) const override { return std::nullopt; }
+    std::optional<crypto::Certificate> current(std::string_view address) const override {
+        const std::optional<keys::IssuedRecord> r = registry_.get(address);
+        if (!r) return std::nullopt;
+        return crypto::parse_certificates(r->certificate_pem).certificates.front();
+    }
     void superseded(std::string_view /*address*/, const std::string& /*reason*/) override {}
 
 private:
-    mutable std::mutex mu_;
-    size_t ready_ = 8;  // a warm pool
+    keys::KeyPairPool pool_{2048, 1, 0};  // a warm pool: its generating threads are not what RCPT waits for
+    keys::IssuedRegistry registry_;
 };
 
 struct Stack {
     std::filesystem::path dir;
     std::unique_ptr<lookup::SqliteCache> cache;
     std::unique_ptr<lookup::Validator> validator;
-    std::shared_ptr<PoolStandIn> issuer = std::make_shared<PoolStandIn>();
+    std::shared_ptr<RcptIssuer> issuer;
     std::unique_ptr<lookup::IssuedSource> issued;
     testing::ScriptedSource directory{"directory"};
     std::unique_ptr<lookup::Chain> chain;
@@ -79,6 +85,7 @@ struct Stack {
         co.negative_ttl = 86400;
         cache = std::make_unique<lookup::SqliteCache>(co);
         validator = std::make_unique<lookup::Validator>(lookup::ValidatorOptions{});
+        issuer = std::make_shared<RcptIssuer>((dir / "keys").string());
         issued = std::make_unique<lookup::IssuedSource>(issuer);
         chain = std::make_unique<lookup::Chain>(std::vector<std::string>{"issued", "cache", "directory"},
                                                 std::vector<lookup::CertificateSource*>{issued.get(), &directory},

@@ -42,7 +42,7 @@ print(f"| Machine | {data['context'].get('num_cpus')} CPUs, {data['context'].get
 print(f"| Source | git {sys.argv[5]}{sys.argv[6]} |")
 print(f"| Load average (1/5/15 min) | before {sys.argv[3]}, after {sys.argv[4]} |")
 print("| Method | Google Benchmark over `milter::Transaction::recipient()` (the bounded resolver, a Chain in the default order issued, cache, directory with a real SQLite cache, the RCPT decision), 5 repetitions, medians |")
-print("| Issuer | a stand-in whose `ready()` is a mutex and a count, as `KeyPairPool::ready()`; the pool itself (part A) is not in this branch |\n")
+print("| Issuer | the RCPT-time parts are real: `keys::KeyPairPool::ready()` (warm), `keys::IssuedRegistry::get()` for the `issued` source, `keys::uncertifiable_reason` |\n")
 print("| benchmark | what | wall time per RCPT | CPU time | ratio to the cache hit (wall) |\n|---|---|---|---|---|")
 for name, what in rows:
     print(f"| `{name}` | {what} | {wall[name] / 1000:.1f} µs | {cpu[name] / 1000:.1f} µs | {wall[name] / base:.2f}x |")
