@@ -94,4 +94,11 @@ std::string read_secret_file(const std::string& path) {
 
 void note(const std::string& text) { std::cerr << "sealmilter: " << text << "\n"; }
 
+std::pair<std::string, int> host_port(const std::string& v) {
+    const size_t colon = v.rfind(':');
+    std::string host = v.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    return {host, std::atoi(v.c_str() + colon + 1)};
+}
+
 }  // namespace sealmilter::cli

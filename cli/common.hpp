@@ -17,6 +17,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sealmilter::cli {
@@ -72,6 +73,9 @@ std::unique_ptr<Input> read_input(const conf::Config& config);
 std::string read_secret_file(const std::string& path);  // first line, no line break
 
 void note(const std::string& text);  // "sealmilter: text" on stderr
+// A HOST:PORT or [IPv6]:PORT value the configuration already validated (conf/kinds.hpp:
+// milter.reinject, metrics.listen), only taken apart.
+std::pair<std::string, int> host_port(const std::string& value);
 
 // The signer of `m` for `sign` and `encrypt --sign` (cli/sign.cpp): --key FILE or the key
 // store, --from or the From address (core::choose_signer). `ring` keeps the key ring alive.

@@ -164,13 +164,7 @@ std::shared_ptr<Issuing> Issuing::open(const conf::Config& c, const base::Logger
     std::shared_ptr<Issuing> out(new Issuing());
     out->issuer_ = issuer;
     out->adapter_ = std::make_shared<Adapter>(issuer, log.child("issue"));
-    const auto [host, port] = [&c] {
-        const std::string& v = c.get("milter.reinject");
-        const size_t colon = v.rfind(':');
-        std::string h = v.substr(0, colon);
-        if (h.size() >= 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
-        return std::pair<std::string, int>(h, std::atoi(v.c_str() + colon + 1));
-    }();
+    const auto [host, port] = host_port(c.get("milter.reinject"));
     auto reinjector = std::make_shared<milter::SmtpReinjector>(host, port, static_cast<long>(c.get_int("milter.reinject_timeout_ms")));
     milter::NoticeOptions options = notice_options(c);
     const core::SignSettings sign = options.sign;

@@ -78,15 +78,6 @@ std::optional<crypto::Certificate> load_archive_cert(const conf::Config& c, cons
     return cert;
 }
 
-// milter.reinject was validated as HOST:PORT or [IPv6]:PORT when the configuration was read
-// (conf/kinds.hpp); here it is only taken apart.
-std::pair<std::string, int> host_port(const std::string& v) {
-    const size_t colon = v.rfind(':');
-    std::string host = v.substr(0, colon);
-    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-    return {host, std::atoi(v.c_str() + colon + 1)};
-}
-
 core::PlanSettings plan_settings(const conf::Config& c, const LookupStack& stack, const base::Logger& log) {
     core::PlanSettings p;
     p.policy = load_policy(c, log);

@@ -187,8 +187,7 @@ void NoticeWorker::failed(const keys::IssuedRecord& before, const std::string& t
         keys::IssuedRecord next = *cur;
         next.notice_due = true;
         next.notice_attempts = attempts;
-        if (CRYPTO_memcmp(cur->token_hash.data(), token_hash.data(), std::min(cur->token_hash.size(), token_hash.size())) == 0 &&
-            cur->token_hash.size() == token_hash.size()) {
+        if (keys::digests_equal(cur->token_hash, token_hash)) {
             // The previous link comes back as it was: with its lock, its wrong-code count and
             // its code (a failed notice never hands the old link fresh guesses).
             next.notice_sent_at = before.notice_sent_at;

@@ -5,6 +5,7 @@
 // the previous link; bounded work per pass; the thread is woken and stops cleanly.
 #include "keys/issued.hpp"
 #include "milter/notices.hpp"
+#include "tests/support/manual_clock.hpp"
 #include "tests/support/fake_mta.hpp"
 
 #include <gtest/gtest.h>
@@ -22,11 +23,7 @@ using sealmilter::testing::FakeReinjector;
 
 namespace {
 
-class ManualClock final : public sealmilter::base::Clock {
-public:
-    std::time_t now() const override { return t.load(); }
-    std::atomic<std::time_t> t{1767225600};
-};
+using sealmilter::testing::ManualClock;
 
 class MemoryBook final : public milter::NoticeBook {
 public:
@@ -132,7 +129,7 @@ protected:
             }));
     }
 
-    ManualClock clock_;
+    ManualClock clock_{1767225600};
     std::shared_ptr<MemoryBook> book_;
     std::shared_ptr<CheckingReinjector> reinjector_;
     milter::NoticeOptions options_;

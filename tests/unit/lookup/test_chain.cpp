@@ -3,6 +3,7 @@
 #include "lookup/cache.hpp"
 #include "lookup/chain.hpp"
 #include "lookup/store.hpp"
+#include "tests/support/manual_clock.hpp"
 #include "tests/support/scripted_source.hpp"
 #include "tests/support/test_pki.hpp"
 
@@ -23,11 +24,7 @@ using sealmilter::testing::make_identity;
 
 namespace {
 
-class ManualClock final : public sealmilter::base::Clock {
-public:
-    std::time_t now() const override { return t; }
-    std::time_t t = std::time(nullptr);
-};
+using sealmilter::testing::ManualClock;
 
 lookup::SourceAnswer found(const crypto::Certificate& c, std::string etag = {}) {
     lookup::SourceAnswer a;

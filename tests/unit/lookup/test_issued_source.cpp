@@ -6,6 +6,7 @@
 #include "lookup/chain.hpp"
 #include "lookup/issued_source.hpp"
 #include "lookup/settings.hpp"
+#include "tests/support/manual_clock.hpp"
 #include "tests/support/scripted_source.hpp"
 #include "tests/support/test_pki.hpp"
 
@@ -25,11 +26,7 @@ using sealmilter::testing::ScriptedSource;
 
 namespace {
 
-class ManualClock final : public sealmilter::base::Clock {
-public:
-    std::time_t now() const override { return t; }
-    std::time_t t = std::time(nullptr);
-};
+using sealmilter::testing::ManualClock;
 
 // What the issuer would answer: a certificate per address, and who was retired and why.
 class FakeIssued final : public lookup::IssuedCertificates {
