@@ -366,41 +366,52 @@ bool IssuedRegistry::update(std::string_view address,
     }
 }
 
+std::string IssuedRegistry::prepare_due(std::string* error) {
+    const base::MutexLock in_process(mu_);
+    ensure_dir(due_dir(dir_));
+    if (!due_indexed_) {  // once per process: records of a version without the index
+        const FileLock across_processes(records_dir(dir_) + "/lock");
+        std::string why;
+        struct stat st {};
+        for (const IssuedRecord& r : list(&why))
+            if (r.notice_due && stat(due_path(dir_, r.address).c_str(), &st) != 0)
+                base::write_atomically(due_path(dir_, r.address), r.address, 0600);
+        if (!why.empty()) fail(error, why);
+        due_indexed_ = true;
+    }
+    return due_cursor_;
+}
+
+namespace {
+
+// The names of the due markers (bounded by the due records, not by every record ever issued);
+// nullopt and *error when the folder cannot be listed.
+std::optional<std::vector<std::string>> due_marker_names(const std::string& dd, std::string* error) {
+    const std::unique_ptr<DIR, base::Deleter<closedir>> dir(opendir(dd.c_str()));
+    if (!dir) {
+        fail(error, "cannot list " + dd + ": " + std::strerror(errno));
+        return std::nullopt;
+    }
+    std::vector<std::string> names;
+    while (const dirent* e = readdir(dir.get())) {
+        const std::string name = e->d_name;
+        if (name.size() == 64 && is_hex(name)) names.push_back(name);
+    }
+    return names;
+}
+
+}  // namespace
+
 std::vector<IssuedRecord> IssuedRegistry::list_due(size_t limit, std::string* error) {
     std::vector<IssuedRecord> out;
     try {
         const std::string d = records_dir(dir_);
         struct stat st {};
         if (stat(d.c_str(), &st) != 0) return out;  // nothing issued yet
-        std::string cursor;
-        {
-            const base::MutexLock in_process(mu_);
-            ensure_dir(due_dir(dir_));
-            if (!due_indexed_) {  // once per process: records of a version without the index
-                const FileLock across_processes(d + "/lock");
-                std::string why;
-                for (const IssuedRecord& r : list(&why))
-                    if (r.notice_due && stat(due_path(dir_, r.address).c_str(), &st) != 0)
-                        base::write_atomically(due_path(dir_, r.address), r.address, 0600);
-                if (!why.empty()) fail(error, why);
-                due_indexed_ = true;
-            }
-            cursor = due_cursor_;
-        }
-        std::vector<std::string> names;
-        {
-            const std::string dd = due_dir(dir_);
-            const std::unique_ptr<DIR, base::Deleter<closedir>> dir(opendir(dd.c_str()));
-            if (!dir) {
-                fail(error, "cannot list " + dd + ": " + std::strerror(errno));
-                return out;
-            }
-            // Bounded by the due markers (not by every record ever issued).
-            while (const dirent* e = readdir(dir.get())) {
-                const std::string name = e->d_name;
-                if (name.size() == 64 && is_hex(name)) names.push_back(name);
-            }
-        }
+        const std::string cursor = prepare_due(error);
+        std::optional<std::vector<std::string>> listed = due_marker_names(due_dir(dir_), error);
+        if (!listed) return out;
+        std::vector<std::string>& names = *listed;
         std::sort(names.begin(), names.end());
         // Round robin: from the first name after the cursor, wrapping around once.
         std::rotate(names.begin(), std::upper_bound(names.begin(), names.end(), cursor), names.end());

@@ -108,6 +108,9 @@ public:
     const std::string& dir() const noexcept { return dir_; }
 
 private:
+    // list_due()'s first part: the due/ folder exists, records of a version without the index
+    // are indexed once per process; returns the round-robin cursor.
+    std::string prepare_due(std::string* error);
     std::string dir_;
     const base::Clock* clock_;
     mutable base::Mutex mu_;
